@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests for src/common: error names, allocation fault injection, buffers, log, time. */
+#include "test.h"
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/time.h"
+
+static void test_error_names(void)
+{
+    CHECK(strcmp(tern_errname(TERN_EMALFORMED), "TERN_EMALFORMED") == 0);
+    CHECK(strcmp(tern_strerror(TERN_OK), "success") == 0);
+    CHECK(strcmp(tern_strerror(TERN_ENOMEM), "out of memory") == 0);
+    CHECK(strcmp(tern_errname(12345), "TERN_E?") == 0);
+    CHECK(strcmp(tern_strerror(-9999), "unknown error") == 0);
+}
+
+static void test_alloc_fail_nth(void)
+{
+    uint64_t before = tern_alloc_failed_count();
+    tern_alloc_fail_after(3);
+    void *a = tern_malloc(8);
+    void *b = tern_calloc(2, 8);
+    void *c = tern_malloc(8); /* the third fails */
+    void *d = tern_malloc(8); /* and the hook is off again */
+    CHECK(a != NULL);
+    CHECK(b != NULL);
+    CHECK(c == NULL);
+    CHECK(d != NULL);
+    CHECK_EQ(tern_alloc_failed_count(), before + 1);
+    tern_free(a);
+    tern_free(b);
+    tern_free(d);
+    tern_free(NULL);
+    char *s = tern_strndup("hello world", 5);
+    CHECK(s != NULL && strcmp(s, "hello") == 0);
+    tern_free(s);
+}
+
+static void test_buf_cap_and_consume(void)
+{
+    struct tern_buf b;
+    tern_buf_init(&b, 1000);
+    CHECK_ERR(tern_buf_append(&b, "abcdef", 6), TERN_OK);
+    CHECK_EQ(b.len, 6);
+    tern_buf_consume(&b, 2);
+    CHECK_MEM(tern_buf_head(&b), "cdef", 4);
+    uint8_t big[1000];
+    memset(big, 'x', sizeof big);
+    /* 4 + 997 > max: refused, contents untouched */
+    CHECK_ERR(tern_buf_append(&b, big, 997), TERN_EOVERFLOW);
+    CHECK_EQ(b.len, 4);
+    CHECK_ERR(tern_buf_append(&b, big, 996), TERN_OK);
+    CHECK_EQ(b.len, 1000);
+    CHECK_MEM(tern_buf_head(&b), "cdefxx", 6);
+    tern_buf_consume(&b, 2000);
+    CHECK_EQ(b.len, 0);
+    tern_buf_shrink(&b, 0);
+    CHECK(b.data == NULL);
+    tern_buf_fini(&b);
+}
+
+static void test_buf_tail_commit_and_oom(void)
+{
+    struct tern_buf b;
+    tern_buf_init(&b, 1 << 20);
+    tern_alloc_fail_after(1);
+    CHECK_ERR(tern_buf_reserve(&b, 10), TERN_ENOMEM);
+    CHECK_ERR(tern_buf_reserve(&b, 10), TERN_OK);
+    size_t room = 0;
+    uint8_t *t = tern_buf_tail(&b, &room);
+    CHECK(room >= 10);
+    memcpy(t, "0123456789", 10);
+    tern_buf_commit(&b, 10);
+    tern_buf_consume(&b, 8);
+    /* compaction keeps the unconsumed bytes */
+    CHECK_ERR(tern_buf_reserve(&b, room - 2), TERN_OK);
+    CHECK_MEM(tern_buf_head(&b), "89", 2);
+    tern_buf_fini(&b);
+}
+
+static int seen_level = -1;
+static char seen_msg[64];
+
+static void capture(enum tern_log_level level, const char *msg, void *ud)
+{
+    (void)ud;
+    seen_level = (int)level;
+    snprintf(seen_msg, sizeof seen_msg, "%s", msg);
+}
+
+static void test_log_levels(void)
+{
+    tern_log_set_callback(capture, NULL);
+    tern_log_set_level(TERN_LOG_WARNING);
+    tern_log(TERN_LOG_INFO, "hidden %d", 1);
+    CHECK_EQ(seen_level, -1);
+    tern_log(TERN_LOG_ERROR, "shown %d", 2);
+    CHECK_EQ(seen_level, TERN_LOG_ERROR);
+    CHECK(strcmp(seen_msg, "shown 2") == 0);
+    CHECK_EQ(tern_log_level_parse("notice"), TERN_LOG_NOTICE);
+    CHECK_EQ(tern_log_level_parse("loud"), -1);
+    tern_log_set_callback(NULL, NULL);
+    tern_log_set_level(TERN_LOG_INFO);
+}
+
+static void test_time_monotonic(void)
+{
+    uint64_t a = tern_time_mono_ns();
+    uint64_t b = tern_time_mono_ns();
+    CHECK(b >= a);
+    CHECK(tern_time_real_s() > 1600000000);
+}
+
+static const struct tern_test tests[] = {
+    {"error_names", test_error_names},
+    {"alloc_fail_nth", test_alloc_fail_nth},
+    {"buf_cap_and_consume", test_buf_cap_and_consume},
+    {"buf_tail_commit_and_oom", test_buf_tail_commit_and_oom},
+    {"log_levels", test_log_levels},
+    {"time_monotonic", test_time_monotonic},
+    {NULL, NULL},
+};
+
+TERN_TEST_MAIN("common", tests)
