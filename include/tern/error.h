@@ -14,30 +14,30 @@ extern "C" {
 #endif
 
 /* X(NAME, value, "message") */
-#define TERN_ERR_MAP(X)                                                                            \
-    X(OK, 0, "success")                                                                            \
-    X(ENOMEM, -1, "out of memory")                                                                 \
-    X(EINVAL, -2, "invalid argument")                                                              \
-    X(ENEEDMORE, -3, "need more input")                                                            \
-    X(EMALFORMED, -4, "malformed packet")                                                          \
-    X(EPROTOCOL, -5, "protocol error")                                                             \
-    X(ETOOBIG, -6, "packet or value too large")                                                    \
-    X(ENOSPC, -7, "buffer too small")                                                              \
-    X(EIO, -8, "input/output error")                                                               \
-    X(ECLOSED, -9, "connection closed")                                                            \
-    X(ETIMEDOUT, -10, "timed out")                                                                 \
-    X(EEXIST, -11, "already exists")                                                               \
-    X(ENOTFOUND, -12, "not found")                                                                 \
-    X(EUNSUPPORTED, -13, "not supported")                                                          \
-    X(EDENIED, -14, "not authorized")                                                              \
-    X(ECONFIG, -15, "configuration error")                                                         \
-    X(ESTORE, -16, "storage error")                                                                \
-    X(ECORRUPT, -17, "corrupt data")                                                               \
-    X(EOVERFLOW, -18, "limit reached")                                                             \
-    X(ETLS, -19, "TLS error")                                                                      \
-    X(ESYS, -20, "system call failed")                                                             \
-    X(EAGAIN, -21, "try again")                                                                    \
-    X(EBADUTF8, -22, "malformed UTF-8 string")                                                     \
+#define TERN_ERR_MAP(X)                         \
+    X(OK, 0, "success")                         \
+    X(ENOMEM, -1, "out of memory")              \
+    X(EINVAL, -2, "invalid argument")           \
+    X(ENEEDMORE, -3, "need more input")         \
+    X(EMALFORMED, -4, "malformed packet")       \
+    X(EPROTOCOL, -5, "protocol error")          \
+    X(ETOOBIG, -6, "packet or value too large") \
+    X(ENOSPC, -7, "buffer too small")           \
+    X(EIO, -8, "input/output error")            \
+    X(ECLOSED, -9, "connection closed")         \
+    X(ETIMEDOUT, -10, "timed out")              \
+    X(EEXIST, -11, "already exists")            \
+    X(ENOTFOUND, -12, "not found")              \
+    X(EUNSUPPORTED, -13, "not supported")       \
+    X(EDENIED, -14, "not authorized")           \
+    X(ECONFIG, -15, "configuration error")      \
+    X(ESTORE, -16, "storage error")             \
+    X(ECORRUPT, -17, "corrupt data")            \
+    X(EOVERFLOW, -18, "limit reached")          \
+    X(ETLS, -19, "TLS error")                   \
+    X(ESYS, -20, "system call failed")          \
+    X(EAGAIN, -21, "try again")                 \
+    X(EBADUTF8, -22, "malformed UTF-8 string")  \
     X(EBADTOPIC, -23, "invalid topic name or filter")
 
 enum tern_err {

@@ -8,8 +8,8 @@
 const char *tern_strerror(int err)
 {
     switch (err) {
-#define TERN__ERR_MSG(name, value, msg)                                                            \
-    case value:                                                                                    \
+#define TERN__ERR_MSG(name, value, msg) \
+    case value:                         \
         return msg;
         TERN_ERR_MAP(TERN__ERR_MSG)
 #undef TERN__ERR_MSG
@@ -21,8 +21,8 @@ const char *tern_strerror(int err)
 const char *tern_errname(int err)
 {
     switch (err) {
-#define TERN__ERR_NAME(name, value, msg)                                                           \
-    case value:                                                                                    \
+#define TERN__ERR_NAME(name, value, msg) \
+    case value:                          \
         return "TERN_" #name;
         TERN_ERR_MAP(TERN__ERR_NAME)
 #undef TERN__ERR_NAME

@@ -21,52 +21,52 @@ struct tern_test {
 
 extern int tern_test_failed_checks;
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);             \
-            tern_test_failed_checks++;                                                             \
-        }                                                                                          \
+#define CHECK(cond)                                                                    \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+            tern_test_failed_checks++;                                                 \
+        }                                                                              \
     } while (0)
 
-#define CHECK_EQ(a, b)                                                                             \
-    do {                                                                                           \
-        long long _a = (long long)(a), _b = (long long)(b);                                        \
-        if (_a != _b) {                                                                            \
-            fprintf(stderr, "  %s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a,    \
-                    #b, _a, _b);                                                                   \
-            tern_test_failed_checks++;                                                             \
-        }                                                                                          \
+#define CHECK_EQ(a, b)                                                                          \
+    do {                                                                                        \
+        long long _a = (long long)(a), _b = (long long)(b);                                     \
+        if (_a != _b) {                                                                         \
+            fprintf(stderr, "  %s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, \
+                    #b, _a, _b);                                                                \
+            tern_test_failed_checks++;                                                          \
+        }                                                                                       \
     } while (0)
 
 /* Compare two error codes and print their names when they differ. */
-#define CHECK_ERR(got, want)                                                                       \
-    do {                                                                                           \
-        long long _g = (long long)(got), _w = (long long)(want);                                   \
-        if (_g != _w) {                                                                            \
-            fprintf(stderr, "  %s:%d: %s: got %s (%lld), want %s (%lld)\n", __FILE__, __LINE__,   \
-                    #got, _g < 0 ? tern_errname((int)_g) : "size", _g,                             \
-                    _w < 0 ? tern_errname((int)_w) : "size", _w);                                  \
-            tern_test_failed_checks++;                                                             \
-        }                                                                                          \
+#define CHECK_ERR(got, want)                                                                    \
+    do {                                                                                        \
+        long long _g = (long long)(got), _w = (long long)(want);                                \
+        if (_g != _w) {                                                                         \
+            fprintf(stderr, "  %s:%d: %s: got %s (%lld), want %s (%lld)\n", __FILE__, __LINE__, \
+                    #got, _g < 0 ? tern_errname((int)_g) : "size", _g,                          \
+                    _w < 0 ? tern_errname((int)_w) : "size", _w);                               \
+            tern_test_failed_checks++;                                                          \
+        }                                                                                       \
     } while (0)
 
-#define CHECK_MEM(a, b, n)                                                                         \
-    do {                                                                                           \
-        if (memcmp((a), (b), (n)) != 0) {                                                          \
-            fprintf(stderr, "  %s:%d: memcmp(%s, %s, %s) differs\n", __FILE__, __LINE__, #a, #b,   \
-                    #n);                                                                           \
-            tern_test_failed_checks++;                                                             \
-        }                                                                                          \
+#define CHECK_MEM(a, b, n)                                                                       \
+    do {                                                                                         \
+        if (memcmp((a), (b), (n)) != 0) {                                                        \
+            fprintf(stderr, "  %s:%d: memcmp(%s, %s, %s) differs\n", __FILE__, __LINE__, #a, #b, \
+                    #n);                                                                         \
+            tern_test_failed_checks++;                                                           \
+        }                                                                                        \
     } while (0)
 
 int tern_test_run(const char *suite, const struct tern_test *tests, int argc, char **argv);
 
-#define TERN_TEST_MAIN(suite, table)                                                               \
-    int tern_test_failed_checks;                                                                   \
-    int main(int argc, char **argv)                                                                \
-    {                                                                                              \
-        return tern_test_run(suite, table, argc, argv);                                            \
+#define TERN_TEST_MAIN(suite, table)                    \
+    int tern_test_failed_checks;                        \
+    int main(int argc, char **argv)                     \
+    {                                                   \
+        return tern_test_run(suite, table, argc, argv); \
     }
 
 #endif /* TERN_TESTS_UNIT_TEST_H */

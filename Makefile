@@ -1,0 +1,61 @@
+# SPDX-License-Identifier: MIT
+# The commands people type. Each one installs what is missing first (scripts/deps.sh).
+#   make run       build (release) and start ternd on 127.0.0.1:1883
+#   make test      everything CI runs: format check, -Werror ASan+UBSan build, unit and
+#                  integration tests; ends with "total: N passed, N failed"
+#   make bench     benchmarks (bench/), release build
+#   make fuzz      build the libFuzzer targets and run each for FUZZ_SECONDS (default 60)
+#   make coverage  line coverage of src/ from the unit tests (gcovr)
+#   make format    clang-format every C file in place
+#   make install   release build installed under PREFIX (default /usr/local)
+PREFIX ?= /usr/local
+FUZZ_SECONDS ?= 60
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps build release run test bench fuzz coverage format install clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@cmake --preset dev >/dev/null
+	@cmake --build build/dev -j$(JOBS)
+
+release: deps
+	@cmake --preset release >/dev/null
+	@cmake --build build/release -j$(JOBS)
+
+run: release
+	@mkdir -p data
+	@echo "Starting ternd: MQTT on 127.0.0.1:1883 (Ctrl-C to stop)"
+	@exec build/release/src/broker/ternd
+
+test: deps
+	@scripts/test.sh
+
+bench: release
+	@scripts/bench.sh
+
+fuzz: deps
+	@cmake --preset fuzz >/dev/null
+	@cmake --build build/fuzz -j$(JOBS)
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+coverage: deps
+	@cmake --preset coverage >/dev/null
+	@cmake --build build/coverage -j$(JOBS)
+	@find build/coverage -name '*.gcda' -delete
+	@cd build/coverage && ctest -j$(JOBS) >/dev/null || true
+	@gcovr -r . --object-directory build/coverage --filter 'src/' --print-summary \
+	  --exclude-unreachable-branches | tail -n 40
+
+format:
+	@scripts/format.sh
+
+install: release
+	@cmake --install build/release --prefix $(PREFIX)
+
+clean:
+	@rm -rf build

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Installs what Tern needs that is missing, and nothing else: Debian packages (build tools,
+# libraries, interop clients for the tests) and the explorer's npm packages. Idempotent: when
+# everything is present it makes no network request. Run as root (or with sudo available).
+#   scripts/deps.sh          everything needed to build, run and test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  # build
+  gcc make cmake ninja-build pkg-config clang clang-format libclang-rt-14-dev
+  # libraries (DESIGN.md, Dependencies)
+  libssl-dev libsqlite3-dev libargon2-dev libcjson-dev
+  # tests, interop and coverage
+  python3 python3-paho-mqtt mosquitto mosquitto-clients libpaho-mqtt-dev gcovr
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  # "install ok installed" only when the package is fully installed
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+  # Debian starts the mosquitto service on install; Tern's tests start their own brokers on
+  # free ports, and `make run` wants 1883, so the system service is stopped and disabled.
+  if printf '%s\n' "${missing[@]}" | grep -qx mosquitto; then
+    $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || $SUDO service mosquitto stop \
+      >/dev/null 2>&1 || true
+  fi
+fi
+
+# The explorer's front-end packages (web/package.json), when the explorer exists.
+if [ -f web/package.json ] && [ ! -d web/node_modules ]; then
+  echo "deps: npm ci in web/"
+  (cd web && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else
+     npm install --no-audit --no-fund; fi) >/dev/null
+fi
+exit 0
