@@ -34,4 +34,7 @@ bool tern_topic_match(const uint8_t *filter, size_t flen, const uint8_t *name, s
 /* True when the filter contains '+' or '#'. */
 bool tern_topic_has_wildcard(const uint8_t *filter, size_t len);
 
+/* Number of levels ('/' count + 1) of a name or filter: "a" 1, "/" 2, "a//b" 3. */
+size_t tern_topic_level_count(const uint8_t *topic, size_t len);
+
 #endif /* TERN_PROTOCOL_TOPIC_H */
