@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Broker configuration: Mosquitto-compatible `key value` files.
+ *
+ * Lines are `key value...`; blank lines and lines whose first non-blank character is '#' are
+ * comments. `listener PORT [ADDR]` opens a listener section: listener options that follow apply
+ * to it until the next `listener`. Listener options before any `listener` line configure the
+ * default listener (created by `port`/`bind_address` or any of those options, as Mosquitto's
+ * legacy default listener on 1883). The common Mosquitto options keep their names and meaning,
+ * so a plain mosquitto.conf loads; see docs/config.md for every option and its default.
+ *
+ * Rules kept here: every error names `file:line` (or `<string>:line`) in the caller's message
+ * buffer and nothing is printed; an unknown option is an error, an option Mosquitto has but Tern
+ * does not implement yet is an error saying "not supported yet", a deprecated or no-op option is
+ * accepted with a note in `warnings` (never silently ignored); numbers are parsed strictly
+ * (decimal, whole token, range-checked). After a successful load every listener's `auth` block
+ * holds the effective security settings (resolved through per_listener_settings), so the runtime
+ * reads one place. The struct owns every string in it; tern_config_free releases them.
+ */
+#ifndef TERN_BROKER_CONFIG_H
+#define TERN_BROKER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* include_dir nesting and line length limits. */
+#define TERN_CONFIG_MAX_LINE  4096
+#define TERN_CONFIG_MAX_DEPTH 8
+/* Hard cap for max_topic_levels (also the subscription and retained trees' depth limit). */
+#define TERN_CONFIG_MAX_TOPIC_LEVELS 1024
+
+enum tern_listener_protocol {
+    TERN_LISTENER_MQTT = 0,
+    TERN_LISTENER_WEBSOCKETS = 1,
+};
+
+enum tern_socket_domain {
+    TERN_DOMAIN_ANY = 0, /* IPv4 and IPv6 */
+    TERN_DOMAIN_IPV4 = 1,
+    TERN_DOMAIN_IPV6 = 2,
+};
+
+enum tern_persistence_sync {
+    TERN_SYNC_OFF = 0,    /* no fsync: fastest, may lose the last commits on power loss */
+    TERN_SYNC_NORMAL = 1, /* SQLite synchronous=NORMAL in WAL mode (default) */
+    TERN_SYNC_FULL = 2,   /* fsync every commit */
+};
+
+/* log_type bits (Mosquitto's names). */
+enum tern_log_type {
+    TERN_LOGT_DEBUG = 1u << 0,
+    TERN_LOGT_ERROR = 1u << 1,
+    TERN_LOGT_WARNING = 1u << 2,
+    TERN_LOGT_NOTICE = 1u << 3,
+    TERN_LOGT_INFORMATION = 1u << 4,
+    TERN_LOGT_SUBSCRIBE = 1u << 5,
+    TERN_LOGT_UNSUBSCRIBE = 1u << 6,
+    TERN_LOGT_WEBSOCKETS = 1u << 7,
+    TERN_LOGT_ALL = 0xffu,
+};
+
+/* log_dest bits. */
+enum tern_log_dest {
+    TERN_LOGD_STDOUT = 1u << 0,
+    TERN_LOGD_STDERR = 1u << 1,
+    TERN_LOGD_SYSLOG = 1u << 2,
+    TERN_LOGD_TOPIC = 1u << 3,
+    TERN_LOGD_FILE = 1u << 4, /* path in tern_config.log_file */
+    TERN_LOGD_DLT = 1u << 5,
+};
+
+/*
+ * Authentication/authorization settings that per_listener_settings makes per listener.
+ * In the global block and while parsing, -1 / NULL mean "not set". After a successful load each
+ * listener's block is resolved: allow_anonymous and allow_zero_length_clientid are 0 or 1 and
+ * auto_id_prefix is never NULL; password_file/acl_file stay NULL when not configured.
+ */
+struct tern_auth_config {
+    int allow_anonymous;            /* Mosquitto 2 default: false */
+    int allow_zero_length_clientid; /* default: true */
+    char *auto_id_prefix;           /* default: "auto-" */
+    char *password_file;
+    char *acl_file;
+};
+
+/*
+ * TLS settings of a listener: stored as written. `enabled` is true when certfile (or keyfile)
+ * is set; the runtime must refuse a TLS listener it cannot serve rather than serve plain TCP.
+ */
+struct tern_tls_config {
+    bool enabled;
+    char *cafile;
+    char *capath;
+    char *certfile;
+    char *keyfile;
+    char *crlfile;
+    char *dhparamfile;
+    char *ciphers;       /* TLS <= 1.2 cipher list */
+    char *ciphers_tls13; /* option name: ciphers_tls1.3 */
+    char *tls_version;   /* minimum version: "tlsv1.1", "tlsv1.2", "tlsv1.3"; NULL = default */
+    bool require_certificate;
+    bool use_identity_as_username;
+    bool use_subject_as_username;
+};
+
+struct tern_listener_config {
+    uint16_t port;        /* 0 with unix_path set = Unix socket */
+    char *bind_address;   /* NULL = all addresses */
+    char *bind_interface; /* NULL = any interface */
+    char *unix_path;      /* `listener 0 /path` (Mosquitto's Unix socket form) */
+    enum tern_listener_protocol protocol;
+    enum tern_socket_domain socket_domain;
+    int64_t max_connections;  /* -1 = unlimited */
+    uint8_t max_qos;          /* 0..2, default 2 */
+    uint16_t max_topic_alias; /* default 10 */
+    bool use_username_as_clientid;
+    char *mount_point; /* NULL = none */
+    struct tern_tls_config tls;
+    struct tern_auth_config auth; /* effective after load (see above) */
+    bool is_default;              /* the legacy default listener (port/bind_address) */
+    char *origin;                 /* "file:line" where the listener was opened, for messages */
+    /* Per-listener values that were set explicitly (else inherited from the global ones). */
+    bool set_max_connections, set_max_qos, set_max_topic_alias;
+};
+
+struct tern_config {
+    /* Listeners in file order (the default listener first when it exists). */
+    struct tern_listener_config *listeners;
+    size_t nlisteners;
+
+    /* Security (global block; per listener when per_listener_settings is true). */
+    bool per_listener_settings;
+    struct tern_auth_config auth;
+    char *clientid_prefixes;  /* deprecated in Mosquitto; NULL = any client id */
+    bool check_retain_source; /* default false */
+
+    /* Limits. 0 means "no limit" where noted, as in Mosquitto. */
+    int64_t max_connections;          /* default for listeners: -1 = unlimited */
+    uint32_t max_packet_size;         /* bytes, 0 = protocol maximum (268435460) */
+    uint32_t message_size_limit;      /* payload bytes, 0 = no limit */
+    uint16_t max_inflight_messages;   /* default 20, 0 = no limit (65535) */
+    uint64_t max_inflight_bytes;      /* 0 = no limit */
+    uint32_t max_queued_messages;     /* default 1000, 0 = no limit */
+    uint64_t max_queued_bytes;        /* 0 = no limit */
+    uint64_t memory_limit;            /* bytes, 0 = no limit */
+    uint16_t max_keepalive;           /* seconds, default 65535 */
+    uint8_t max_qos;                  /* listener default */
+    uint16_t max_topic_alias;         /* listener default */
+    uint32_t max_topic_levels;        /* Tern: default 128, at most TERN_CONFIG_MAX_TOPIC_LEVELS */
+    uint32_t connect_timeout;         /* Tern: seconds to wait for CONNECT, default 10 */
+    uint32_t websockets_headers_size; /* 0 = default */
+
+    /* Behaviour. */
+    bool queue_qos0_messages;             /* default false */
+    bool retain_available;                /* default true */
+    bool upgrade_outgoing_qos;            /* default false */
+    bool set_tcp_nodelay;                 /* Tern default true (Mosquitto: false) */
+    bool connection_messages;             /* default true */
+    int64_t persistent_client_expiration; /* seconds, 0 = never */
+    uint32_t sys_interval;                /* seconds, default 10, 0 = no $SYS updates */
+    unsigned threads;                     /* Tern: worker threads, 0 = number of cores */
+
+    /* Logging. */
+    unsigned log_types; /* enum tern_log_type bits; default error|warning|notice|information */
+    unsigned log_dest;  /* enum tern_log_dest bits; default stderr */
+    char *log_file;     /* for `log_dest file PATH` */
+    bool log_timestamp; /* default true */
+    char *log_timestamp_format;
+    char *websockets_log_level;
+
+    /* Persistence. */
+    bool persistence;           /* default false */
+    char *persistence_location; /* directory, NULL = current */
+    char *persistence_file;     /* default "mosquitto.db" */
+    uint32_t autosave_interval; /* seconds, default 1800 */
+    bool autosave_on_changes;
+    enum tern_persistence_sync persistence_sync; /* Tern: default normal */
+    char *store_path; /* Tern: store database path; NULL = location/file above */
+
+    /* Process. */
+    char *pid_file; /* NULL = none */
+    char *user;     /* NULL = do not change user */
+
+    /* Notes about accepted options that have no effect (deprecated ones); owned strings. */
+    char **warnings;
+    size_t nwarnings;
+};
+
+/* Fill cfg with the defaults (no listeners). Owns nothing yet; tern_config_free is still fine. */
+void tern_config_defaults(struct tern_config *cfg);
+
+/* Release every string and array cfg owns; cfg may be reused after tern_config_defaults. */
+void tern_config_free(struct tern_config *cfg);
+
+/*
+ * Parse a configuration file into cfg (which holds tern_config_defaults or an earlier load) and
+ * resolve the listeners. On error returns TERN_ECONFIG (or TERN_ENOMEM / TERN_EIO) with a
+ * "file:line: ..." message in err (always NUL-terminated when errlen > 0); cfg is then in a
+ * consistent state that tern_config_free releases, but its values must not be used.
+ */
+int tern_config_load_file(struct tern_config *cfg, const char *path, char *err, size_t errlen);
+
+/*
+ * The same for text in memory (tests, `ternd -o`-style overrides); `name` stands for the file
+ * name in messages (NULL = "<string>"). include_dir paths are relative to the working directory.
+ */
+int tern_config_load_string(struct tern_config *cfg, const char *text, size_t len, const char *name,
+                            char *err, size_t errlen);
+
+/*
+ * Append a listener on port/addr (addr borrowed, NULL = all) with the current global defaults,
+ * e.g. for `ternd -p PORT`. Returns the new listener, or NULL when out of memory. Pointers to
+ * earlier listeners are invalidated.
+ */
+struct tern_listener_config *tern_config_add_listener(struct tern_config *cfg, uint16_t port,
+                                                      const char *addr);
+
+/*
+ * Parse a duration as persistent_client_expiration takes it: an integer followed by one of
+ * s h d w m y (second, hour, day, week, month = 30 days, year = 365 days). Returns TERN_OK
+ * and *seconds, or TERN_EINVAL.
+ */
+int tern_config_parse_duration(const char *s, int64_t *seconds);
+
+#endif /* TERN_BROKER_CONFIG_H */
