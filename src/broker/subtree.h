@@ -89,7 +89,10 @@ void tern_subtree_free(struct tern_subtree *tree);
 int tern_subtree_subscribe(struct tern_subtree *tree, const uint8_t *filter, size_t len,
                            void *session, const struct tern_sub_opts *opts, bool *existed);
 
-/* Remove session's subscription to filter (as subscribed). TERN_ENOTFOUND when none. */
+/*
+ * Remove session's subscription to filter (as subscribed). TERN_ENOTFOUND when none,
+ * TERN_EBADTOPIC / TERN_EBADUTF8 for an invalid filter. Emptied nodes are pruned.
+ */
 int tern_subtree_unsubscribe(struct tern_subtree *tree, const uint8_t *filter, size_t len,
                              void *session);
 
@@ -112,5 +115,8 @@ size_t tern_subtree_count(struct tern_subtree *tree);
 
 /* Number of subscriptions session holds. */
 size_t tern_subtree_session_count(struct tern_subtree *tree, const void *session);
+
+/* Number of tree nodes besides the two roots (memory statistics; tests check pruning). */
+size_t tern_subtree_node_count(struct tern_subtree *tree);
 
 #endif /* TERN_BROKER_SUBTREE_H */
