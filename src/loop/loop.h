@@ -52,8 +52,9 @@
 #define TERN_LOOP_WRITE 0x2u
 /*
  * Reported only (never requested): the fd has an error or the peer hung up. It is always
- * reported together with TERN_LOOP_READ (when READ is in the interest set) so a read path that
- * handles EOF and errors needs nothing special. Not reported for an fd whose interest set is 0.
+ * reported together with every bit of the interest set, so a read path that handles EOF and
+ * errors (or a connect completion check on WRITE) needs nothing special. Not reported for an fd
+ * whose interest set is 0 (a paused fd is not in epoll).
  */
 #define TERN_LOOP_HUP 0x4u
 
