@@ -34,12 +34,9 @@ static int check_string(const uint8_t *s, size_t len)
     return tern_utf8_validate(s, len);
 }
 
-/* Wildcard placement in a plain (non-shared) filter whose UTF-8 is already checked. */
+/* Wildcard placement in a plain (non-shared) filter of len >= 1 whose UTF-8 is checked. */
 static int check_plain_filter(const uint8_t *f, size_t len)
 {
-    if (len == 0) {
-        return TERN_EBADTOPIC;
-    }
     for (size_t i = 0; i < len; i++) {
         uint8_t c = f[i];
         if (c != '+' && c != '#') {
