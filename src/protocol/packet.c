@@ -221,17 +221,16 @@ static int rd_done(const struct rd *r, uint8_t *reason)
     return rd_left(r) == 0 ? TERN_OK : MALFORMED(reason);
 }
 
-/* A topic name (PUBLISH, will): bad UTF-8 is MALFORMED_PACKET, wildcards TOPIC_NAME_INVALID. */
+/*
+ * A topic name (PUBLISH, will) already read with rd_str, so its UTF-8 is known good (bad UTF-8
+ * was MALFORMED_PACKET there): what fails here is emptiness or a wildcard, TOPIC_NAME_INVALID.
+ */
 static int check_topic_name(struct tern_bytes t, uint8_t *reason)
 {
-    int rc = tern_topic_name_validate(t.ptr, t.len);
-    if (rc == TERN_OK) {
-        return TERN_OK;
+    if (tern_topic_name_validate(t.ptr, t.len) != TERN_OK) {
+        return fail(reason, TERN_EMALFORMED, TERN_RC_TOPIC_NAME_INVALID);
     }
-    if (rc == TERN_EBADUTF8) {
-        return MALFORMED(reason);
-    }
-    return fail(reason, TERN_EMALFORMED, TERN_RC_TOPIC_NAME_INVALID);
+    return TERN_OK;
 }
 
 #define TRY(expr)             \
@@ -407,12 +406,8 @@ static int decode_subscribe(struct rd *r, uint8_t version, uint8_t type, struct 
     }
     while (rd_left(r) > 0) {
         struct tern_bytes f;
-        TRY(rd_str(r, &f, reason));
-        int rc = tern_topic_filter_validate(f.ptr, f.len);
-        if (rc == TERN_EBADUTF8) {
-            return MALFORMED(reason);
-        }
-        if (rc != TERN_OK) {
+        TRY(rd_str(r, &f, reason)); /* UTF-8 checked: the filter check below is about wildcards */
+        if (tern_topic_filter_validate(f.ptr, f.len) != TERN_OK) {
             return fail(reason, TERN_EMALFORMED, TERN_RC_TOPIC_FILTER_INVALID);
         }
         if (type == TERN_SUBSCRIBE) {

@@ -325,12 +325,9 @@ static bool start(struct tern_props_builder *b, uint8_t id, uint8_t type)
     return true;
 }
 
+/* A length-prefixed field; callers have checked len <= 65535. */
 static void put_field(struct tern_props_builder *b, const void *s, size_t len)
 {
-    if (len > 0xFFFF) {
-        b->invalid = true;
-        return;
-    }
     uint8_t hdr[2] = {(uint8_t)(len >> 8), (uint8_t)len};
     put(b, hdr, 2);
     put(b, s, len);
