@@ -1,0 +1,445 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Broker start-up and shutdown, worker threads, listeners and cross-thread hand-offs.
+ *
+ * Worker 0 watches the listening sockets and accepts up to ACCEPTS_PER_EVENT connections per
+ * readiness callback; each accepted socket goes to the next worker round-robin (directly when
+ * that is worker 0, else through the target's mailbox). Each worker's before-sleep hook first
+ * pumps the sessions that received messages this turn, then writes every dirty connection once
+ * (coalescing all the packets of the turn into one writev) and reaps closed ones.
+ *
+ * Shutdown (SIGTERM/SIGINT): `stopping` is set, every loop is stopped; each worker thread then
+ * closes its connections without publishing wills (a clean broker stop is not a client
+ * failure; 5.0 clients get DISCONNECT 0x8B), and frees them. The main thread joins the workers,
+ * then frees the loops (running leftover mailbox messages, which see `stopping` and only
+ * release what they hold), the sessions, the indexes and the listeners.
+ */
+#include "broker/broker.h"
+
+#include "broker/conn.h"
+#include "broker/retain.h"
+#include "broker/subtree.h"
+#include "common/alloc.h"
+#include "common/log.h"
+#include "common/time.h"
+#include "tern/error.h"
+#include "transport/net.h"
+#include "transport/stream.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ACCEPTS_PER_EVENT 64
+
+struct tern_broker *tern__broker;
+static _Thread_local struct tern_worker *current_worker;
+
+struct tern_worker *tern__worker_current(void)
+{
+    return current_worker;
+}
+
+/* ---- session scheduling ------------------------------------------------------------------ */
+
+static void pending_add(struct tern_worker *w, struct tern_session *s)
+{
+    if (w->npending == w->pending_cap) {
+        size_t ncap = w->pending_cap ? w->pending_cap * 2 : 64;
+        struct tern_session **nv = tern_realloc(w->pending, ncap * sizeof *nv);
+        if (nv == NULL) {
+            /* Cannot remember it: clear the flag so the next message schedules again. */
+            pthread_mutex_lock(&s->mtx);
+            s->flush_posted = false;
+            pthread_mutex_unlock(&s->mtx);
+            tern_session_unref(s);
+            return;
+        }
+        w->pending = nv;
+        w->pending_cap = ncap;
+    }
+    w->pending[w->npending++] = s;
+}
+
+static void session_flush_msg(struct tern_loop *loop, void *arg)
+{
+    (void)loop;
+    struct tern_session *s = arg;
+    struct tern_worker *w = current_worker;
+    if (atomic_load(&tern__broker->stopping) || w == NULL) {
+        tern_session_unref(s);
+        return;
+    }
+    pending_add(w, s);
+}
+
+void tern__worker_schedule_session(struct tern_worker *w, struct tern_session *s)
+{
+    tern_session_ref(s);
+    if (w == current_worker) {
+        pending_add(w, s);
+        return;
+    }
+    if (tern_loop_post(w->loop, session_flush_msg, s) != TERN_OK) {
+        pthread_mutex_lock(&s->mtx);
+        s->flush_posted = false;
+        pthread_mutex_unlock(&s->mtx);
+        tern_session_unref(s);
+    }
+}
+
+/* Pump one scheduled session if it is still attached here. */
+static void pump_session(struct tern_worker *w, struct tern_session *s)
+{
+    pthread_mutex_lock(&s->mtx);
+    s->flush_posted = false;
+    struct tern_conn *c = s->worker == w ? s->conn : NULL;
+    struct tern_worker *other = s->worker != w ? s->worker : NULL;
+    if (other) {
+        s->flush_posted = true;
+    }
+    pthread_mutex_unlock(&s->mtx);
+    if (c) {
+        tern__conn_pump(c);
+    } else if (other) {
+        tern__worker_schedule_session(other, s);
+    }
+}
+
+/* ---- before-sleep hook ------------------------------------------------------------------- */
+
+static void flush_hook(struct tern_loop *loop, void *arg)
+{
+    (void)loop;
+    struct tern_worker *w = arg;
+    /* Sessions scheduled while pumping are handled in the same pass (bounded by the list). */
+    for (size_t i = 0; i < w->npending; i++) {
+        struct tern_session *s = w->pending[i];
+        w->pending[i] = NULL;
+        pump_session(w, s);
+        tern_session_unref(s);
+    }
+    w->npending = 0;
+    while (w->dirty) {
+        struct tern_conn *list = w->dirty;
+        w->dirty = NULL;
+        while (list) {
+            struct tern_conn *c = list;
+            list = c->dirty_next;
+            c->dirty_next = NULL;
+            c->dirty = false;
+            tern__conn_flush(c);
+        }
+    }
+}
+
+/* ---- accepting --------------------------------------------------------------------------- */
+
+struct adopt {
+    struct tern_loop_msg msg;
+    int fd;
+    struct tern_listener *l;
+    char peer[TERN_NET_ADDRSTRLEN];
+};
+
+static void adopt_here(struct tern_worker *w, int fd, const char *peer, struct tern_listener *l)
+{
+    struct tern_stream *st;
+    if (tern_stream_socket_new(fd, peer, &st) != TERN_OK) {
+        tern_log(TERN_LOG_ERROR, "cannot set up connection from %s", peer);
+        return;
+    }
+    tern__conn_accept(w, st, l);
+}
+
+static void adopt_msg(struct tern_loop *loop, struct tern_loop_msg *msg)
+{
+    (void)loop;
+    struct adopt *a = tern_container_of(msg, struct adopt, msg);
+    if (atomic_load(&tern__broker->stopping) || current_worker == NULL) {
+        close(a->fd);
+    } else {
+        adopt_here(current_worker, a->fd, a->peer, a->l);
+    }
+    tern_free(a);
+}
+
+void tern__worker_adopt(struct tern_worker *w, int fd, const char *peer, struct tern_listener *l)
+{
+    if (w == current_worker) {
+        adopt_here(w, fd, peer, l);
+        return;
+    }
+    struct adopt *a = tern_calloc(1, sizeof *a);
+    if (a == NULL) {
+        close(fd);
+        return;
+    }
+    a->fd = fd;
+    a->l = l;
+    snprintf(a->peer, sizeof a->peer, "%s", peer);
+    tern_loop_send(w->loop, &a->msg, adopt_msg);
+}
+
+static void on_listen(struct tern_loop *loop, int fd, unsigned events, void *ud)
+{
+    (void)loop;
+    (void)events;
+    struct tern_listener *l = ud;
+    struct tern_broker *b = tern__broker;
+    for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
+        int cfd;
+        char peer[TERN_NET_ADDRSTRLEN];
+        int rc = tern_net_accept(fd, &cfd, peer, sizeof peer);
+        if (rc == TERN_EAGAIN) {
+            return;
+        }
+        if (rc != TERN_OK) {
+            tern_log(TERN_LOG_WARNING, "accept on port %u failed: %s", (unsigned)l->port,
+                     rc == TERN_EOVERFLOW ? "out of file descriptors" : strerror(errno));
+            return;
+        }
+        unsigned n = atomic_fetch_add(&b->next_worker, 1) % b->nworkers;
+        tern__worker_adopt(&b->workers[n], cfd, peer, l);
+    }
+}
+
+/* ---- threads ----------------------------------------------------------------------------- */
+
+void tern__worker_free_stimers(struct tern_worker *w);
+
+static void sys_timer_fire(struct tern_loop *loop, struct tern_timer *t)
+{
+    struct tern_broker *b = tern__broker;
+    tern__sys_publish(b);
+    (void)tern_loop_timer_after(loop, t, (uint64_t)b->cfg->sys_interval * 1000u, sys_timer_fire);
+}
+
+static void worker_shutdown(struct tern_worker *w)
+{
+    /* Close every connection without wills; 5.0 clients are told the server shuts down. */
+    for (struct tern_conn *c = w->conns; c; c = c->next) {
+        if (c->state != TERN_CONN_CLOSING) {
+            c->will_send = false;
+            tern__conn_close(c, TERN_RC_SERVER_SHUTTING_DOWN, "broker stopping");
+        }
+    }
+    flush_hook(w->loop, w);
+    while (w->conns) {
+        tern__conn_free(w->conns);
+    }
+    w->dirty = NULL;
+    for (size_t i = 0; i < w->npending; i++) {
+        tern_session_unref(w->pending[i]);
+    }
+    w->npending = 0;
+    tern__worker_free_stimers(w);
+    tern_loop_timer_stop(w->loop, &w->sys_timer);
+    tern_loop_hook_remove(w->loop, &w->flush_hook);
+}
+
+static void *worker_main(void *arg)
+{
+    struct tern_worker *w = arg;
+    current_worker = w;
+    int rc = tern_loop_run(w->loop);
+    if (rc != TERN_OK) {
+        tern_log(TERN_LOG_ERROR, "worker %u: event loop failed: %s", w->id, tern_strerror(rc));
+        tern_broker_request_stop(w->broker);
+    }
+    worker_shutdown(w);
+    current_worker = NULL;
+    return NULL;
+}
+
+static void retain_ref(void *m)
+{
+    tern_msg_ref(m);
+}
+
+static void retain_unref(void *m)
+{
+    tern_msg_unref(m);
+}
+
+static int open_listener(struct tern_listener *l, const struct tern_listener_config *lc)
+{
+    l->fd = -1;
+    l->cfg = lc;
+    if (lc->protocol != TERN_LISTENER_MQTT) {
+        tern_log(TERN_LOG_ERROR, "%s: websockets listeners are not supported yet",
+                 lc->origin ? lc->origin : "listener");
+        return TERN_EUNSUPPORTED;
+    }
+    if (lc->tls.enabled) {
+        tern_log(TERN_LOG_ERROR, "%s: TLS listeners are not supported yet",
+                 lc->origin ? lc->origin : "listener");
+        return TERN_EUNSUPPORTED;
+    }
+    int rc;
+    if (lc->unix_path) {
+        rc = tern_net_listen_unix(lc->unix_path, 0, &l->fd);
+        if (rc != TERN_OK) {
+            tern_log(TERN_LOG_ERROR, "cannot listen on unix:%s: %s", lc->unix_path,
+                     strerror(errno));
+            return rc;
+        }
+        printf("ternd listening on unix:%s (mqtt)\n", lc->unix_path);
+        return TERN_OK;
+    }
+    unsigned flags = lc->socket_domain == TERN_DOMAIN_IPV6 ? TERN_NET_V6ONLY : 0;
+    const char *host = lc->bind_address;
+    if (host == NULL && lc->socket_domain == TERN_DOMAIN_IPV4) {
+        host = "0.0.0.0";
+    }
+    rc = tern_net_listen_tcp(host, lc->port, 0, flags, &l->fd, &l->port);
+    if (rc != TERN_OK) {
+        tern_log(TERN_LOG_ERROR, "cannot listen on %s:%u: %s", host ? host : "*",
+                 (unsigned)lc->port, rc == TERN_ESYS ? strerror(errno) : tern_strerror(rc));
+        return rc;
+    }
+    char name[TERN_NET_ADDRSTRLEN];
+    if (tern_net_local_name(l->fd, name, sizeof name) < 0) {
+        snprintf(name, sizeof name, "%s:%u", host ? host : "*", (unsigned)l->port);
+    }
+    printf("ternd listening on %s (mqtt)\n", name);
+    return TERN_OK;
+}
+
+int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
+{
+    memset(b, 0, sizeof *b);
+    b->cfg = cfg;
+    tern__broker = b;
+    b->start_ms = tern_time_mono_ms();
+    b->start_real_s = tern_time_real_s();
+    b->max_packet_size = cfg->max_packet_size ? cfg->max_packet_size : 268435460u;
+    b->max_inflight = cfg->max_inflight_messages ? cfg->max_inflight_messages : 65535u;
+    b->receive_maximum = b->max_inflight;
+    b->out_highwater = 1u << 20;
+    b->out_max = (size_t)b->max_packet_size + (64u << 20);
+    tern_registry_init();
+    b->subs = tern_subtree_new();
+    struct tern_retain_ops ops = {retain_ref, retain_unref};
+    b->retain = tern_retain_new(&ops);
+    if (b->subs == NULL || b->retain == NULL) {
+        return TERN_ENOMEM;
+    }
+
+    b->nlisteners = cfg->nlisteners;
+    b->listeners = tern_calloc(b->nlisteners ? b->nlisteners : 1, sizeof *b->listeners);
+    if (b->listeners == NULL) {
+        return TERN_ENOMEM;
+    }
+    for (size_t i = 0; i < b->nlisteners; i++) {
+        b->listeners[i].fd = -1;
+    }
+    for (size_t i = 0; i < b->nlisteners; i++) {
+        int rc = open_listener(&b->listeners[i], &cfg->listeners[i]);
+        if (rc != TERN_OK) {
+            return rc;
+        }
+    }
+    fflush(stdout);
+
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    b->nworkers = cfg->threads ? cfg->threads : (cores > 0 ? (unsigned)cores : 1u);
+    b->workers = tern_calloc(b->nworkers, sizeof *b->workers);
+    if (b->workers == NULL) {
+        return TERN_ENOMEM;
+    }
+    for (unsigned i = 0; i < b->nworkers; i++) {
+        struct tern_worker *w = &b->workers[i];
+        w->broker = b;
+        w->id = i;
+        w->loop = tern_loop_new(0);
+        if (w->loop == NULL) {
+            return TERN_ENOMEM;
+        }
+        tern_timer_init(&w->sys_timer);
+        tern_loop_hook_add(w->loop, &w->flush_hook, flush_hook, w);
+    }
+    for (size_t i = 0; i < b->nlisteners; i++) {
+        int rc = tern_loop_add_fd(b->workers[0].loop, b->listeners[i].fd, TERN_LOOP_READ, on_listen,
+                                  &b->listeners[i]);
+        if (rc != TERN_OK) {
+            return rc;
+        }
+    }
+    if (cfg->sys_interval) {
+        tern__sys_publish(b);
+        (void)tern_loop_timer_start(b->workers[0].loop, &b->workers[0].sys_timer,
+                                    tern_time_mono_ms() + (uint64_t)cfg->sys_interval * 1000u,
+                                    sys_timer_fire);
+    }
+    for (unsigned i = 0; i < b->nworkers; i++) {
+        struct tern_worker *w = &b->workers[i];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            tern_log(TERN_LOG_ERROR, "cannot start worker thread %u", i);
+            return TERN_ESYS;
+        }
+        w->started = true;
+    }
+    tern_log(TERN_LOG_INFO, "ternd %s running with %u worker thread(s)", TERN_VERSION, b->nworkers);
+    return TERN_OK;
+}
+
+void tern_broker_request_stop(struct tern_broker *b)
+{
+    atomic_store(&b->stopping, true);
+    for (unsigned i = 0; i < b->nworkers; i++) {
+        if (b->workers[i].loop) {
+            tern_loop_stop(b->workers[i].loop);
+        }
+    }
+}
+
+void tern_broker_wait(struct tern_broker *b)
+{
+    if (b->workers) {
+        for (unsigned i = 0; i < b->nworkers; i++) {
+            if (b->workers[i].started) {
+                pthread_join(b->workers[i].thread, NULL);
+            }
+        }
+        for (unsigned i = 0; i < b->nworkers; i++) {
+            struct tern_worker *w = &b->workers[i];
+            if (!w->started && w->loop) {
+                worker_shutdown(w);
+            }
+        }
+        for (unsigned i = 0; i < b->nworkers; i++) {
+            struct tern_worker *w = &b->workers[i];
+            if (w->loop) {
+                for (size_t j = 0; j < b->nlisteners && i == 0; j++) {
+                    if (b->listeners[j].fd >= 0) {
+                        (void)tern_loop_del_fd(w->loop, b->listeners[j].fd);
+                    }
+                }
+                tern_loop_free(w->loop);
+                w->loop = NULL;
+            }
+            tern_free(w->pending);
+        }
+        tern_free(b->workers);
+        b->workers = NULL;
+    }
+    for (size_t j = 0; b->listeners && j < b->nlisteners; j++) {
+        if (b->listeners[j].fd >= 0) {
+            close(b->listeners[j].fd);
+            if (b->listeners[j].cfg && b->listeners[j].cfg->unix_path) {
+                (void)unlink(b->listeners[j].cfg->unix_path);
+            }
+        }
+    }
+    tern_free(b->listeners);
+    b->listeners = NULL;
+    /* Sessions are referenced by the subscription index: empty it first. */
+    tern_subtree_free(b->subs);
+    b->subs = NULL;
+    tern_registry_fini();
+    tern_retain_free(b->retain);
+    b->retain = NULL;
+}

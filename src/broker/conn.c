@@ -1,0 +1,602 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Connections: reading and framing input, dispatching packets to the handlers, the coalesced
+ * output queue, the connect/keepalive timer, and closing.
+ *
+ * Invariants: out[] is a ring of out_count segments from out_head, out_bytes is the sum of
+ * their len; a closing connection accepts no more input; a connection is freed only by the
+ * worker's flush hook (or at shutdown), never inside its own I/O or timer callback, and only
+ * once no takeover message refers to it (refs == 0). Input handlers see views into `in` that
+ * stay valid until the packet is consumed.
+ */
+#include "broker/conn.h"
+
+#include "broker/subtree.h"
+#include "common/alloc.h"
+#include "common/log.h"
+#include "common/time.h"
+#include "protocol/topic.h"
+#include "tern/error.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Reads per readiness callback: fairness between connections (each read up to READ_CHUNK). */
+#define READS_PER_EVENT 4
+#define READ_CHUNK      16384u
+/* Payloads at least this big are sent by reference (writev) instead of copied. */
+#define PAYLOAD_REF_MIN 512u
+#define CHUNK_SIZE      4096u
+#define IOV_BATCH       64
+
+static void on_io(struct tern_loop *loop, int fd, unsigned events, void *ud);
+static void on_timer(struct tern_loop *loop, struct tern_timer *t);
+
+static void set_interest(struct tern_conn *c)
+{
+    if (c->state == TERN_CONN_CLOSING) {
+        return;
+    }
+    unsigned ev = 0;
+    if (c->reading) {
+        ev |= TERN_LOOP_READ;
+    }
+    if (c->out_bytes > 0) {
+        ev |= TERN_LOOP_WRITE;
+    }
+    ev |= tern_stream_want(c->stream) & (TERN_LOOP_READ | TERN_LOOP_WRITE);
+    (void)tern_loop_mod_fd(c->w->loop, c->fd, ev);
+}
+
+void tern__conn_accept(struct tern_worker *w, struct tern_stream *stream, struct tern_listener *l)
+{
+    struct tern_broker *b = w->broker;
+    long limit = l->cfg->max_connections;
+    if (limit >= 0 && atomic_load(&l->nconns) >= limit) {
+        tern_log(TERN_LOG_NOTICE, "connection from %s refused: max_connections (%ld) reached",
+                 tern_stream_peer_name(stream), limit);
+        tern_stream_close(stream);
+        return;
+    }
+    struct tern_conn *c = tern_calloc(1, sizeof *c);
+    if (c == NULL) {
+        tern_log(TERN_LOG_ERROR, "out of memory accepting %s", tern_stream_peer_name(stream));
+        tern_stream_close(stream);
+        return;
+    }
+    c->w = w;
+    c->listener = l;
+    c->stream = stream;
+    c->fd = stream->fd;
+    snprintf(c->peer, sizeof c->peer, "%s", tern_stream_peer_name(stream));
+    c->state = TERN_CONN_NEW;
+    c->reading = true;
+    c->problem_info = true;
+    c->version = TERN_MQTT_311;
+    /* Room for the largest packet we accept plus the next packet's fixed header. */
+    tern_buf_init(&c->in, (size_t)b->max_packet_size + READ_CHUNK);
+    tern_timer_init(&c->timer);
+    if (tern_loop_add_fd(w->loop, c->fd, TERN_LOOP_READ, on_io, c) != TERN_OK) {
+        tern_log(TERN_LOG_ERROR, "cannot watch connection from %s", c->peer);
+        tern_stream_close(stream);
+        tern_free(c);
+        return;
+    }
+    uint64_t ct = b->cfg->connect_timeout ? b->cfg->connect_timeout : 10;
+    (void)tern_loop_timer_after(w->loop, &c->timer, ct * 1000u, on_timer);
+    c->next = w->conns;
+    if (w->conns) {
+        w->conns->prev = c;
+    }
+    w->conns = c;
+    w->nconns++;
+    atomic_fetch_add(&l->nconns, 1);
+    atomic_fetch_add_explicit(&b->stats.connections_total, 1, memory_order_relaxed);
+    tern_log(TERN_LOG_DEBUG, "new connection from %s on worker %u", c->peer, w->id);
+}
+
+void tern__conn_mark_dirty(struct tern_conn *c)
+{
+    if (!c->dirty) {
+        c->dirty = true;
+        c->dirty_next = c->w->dirty;
+        c->w->dirty = c;
+    }
+}
+
+/* ---- output ------------------------------------------------------------------------------ */
+
+static struct tern_outseg *out_at(struct tern_conn *c, size_t i)
+{
+    return &c->out[(c->out_head + i) % c->out_cap];
+}
+
+static struct tern_outseg *out_push(struct tern_conn *c)
+{
+    if (c->out_count == c->out_cap) {
+        size_t ncap = c->out_cap ? c->out_cap * 2 : 16;
+        struct tern_outseg *n = tern_malloc(ncap * sizeof *n);
+        if (n == NULL) {
+            return NULL;
+        }
+        for (size_t i = 0; i < c->out_count; i++) {
+            n[i] = *out_at(c, i);
+        }
+        tern_free(c->out);
+        c->out = n;
+        c->out_cap = ncap;
+        c->out_head = 0;
+    }
+    struct tern_outseg *s = &c->out[(c->out_head + c->out_count) % c->out_cap];
+    memset(s, 0, sizeof *s);
+    c->out_count++;
+    return s;
+}
+
+static void seg_release(struct tern_outseg *s)
+{
+    tern_free(s->own);
+    tern_msg_unref(s->msg);
+    s->own = NULL;
+    s->msg = NULL;
+}
+
+static void out_clear(struct tern_conn *c)
+{
+    for (size_t i = 0; i < c->out_count; i++) {
+        seg_release(out_at(c, i));
+    }
+    c->out_count = 0;
+    c->out_head = 0;
+    c->out_bytes = 0;
+}
+
+static int out_check(struct tern_conn *c, size_t len)
+{
+    if (c->out_bytes + len > c->w->broker->out_max && c->state != TERN_CONN_CLOSING) {
+        tern_log(TERN_LOG_NOTICE, "client %s: output backlog over %zu bytes, disconnecting",
+                 c->client_id ? c->client_id : c->peer, c->w->broker->out_max);
+        tern__conn_close(c, TERN_RC_QUOTA_EXCEEDED, "output backlog");
+        return TERN_EOVERFLOW;
+    }
+    return TERN_OK;
+}
+
+int tern__conn_write(struct tern_conn *c, const void *data, size_t len)
+{
+    if (len == 0) {
+        return TERN_OK;
+    }
+    int rc = out_check(c, len);
+    if (rc != TERN_OK) {
+        return rc;
+    }
+    struct tern_outseg *last = c->out_count ? out_at(c, c->out_count - 1) : NULL;
+    if (last && last->own && last->own_cap - last->own_used >= len) {
+        memcpy(last->own + last->own_used, data, len);
+        last->own_used += len;
+        last->len += len;
+    } else {
+        size_t cap = len > CHUNK_SIZE ? len : CHUNK_SIZE;
+        uint8_t *chunk = tern_malloc(cap);
+        struct tern_outseg *s = chunk ? out_push(c) : NULL;
+        if (s == NULL) {
+            tern_free(chunk);
+            tern__conn_close(c, 0xFF, "out of memory");
+            return TERN_ENOMEM;
+        }
+        memcpy(chunk, data, len);
+        s->own = chunk;
+        s->own_cap = cap;
+        s->own_used = len;
+        s->p = chunk;
+        s->len = len;
+    }
+    c->out_bytes += len;
+    tern__conn_mark_dirty(c);
+    return TERN_OK;
+}
+
+int tern__conn_write_msg(struct tern_conn *c, struct tern_msg *msg)
+{
+    if (msg->payload_len < PAYLOAD_REF_MIN) {
+        return tern__conn_write(c, msg->payload, msg->payload_len);
+    }
+    int rc = out_check(c, msg->payload_len);
+    if (rc != TERN_OK) {
+        return rc;
+    }
+    struct tern_outseg *s = out_push(c);
+    if (s == NULL) {
+        tern__conn_close(c, 0xFF, "out of memory");
+        return TERN_ENOMEM;
+    }
+    s->msg = tern_msg_ref(msg);
+    s->p = msg->payload;
+    s->len = msg->payload_len;
+    c->out_bytes += msg->payload_len;
+    tern__conn_mark_dirty(c);
+    return TERN_OK;
+}
+
+int tern__conn_send_packet(struct tern_conn *c, const struct tern_packet *pkt)
+{
+    uint8_t small[256];
+    ssize_t n = tern_packet_encode(small, sizeof small, c->version, pkt);
+    if (n < 0) {
+        tern_log(TERN_LOG_ERROR, "client %s: cannot encode %s: %s",
+                 c->client_id ? c->client_id : c->peer, tern_packet_type_name(pkt->type),
+                 tern_strerror((int)n));
+        return (int)n;
+    }
+    if ((size_t)n <= sizeof small) {
+        return tern__conn_write(c, small, (size_t)n);
+    }
+    uint8_t *big = tern_malloc((size_t)n);
+    if (big == NULL) {
+        return TERN_ENOMEM;
+    }
+    (void)tern_packet_encode(big, (size_t)n, c->version, pkt);
+    int rc = tern__conn_write(c, big, (size_t)n);
+    tern_free(big);
+    return rc;
+}
+
+/* Write as much queued output as the socket takes. Returns TERN_OK or an error. */
+static int write_out(struct tern_conn *c)
+{
+    struct tern_broker *b = c->w->broker;
+    while (c->out_count > 0) {
+        struct iovec iov[IOV_BATCH];
+        int n = 0;
+        size_t offered = 0;
+        for (size_t i = 0; i < c->out_count && n < IOV_BATCH; i++) {
+            struct tern_outseg *s = out_at(c, i);
+            iov[n].iov_base = (void *)(uintptr_t)s->p;
+            iov[n].iov_len = s->len;
+            offered += s->len;
+            n++;
+        }
+        ssize_t w = tern_stream_writev(c->stream, iov, n);
+        if (w == TERN_EAGAIN) {
+            return TERN_OK;
+        }
+        if (w < 0) {
+            return (int)w;
+        }
+        atomic_fetch_add_explicit(&b->stats.bytes_sent, (uint64_t)w, memory_order_relaxed);
+        size_t left = (size_t)w;
+        c->out_bytes -= left;
+        while (left > 0 && c->out_count > 0) {
+            struct tern_outseg *s = out_at(c, 0);
+            if (left >= s->len) {
+                left -= s->len;
+                seg_release(s);
+                c->out_head = (c->out_head + 1) % c->out_cap;
+                c->out_count--;
+            } else {
+                s->p += left;
+                s->len -= left;
+                left = 0;
+            }
+        }
+        if ((size_t)w < offered) {
+            return TERN_OK; /* partial write: the socket is full */
+        }
+    }
+    if (c->out_count == 0) {
+        c->out_head = 0;
+    }
+    int rc = tern_stream_flush(c->stream);
+    return rc == TERN_EAGAIN ? TERN_OK : rc;
+}
+
+static void conn_unlink(struct tern_conn *c)
+{
+    struct tern_worker *w = c->w;
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else if (w->conns == c) {
+        w->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    c->prev = c->next = NULL;
+}
+
+void tern__conn_free(struct tern_conn *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    struct tern_worker *w = c->w;
+    if (c->stream) {
+        (void)tern_loop_del_fd(w->loop, c->fd);
+        tern_stream_close(c->stream);
+        c->stream = NULL;
+    }
+    tern_loop_timer_stop(w->loop, &c->timer);
+    conn_unlink(c);
+    w->nconns--;
+    atomic_fetch_sub(&c->listener->nconns, 1);
+    out_clear(c);
+    tern_free(c->out);
+    tern_buf_fini(&c->in);
+    if (c->alias_in) {
+        for (size_t i = 0; i <= c->alias_in_max; i++) {
+            tern_free(c->alias_in[i].topic);
+        }
+        tern_free(c->alias_in);
+    }
+    if (c->alias_out) {
+        for (size_t i = 0; i <= c->peer_alias_max; i++) {
+            tern_free(c->alias_out[i].topic);
+        }
+        tern_free(c->alias_out);
+    }
+    tern_msg_unref(c->will);
+    tern_session_unref(c->session);
+    tern_free(c->client_id);
+    tern_free(c->username);
+    tern_free(c);
+}
+
+void tern__conn_flush(struct tern_conn *c)
+{
+    if (c->stream == NULL) {
+        return;
+    }
+    int rc = c->out_count ? write_out(c) : TERN_OK;
+    if (c->state == TERN_CONN_CLOSING) {
+        if (c->refs == 0) {
+            tern__conn_free(c);
+        } else {
+            /* A takeover message still names it: stop I/O now, free when it comes back. */
+            (void)tern_loop_del_fd(c->w->loop, c->fd);
+            tern_stream_close(c->stream);
+            c->stream = NULL;
+            out_clear(c);
+        }
+        return;
+    }
+    if (rc != TERN_OK) {
+        tern__conn_close(c, 0xFF, rc == TERN_ECLOSED ? "connection closed by peer" : "write error");
+        tern__conn_flush(c);
+        return;
+    }
+    set_interest(c);
+}
+
+/* ---- closing ----------------------------------------------------------------------------- */
+
+void tern__conn_close(struct tern_conn *c, uint8_t reason, const char *why)
+{
+    if (c->state == TERN_CONN_CLOSING) {
+        return;
+    }
+    struct tern_broker *b = c->w->broker;
+    if (c->state == TERN_CONN_ACTIVE && c->version == TERN_MQTT_5 && reason != 0 &&
+        reason != 0xFF) {
+        struct tern_packet p = {.type = TERN_DISCONNECT};
+        p.u.disconnect.reason = reason;
+        (void)tern__conn_send_packet(c, &p);
+    }
+    bool was_active = c->state == TERN_CONN_ACTIVE;
+    c->state = TERN_CONN_CLOSING;
+    c->reading = false;
+    c->disconnect_reason = reason;
+    tern_loop_timer_stop(c->w->loop, &c->timer);
+    if (was_active || c->session) {
+        if (b->cfg->connection_messages) {
+            tern_log(TERN_LOG_NOTICE, "client %s disconnected: %s",
+                     c->client_id ? c->client_id : "?", why);
+        }
+        tern__session_detach(c);
+    } else {
+        tern_log(TERN_LOG_DEBUG, "connection from %s closed before CONNACK: %s", c->peer, why);
+    }
+    if (c->counted) {
+        c->counted = false;
+        atomic_fetch_sub(&b->stats.clients_connected, 1);
+    }
+    tern__conn_mark_dirty(c);
+}
+
+/* ---- input ------------------------------------------------------------------------------- */
+
+static int dispatch(struct tern_conn *c, const struct tern_packet *pkt)
+{
+    if (c->state == TERN_CONN_NEW) {
+        if (pkt->type != TERN_CONNECT) {
+            tern__conn_close(c, 0xFF, "first packet not CONNECT");
+            return TERN_EPROTOCOL;
+        }
+        return tern__handle_connect(c, pkt);
+    }
+    switch (pkt->type) {
+    case TERN_PUBLISH:
+        return tern__handle_publish(c, pkt);
+    case TERN_PUBACK:
+    case TERN_PUBREC:
+    case TERN_PUBREL:
+    case TERN_PUBCOMP:
+        return tern__handle_ack(c, pkt);
+    case TERN_SUBSCRIBE:
+        return tern__handle_subscribe(c, pkt);
+    case TERN_UNSUBSCRIBE:
+        return tern__handle_unsubscribe(c, pkt);
+    case TERN_PINGREQ:
+        return tern__handle_pingreq(c, pkt);
+    case TERN_DISCONNECT:
+        return tern__handle_disconnect(c, pkt);
+    case TERN_AUTH:
+        return tern__handle_auth(c, pkt);
+    case TERN_CONNECT:
+        tern__conn_close(c, TERN_RC_PROTOCOL_ERROR, "second CONNECT");
+        return TERN_EPROTOCOL;
+    default:
+        tern__conn_close(c, TERN_RC_PROTOCOL_ERROR, "packet type not allowed from a client");
+        return TERN_EPROTOCOL;
+    }
+}
+
+/* Reply to a CONNECT the codec refused. */
+static void connect_refused(struct tern_conn *c, ssize_t err, const struct tern_packet *pkt,
+                            uint8_t reason)
+{
+    if (err == TERN_EUNSUPPORTED) {
+        /* Unknown protocol level or name: 3.1.1 return code 0x01, then close [MQTT-3.1.2-2]. */
+        uint8_t level = pkt->u.connect.version;
+        if (level == TERN_MQTT_5) {
+            static const uint8_t ck5[] = {0x20, 0x03, 0x00, TERN_RC_UNSUPPORTED_PROTOCOL_VERSION,
+                                          0x00};
+            (void)tern__conn_write(c, ck5, sizeof ck5);
+        } else {
+            static const uint8_t ck3[] = {0x20, 0x02, 0x00, TERN_CONNACK3_BAD_PROTOCOL_VERSION};
+            (void)tern__conn_write(c, ck3, sizeof ck3);
+        }
+        tern__conn_close(c, 0xFF, "unsupported protocol version");
+        return;
+    }
+    (void)reason;
+    tern__conn_close(c, 0xFF, err == TERN_ETOOBIG ? "CONNECT too large" : "malformed CONNECT");
+}
+
+static void process_input(struct tern_conn *c)
+{
+    struct tern_broker *b = c->w->broker;
+    while (c->in.len > 0 && (c->state == TERN_CONN_NEW || c->state == TERN_CONN_ACTIVE)) {
+        struct tern_packet pkt;
+        memset(&pkt, 0, sizeof pkt);
+        uint8_t reason = 0;
+        ssize_t n = tern_packet_decode(tern_buf_head(&c->in), c->in.len, c->version,
+                                       b->max_packet_size, &pkt, &reason);
+        if (n == TERN_ENEEDMORE) {
+            break;
+        }
+        if (n < 0) {
+            if (c->state == TERN_CONN_NEW) {
+                connect_refused(c, n, &pkt, reason);
+            } else {
+                if (reason == 0) {
+                    reason = TERN_RC_MALFORMED_PACKET;
+                }
+                tern_log(TERN_LOG_NOTICE, "client %s sent a bad packet: %s (%s)",
+                         c->client_id ? c->client_id : c->peer, tern_strerror((int)n),
+                         tern_reason_name(reason));
+                tern__conn_close(c, reason, "bad packet");
+            }
+            return;
+        }
+        c->last_rx_ms = tern_loop_now(c->w->loop);
+        atomic_fetch_add_explicit(&b->stats.msgs_received, 1, memory_order_relaxed);
+        int rc = dispatch(c, &pkt);
+        if (rc == TERN_EAGAIN) {
+            /* CONNECT waits for a takeover on another worker: keep it buffered. */
+            c->reading = false;
+            set_interest(c);
+            return;
+        }
+        tern_buf_consume(&c->in, (size_t)n);
+    }
+    if (c->in.len == 0) {
+        tern_buf_shrink(&c->in, 65536);
+    }
+}
+
+static void do_read(struct tern_conn *c)
+{
+    struct tern_broker *b = c->w->broker;
+    for (int i = 0; i < READS_PER_EVENT && c->reading; i++) {
+        if (tern_buf_reserve(&c->in, READ_CHUNK) != TERN_OK) {
+            /* Cannot happen with a well-formed stream: decode rejects oversized packets. */
+            tern__conn_close(c, TERN_RC_PACKET_TOO_LARGE, "input buffer full");
+            return;
+        }
+        size_t room;
+        uint8_t *tail = tern_buf_tail(&c->in, &room);
+        ssize_t n = tern_stream_read(c->stream, tail, room);
+        if (n == TERN_EAGAIN) {
+            break;
+        }
+        if (n < 0) {
+            tern__conn_close(c, 0xFF,
+                             n == TERN_ECLOSED ? "connection closed by peer" : "read error");
+            return;
+        }
+        tern_buf_commit(&c->in, (size_t)n);
+        atomic_fetch_add_explicit(&b->stats.bytes_received, (uint64_t)n, memory_order_relaxed);
+        process_input(c);
+        if ((size_t)n < room) {
+            break;
+        }
+    }
+}
+
+void tern__conn_continue(struct tern_conn *c)
+{
+    if (c->state != TERN_CONN_WAIT) {
+        return;
+    }
+    c->state = TERN_CONN_NEW;
+    c->reading = true;
+    process_input(c);
+    if (c->state != TERN_CONN_CLOSING) {
+        set_interest(c);
+    }
+}
+
+static void on_io(struct tern_loop *loop, int fd, unsigned events, void *ud)
+{
+    (void)loop;
+    (void)fd;
+    struct tern_conn *c = ud;
+    if (c->state == TERN_CONN_CLOSING) {
+        return;
+    }
+    if (events & TERN_LOOP_WRITE) {
+        tern__conn_mark_dirty(c);
+    }
+    if (events & (TERN_LOOP_READ | TERN_LOOP_HUP)) {
+        if (c->reading) {
+            do_read(c);
+        } else if (events & TERN_LOOP_HUP) {
+            tern__conn_close(c, 0xFF, "connection closed by peer");
+        }
+    }
+}
+
+static void on_timer(struct tern_loop *loop, struct tern_timer *t)
+{
+    struct tern_conn *c = tern_container_of(t, struct tern_conn, timer);
+    if (c->state == TERN_CONN_CLOSING) {
+        return;
+    }
+    uint64_t now = tern_loop_now(loop);
+    if (c->state != TERN_CONN_ACTIVE) {
+        tern__conn_close(c, 0xFF, "no CONNECT in time");
+        return;
+    }
+    if (c->keepalive == 0) {
+        return;
+    }
+    uint64_t limit = (uint64_t)c->keepalive * 1500u;
+    if (now - c->last_rx_ms >= limit) {
+        tern_log(TERN_LOG_NOTICE, "client %s keepalive timeout", c->client_id);
+        tern__conn_close(c, TERN_RC_KEEP_ALIVE_TIMEOUT, "keepalive timeout");
+        return;
+    }
+    (void)tern_loop_timer_start(loop, t, c->last_rx_ms + limit, on_timer);
+}
+
+void tern__conn_start_keepalive(struct tern_conn *c)
+{
+    tern_loop_timer_stop(c->w->loop, &c->timer);
+    c->last_rx_ms = tern_loop_now(c->w->loop);
+    if (c->keepalive > 0) {
+        (void)tern_loop_timer_start(c->w->loop, &c->timer,
+                                    c->last_rx_ms + (uint64_t)c->keepalive * 1500u, on_timer);
+    }
+}

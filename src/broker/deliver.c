@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Message routing and outbound delivery.
+ *
+ * Routing (any worker thread): match the topic in the shared subscription index, collecting
+ * receivers under its read lock (taking a session reference each), then, with the lock
+ * released, append one queue entry per receiver to that session's queue and schedule a flush
+ * on the worker the session is attached to. Sending (the attached worker only): pump moves
+ * entries from the queue onto the wire while the peer's receive window and our output bound
+ * allow, assigning packet ids and keeping QoS 1/2 entries in the session's in-flight list.
+ *
+ * Invariants: delivered QoS is min(published, granted); the queue is bounded by
+ * max_queued_messages / max_queued_bytes and every drop is counted (and logged, rate limited);
+ * a message too big for a receiver's Maximum Packet Size is dropped for that receiver only;
+ * the PUBLISH header is encoded per receiver (packet id, alias, expiry and subscription ids
+ * differ) while the payload is shared by reference.
+ */
+#include "broker/conn.h"
+
+#include "broker/retain.h"
+#include "broker/subtree.h"
+#include "common/alloc.h"
+#include "common/log.h"
+#include "common/time.h"
+#include "protocol/topic.h"
+#include "tern/error.h"
+
+#include <string.h>
+
+/* ---- sending ----------------------------------------------------------------------------- */
+
+/* Outbound topic alias for topic: existing, newly assigned (*fresh), or 0 for none. */
+static uint16_t alias_out(struct tern_conn *c, const struct tern_msg *m, bool *fresh)
+{
+    *fresh = false;
+    if (c->peer_alias_max == 0 || c->alias_out == NULL) {
+        return 0;
+    }
+    for (uint16_t i = 1; i <= c->alias_out_used; i++) {
+        struct tern_alias *a = &c->alias_out[i];
+        if (a->len == m->topic_len && memcmp(a->topic, m->topic, a->len) == 0) {
+            return i;
+        }
+    }
+    if (c->alias_out_used >= c->peer_alias_max) {
+        return 0;
+    }
+    uint16_t i = (uint16_t)(c->alias_out_used + 1);
+    c->alias_out[i].topic = (uint8_t *)tern_strndup((const char *)m->topic, m->topic_len);
+    if (c->alias_out[i].topic == NULL) {
+        return 0;
+    }
+    c->alias_out[i].len = m->topic_len;
+    c->alias_out_used = i;
+    *fresh = true;
+    return i;
+}
+
+/*
+ * Queue one PUBLISH for q on c. Returns TERN_OK, TERN_ETOOBIG when the packet exceeds the
+ * peer's Maximum Packet Size (dropped for this receiver), or another error.
+ */
+static int send_publish(struct tern_conn *c, const struct tern_qmsg *q, uint64_t now)
+{
+    const struct tern_msg *m = q->msg;
+    struct tern_publish pub;
+    memset(&pub, 0, sizeof pub);
+    pub.qos = q->qos;
+    pub.dup = q->dup;
+    pub.retain = q->retain;
+    pub.packet_id = q->qos ? q->packet_id : 0;
+    pub.topic.ptr = m->topic;
+    pub.topic.len = m->topic_len;
+    uint8_t stackbuf[512];
+    uint8_t *pbuf = stackbuf;
+    size_t pcap = sizeof stackbuf;
+    if (c->version == TERN_MQTT_5) {
+        size_t need = m->props_len + 32u + (size_t)q->n_sub_ids * 6u;
+        if (need > pcap) {
+            pbuf = tern_malloc(need);
+            if (pbuf == NULL) {
+                return TERN_ENOMEM;
+            }
+            pcap = need;
+        }
+    }
+    uint8_t hstack[1024];
+    uint8_t *hdr = hstack;
+    size_t hcap = 32u + m->topic_len + pcap;
+    if (hcap > sizeof hstack) {
+        hdr = tern_malloc(hcap);
+        if (hdr == NULL) {
+            if (pbuf != stackbuf) {
+                tern_free(pbuf);
+            }
+            return TERN_ENOMEM;
+        }
+    } else {
+        hcap = sizeof hstack;
+    }
+    int rc = TERN_OK;
+    for (int pass = 0; pass < 2; pass++) {
+        uint16_t alias = 0;
+        bool fresh = false;
+        if (c->version == TERN_MQTT_5) {
+            struct tern_props_builder bld;
+            tern_props_builder_init(&bld, pbuf, pcap);
+            if (m->props_len) {
+                struct tern_props in = {m->props, m->props_len};
+                struct tern_prop_iter it;
+                struct tern_prop p;
+                tern_props_iter_init(&it, in);
+                while (tern_props_next(&it, &p) == 1) {
+                    tern_props_add_prop(&bld, &p);
+                }
+            }
+            if (m->expiry_ms) {
+                tern_props_add_u32(&bld, TERN_PROP_MESSAGE_EXPIRY_INTERVAL,
+                                   tern_msg_remaining_s(m, now));
+            }
+            for (uint8_t i = 0; i < q->n_sub_ids; i++) {
+                tern_props_add_varint(&bld, TERN_PROP_SUBSCRIPTION_IDENTIFIER, q->sub_ids[i]);
+            }
+            if (pass == 0) {
+                alias = alias_out(c, m, &fresh);
+                if (alias) {
+                    tern_props_add_u16(&bld, TERN_PROP_TOPIC_ALIAS, alias);
+                    if (!fresh) {
+                        pub.topic.len = 0;
+                    }
+                }
+            }
+            pub.props = tern_props_builder_result(&bld);
+        }
+        ssize_t n = tern_publish_encode_header(hdr, hcap, c->version, &pub, m->payload_len);
+        if (n < 0 || (size_t)n > hcap) {
+            rc = n < 0 ? (int)n : TERN_ETOOBIG;
+            break;
+        }
+        size_t total = (size_t)n + m->payload_len;
+        if (c->peer_max_packet && total > c->peer_max_packet) {
+            if (pass == 0 && alias && fresh) {
+                /* Undo the fresh alias and retry without one (never smaller, so drop). */
+                c->alias_out_used--;
+                tern_free(c->alias_out[alias].topic);
+                c->alias_out[alias].topic = NULL;
+            }
+            rc = TERN_ETOOBIG;
+            break;
+        }
+        rc = tern__conn_write(c, hdr, (size_t)n);
+        if (rc == TERN_OK) {
+            rc = tern__conn_write_msg(c, q->msg);
+        }
+        if (rc == TERN_OK) {
+            struct tern_broker *b = c->w->broker;
+            atomic_fetch_add_explicit(&b->stats.msgs_sent, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&b->stats.pub_sent, 1, memory_order_relaxed);
+        }
+        break;
+    }
+    if (pbuf != stackbuf) {
+        tern_free(pbuf);
+    }
+    if (hdr != hstack) {
+        tern_free(hdr);
+    }
+    return rc;
+}
+
+static uint16_t send_window(const struct tern_conn *c)
+{
+    uint16_t win = c->peer_recv_max ? c->peer_recv_max : 65535u;
+    uint16_t cap = c->w->broker->max_inflight;
+    return cap && cap < win ? cap : win;
+}
+
+void tern__conn_pump(struct tern_conn *c)
+{
+    struct tern_session *s = c->session;
+    if (s == NULL || c->state != TERN_CONN_ACTIVE) {
+        return;
+    }
+    struct tern_broker *b = c->w->broker;
+    uint64_t now = tern_loop_now(c->w->loop);
+    uint16_t win = send_window(c);
+    pthread_mutex_lock(&s->mtx);
+    while (s->queue.head && c->state == TERN_CONN_ACTIVE) {
+        struct tern_qmsg *q = s->queue.head;
+        if (q->qos > 0 && s->inflight.count >= win) {
+            break;
+        }
+        if (c->out_bytes >= b->out_highwater) {
+            break;
+        }
+        q = tern_qlist_pop(&s->queue);
+        if (tern_msg_expired(q->msg, now)) {
+            tern_qmsg_free(q);
+            continue;
+        }
+        if (q->qos > 0) {
+            q->packet_id = tern_session_next_pid(s);
+            q->state = 0;
+            q->dup = false;
+        }
+        int rc = send_publish(c, q, now);
+        if (rc == TERN_ETOOBIG) {
+            tern_log(TERN_LOG_INFO,
+                     "client %s: message on %.*s dropped: larger than its "
+                     "Maximum Packet Size",
+                     c->client_id, (int)q->msg->topic_len, (const char *)q->msg->topic);
+            atomic_fetch_add_explicit(&b->stats.pub_dropped, 1, memory_order_relaxed);
+            tern_qmsg_free(q);
+            continue;
+        }
+        if (q->qos > 0 && rc == TERN_OK) {
+            tern_qlist_push(&s->inflight, q);
+        } else {
+            tern_qmsg_free(q);
+        }
+        if (rc != TERN_OK) {
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->mtx);
+}
+
+void tern__conn_resume(struct tern_conn *c)
+{
+    struct tern_session *s = c->session;
+    if (s == NULL) {
+        return;
+    }
+    uint64_t now = tern_loop_now(c->w->loop);
+    pthread_mutex_lock(&s->mtx);
+    for (struct tern_qmsg *q = s->inflight.head; q && c->state == TERN_CONN_ACTIVE; q = q->next) {
+        if (q->state == 0) {
+            q->dup = true;
+            /* An expired message already handed out keeps its packet id: resend anyway
+             * with the minimum remaining expiry rather than break the flow. */
+            if (send_publish(c, q, now) == TERN_ETOOBIG) {
+                continue;
+            }
+        } else {
+            struct tern_packet p = {.type = TERN_PUBREL, .flags = 2};
+            p.u.ack.packet_id = q->packet_id;
+            (void)tern__conn_send_packet(c, &p);
+        }
+    }
+    pthread_mutex_unlock(&s->mtx);
+    tern__conn_pump(c);
+}
+
+/* ---- routing ----------------------------------------------------------------------------- */
+
+void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t qos, bool retain,
+                         const uint32_t *ids, size_t nids)
+{
+    struct tern_broker *b = tern__broker;
+    struct tern_config *cfg = b->cfg;
+    struct tern_qmsg *q = tern_calloc(1, sizeof *q);
+    if (q == NULL) {
+        atomic_fetch_add_explicit(&b->stats.pub_dropped, 1, memory_order_relaxed);
+        return;
+    }
+    q->msg = tern_msg_ref(msg);
+    q->qos = qos;
+    q->retain = retain;
+    for (size_t i = 0; i < nids && i < TERN_SUB_IDS_MAX; i++) {
+        q->sub_ids[q->n_sub_ids++] = ids[i];
+    }
+    struct tern_worker *notify = NULL;
+    bool drop = false;
+    pthread_mutex_lock(&s->mtx);
+    if (s->conn == NULL && qos == 0 && !cfg->queue_qos0_messages) {
+        pthread_mutex_unlock(&s->mtx);
+        tern_qmsg_free(q);
+        return;
+    }
+    if ((cfg->max_queued_messages && s->queue.count >= cfg->max_queued_messages) ||
+        (cfg->max_queued_bytes && s->queue.bytes + tern_msg_size(msg) > cfg->max_queued_bytes)) {
+        drop = true;
+        s->dropped++;
+    } else {
+        tern_qlist_push(&s->queue, q);
+        if (s->worker && !s->flush_posted) {
+            s->flush_posted = true;
+            notify = s->worker;
+        }
+    }
+    uint64_t dropped = s->dropped;
+    pthread_mutex_unlock(&s->mtx);
+    if (drop) {
+        atomic_fetch_add_explicit(&b->stats.pub_dropped, 1, memory_order_relaxed);
+        if (dropped == 1 || dropped % 1000 == 0) {
+            tern_log(TERN_LOG_NOTICE,
+                     "client %s: queue full (max_queued_messages %u, max_queued_bytes %llu), "
+                     "%llu message(s) dropped so far",
+                     s->client_id, cfg->max_queued_messages,
+                     (unsigned long long)cfg->max_queued_bytes, (unsigned long long)dropped);
+        }
+        tern_qmsg_free(q);
+        return;
+    }
+    if (notify) {
+        tern__worker_schedule_session(notify, s);
+    }
+}
+
+struct rcv {
+    struct tern_session *s;
+    uint8_t qos;
+    bool rap;
+    uint8_t nids;
+    uint32_t ids[TERN_SUB_IDS_MAX];
+};
+
+struct collect {
+    struct rcv *v;
+    size_t n, cap;
+    struct rcv inl[32];
+};
+
+static void collect_cb(const struct tern_subtree_receiver *r, void *ud)
+{
+    struct collect *col = ud;
+    if (col->n == col->cap) {
+        size_t ncap = col->cap * 2;
+        struct rcv *nv = tern_malloc(ncap * sizeof *nv);
+        if (nv == NULL) {
+            return; /* counted as dropped by the caller via the receivers count */
+        }
+        memcpy(nv, col->v, col->n * sizeof *nv);
+        if (col->v != col->inl) {
+            tern_free(col->v);
+        }
+        col->v = nv;
+        col->cap = ncap;
+    }
+    struct rcv *x = &col->v[col->n++];
+    x->s = tern_session_ref(r->session);
+    x->qos = r->qos;
+    x->rap = r->retain_as_published;
+    x->nids = 0;
+    for (size_t i = 0; i < r->nids && i < TERN_SUB_IDS_MAX; i++) {
+        x->ids[x->nids++] = r->ids[i];
+    }
+}
+
+static bool available_cb(void *session, void *ud)
+{
+    (void)ud;
+    struct tern_session *s = session;
+    return atomic_load_explicit(&s->online, memory_order_relaxed);
+}
+
+long tern__route_publish(struct tern_broker *b, struct tern_msg *msg)
+{
+    struct collect col;
+    col.v = col.inl;
+    col.n = 0;
+    col.cap = sizeof col.inl / sizeof col.inl[0];
+    long n = tern_subtree_match(b->subs, msg->topic, msg->topic_len, msg->origin, collect_cb,
+                                available_cb, &col);
+    for (size_t i = 0; i < col.n; i++) {
+        struct rcv *r = &col.v[i];
+        uint8_t qos = msg->qos < r->qos ? msg->qos : r->qos;
+        tern__route_enqueue(r->s, msg, qos, r->rap ? msg->retain : false, r->ids, r->nids);
+        tern_session_unref(r->s);
+    }
+    if (col.v != col.inl) {
+        tern_free(col.v);
+    }
+    return n < 0 ? 0 : (long)col.n;
+}
+
+void tern__route_publish_owned(struct tern_broker *b, struct tern_msg *msg)
+{
+    if (msg->retain && b->cfg->retain_available) {
+        if (msg->payload_len == 0) {
+            (void)tern_retain_clear(b->retain, msg->topic, msg->topic_len);
+        } else {
+            (void)tern_retain_set(b->retain, msg->topic, msg->topic_len, msg, tern_msg_size(msg));
+        }
+    }
+    (void)tern__route_publish(b, msg);
+    tern_msg_unref(msg);
+}

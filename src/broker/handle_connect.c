@@ -1,0 +1,607 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * CONNECT (MQTT 3.1.2 / 5.0 3.1): checks, session lookup and takeover, CONNACK; and the end
+ * of a connection's session: will, session expiry, delayed will.
+ *
+ * Takeover: when the client id is attached to a connection on another worker, the new
+ * connection leaves its CONNECT in the input buffer, stops reading and posts a takeover
+ * message to that worker, which closes the old connection (5.0: DISCONNECT 0x8E) and answers;
+ * the CONNECT is then decoded again and finds the session free. The same worker closes the old
+ * connection directly. The registry lock is taken before a session's mutex, never after.
+ *
+ * Session timers: a detached session with a finite expiry or a delayed will gets a timer on
+ * the worker where it detached, tagged with the session's attach generation; a later attach
+ * bumps the generation, so a stale timer does nothing when it fires.
+ */
+#include "broker/conn.h"
+
+#include "broker/retain.h"
+#include "broker/subtree.h"
+#include "common/alloc.h"
+#include "common/log.h"
+#include "common/time.h"
+#include "tern/error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct tern__sess_timer {
+    struct tern_timer t;
+    struct tern_session *s; /* one reference */
+    uint64_t gen;
+    struct tern_worker *w;
+    struct tern__sess_timer *prev, *next;
+};
+
+struct takeover {
+    struct tern_loop_msg msg;
+    struct tern_session *s; /* one reference */
+    struct tern_conn *newc; /* holds a conn ref (newc->refs) */
+    struct tern_worker *neww;
+};
+
+/* ---- CONNACK ----------------------------------------------------------------------------- */
+
+static void send_connack(struct tern_conn *c, bool present, uint8_t reason, struct tern_props props)
+{
+    struct tern_packet p = {.type = TERN_CONNACK};
+    p.u.connack.session_present = present;
+    p.u.connack.reason = reason;
+    p.u.connack.props = props;
+    (void)tern__conn_send_packet(c, &p);
+}
+
+/* Refuse the connection: CONNACK with the code for c->version, then close. */
+static int refuse(struct tern_conn *c, uint8_t v3code, uint8_t v5reason, const char *why)
+{
+    struct tern_props none = {NULL, 0};
+    send_connack(c, false, c->version == TERN_MQTT_5 ? v5reason : v3code, none);
+    tern_log(TERN_LOG_NOTICE, "connection from %s refused: %s", c->peer, why);
+    tern__conn_close(c, 0xFF, why);
+    return TERN_EDENIED;
+}
+
+/* ---- sessions ---------------------------------------------------------------------------- */
+
+/* End a session: out of the registry (caller holds the registry lock) and the index. */
+static struct tern_msg *session_end_locked(struct tern_broker *b, struct tern_session *s)
+{
+    tern_registry_remove_locked(s);
+    (void)tern_subtree_remove_session(b->subs, s);
+    pthread_mutex_lock(&s->mtx);
+    tern_qlist_clear(&s->queue);
+    tern_qlist_clear(&s->inflight);
+    s->qos2_in_count = 0;
+    struct tern_msg *will = s->delayed_will;
+    s->delayed_will = NULL;
+    pthread_mutex_unlock(&s->mtx);
+    return will;
+}
+
+static void stimer_free(struct tern__sess_timer *st)
+{
+    struct tern_worker *w = st->w;
+    if (st->prev) {
+        st->prev->next = st->next;
+    } else if (w->stimers == st) {
+        w->stimers = st->next;
+    }
+    if (st->next) {
+        st->next->prev = st->prev;
+    }
+    tern_session_unref(st->s);
+    tern_free(st);
+}
+
+static void stimer_fire(struct tern_loop *loop, struct tern_timer *t)
+{
+    struct tern__sess_timer *st = tern_container_of(t, struct tern__sess_timer, t);
+    struct tern_broker *b = st->w->broker;
+    struct tern_session *s = st->s;
+    uint64_t now = tern_loop_now(loop);
+    struct tern_msg *will = NULL;
+    uint64_t next = 0;
+    tern_registry_lock();
+    pthread_mutex_lock(&s->mtx);
+    bool live = s->attach_gen == st->gen && s->conn == NULL;
+    bool expired = live && s->expire_at_ms != 0 && now >= s->expire_at_ms;
+    if (live && s->delayed_will && (expired || now >= s->will_at_ms)) {
+        will = s->delayed_will;
+        s->delayed_will = NULL;
+    }
+    if (live && !expired && s->expire_at_ms) {
+        next = s->expire_at_ms;
+    }
+    pthread_mutex_unlock(&s->mtx);
+    if (expired) {
+        tern_log(TERN_LOG_INFO, "session %s expired", s->client_id);
+        struct tern_msg *w2 = session_end_locked(b, s);
+        if (will == NULL) {
+            will = w2;
+        } else {
+            tern_msg_unref(w2);
+        }
+    }
+    tern_registry_unlock();
+    if (will) {
+        tern__route_publish_owned(b, will);
+    }
+    if (next && tern_loop_timer_start(loop, t, next, stimer_fire) == TERN_OK) {
+        return;
+    }
+    stimer_free(st);
+}
+
+static void stimer_arm(struct tern_worker *w, struct tern_session *s, uint64_t gen, uint64_t due)
+{
+    struct tern__sess_timer *st = tern_calloc(1, sizeof *st);
+    if (st == NULL) {
+        tern_log(TERN_LOG_ERROR, "session %s: out of memory arming its expiry", s->client_id);
+        return;
+    }
+    tern_timer_init(&st->t);
+    st->s = tern_session_ref(s);
+    st->gen = gen;
+    st->w = w;
+    st->next = w->stimers;
+    if (w->stimers) {
+        w->stimers->prev = st;
+    }
+    w->stimers = st;
+    if (tern_loop_timer_start(w->loop, &st->t, due, stimer_fire) != TERN_OK) {
+        stimer_free(st);
+    }
+}
+
+/* Free the timers of a stopping worker (no callbacks run). */
+void tern__worker_free_stimers(struct tern_worker *w);
+void tern__worker_free_stimers(struct tern_worker *w)
+{
+    while (w->stimers) {
+        struct tern__sess_timer *st = w->stimers;
+        tern_loop_timer_stop(w->loop, &st->t);
+        stimer_free(st);
+    }
+}
+
+void tern__session_detach(struct tern_conn *c)
+{
+    struct tern_broker *b = c->w->broker;
+    struct tern_session *s = c->session;
+    struct tern_msg *will = c->will;
+    c->will = NULL;
+    bool send_will = will != NULL && c->will_send && !atomic_load(&b->stopping);
+    if (s == NULL) {
+        tern_msg_unref(will);
+        return;
+    }
+    uint64_t now = tern_loop_now(c->w->loop);
+    uint32_t expiry = c->session_expiry;
+    if (atomic_load(&b->stopping)) {
+        expiry = UINT32_MAX; /* a clean stop keeps sessions until the process ends */
+    }
+    pthread_mutex_lock(&s->mtx);
+    s->conn = NULL;
+    s->worker = NULL;
+    s->flush_posted = false;
+    atomic_store(&s->online, false);
+    uint64_t gen = s->attach_gen;
+    if (send_will && c->will_delay_s > 0 && expiry > 0) {
+        s->delayed_will = will;
+        s->will_at_ms = now + (uint64_t)c->will_delay_s * 1000u;
+        will = NULL;
+        send_will = false;
+    }
+    s->expire_at_ms = expiry == UINT32_MAX ? 0 : now + (uint64_t)expiry * 1000u;
+    uint64_t will_at = s->delayed_will ? s->will_at_ms : 0;
+    pthread_mutex_unlock(&s->mtx);
+
+    if (send_will) {
+        tern_log(TERN_LOG_DEBUG, "client %s: publishing will on %.*s", c->client_id,
+                 (int)will->topic_len, (const char *)will->topic);
+        tern__route_publish_owned(b, will);
+        will = NULL;
+    }
+    tern_msg_unref(will);
+    if (expiry == 0) {
+        tern_registry_lock();
+        struct tern_msg *w2 = session_end_locked(b, s);
+        tern_registry_unlock();
+        if (w2) {
+            tern__route_publish_owned(b, w2);
+        }
+    } else if (!atomic_load(&b->stopping)) {
+        uint64_t due = s->expire_at_ms;
+        if (will_at && (due == 0 || will_at < due)) {
+            due = will_at;
+        }
+        if (due) {
+            stimer_arm(c->w, s, gen, due);
+        }
+    }
+    c->session = NULL;
+    tern_session_unref(s);
+}
+
+/* ---- takeover ---------------------------------------------------------------------------- */
+
+static void takeover_done(struct tern_loop *loop, struct tern_loop_msg *msg)
+{
+    (void)loop;
+    struct takeover *t = tern_container_of(msg, struct takeover, msg);
+    struct tern_conn *c = t->newc;
+    tern_free(t);
+    if (atomic_load(&tern__broker->stopping)) {
+        return; /* the worker frees every connection as it stops */
+    }
+    c->refs--;
+    if (c->state == TERN_CONN_CLOSING) {
+        if (c->refs == 0) {
+            if (c->stream) {
+                tern__conn_mark_dirty(c);
+            } else {
+                tern__conn_free(c);
+            }
+        }
+        return;
+    }
+    tern__conn_continue(c);
+}
+
+static void takeover_on_old(struct tern_loop *loop, struct tern_loop_msg *msg)
+{
+    (void)loop;
+    struct takeover *t = tern_container_of(msg, struct takeover, msg);
+    struct tern_session *s = t->s;
+    t->s = NULL;
+    if (atomic_load(&tern__broker->stopping)) {
+        tern_session_unref(s);
+        tern_free(t);
+        return;
+    }
+    struct tern_worker *me = tern__worker_current();
+    pthread_mutex_lock(&s->mtx);
+    struct tern_conn *old = s->worker == me ? s->conn : NULL;
+    pthread_mutex_unlock(&s->mtx);
+    if (old && old->state == TERN_CONN_ACTIVE) {
+        tern_log(TERN_LOG_NOTICE, "client %s: session taken over by a new connection",
+                 old->client_id);
+        tern__conn_close(old, TERN_RC_SESSION_TAKEN_OVER, "session taken over");
+    }
+    tern_session_unref(s);
+    tern_loop_send(t->neww->loop, &t->msg, takeover_done);
+}
+
+/* ---- CONNECT ----------------------------------------------------------------------------- */
+
+static char *assign_client_id(struct tern_conn *c)
+{
+    struct tern_broker *b = c->w->broker;
+    const char *prefix = c->listener->cfg->auth.auto_id_prefix;
+    if (prefix == NULL) {
+        prefix = "auto-";
+    }
+    uint64_t n = atomic_fetch_add(&b->next_auto_id, 1);
+    char buf[160];
+    int len = snprintf(buf, sizeof buf, "%.64s%08llX-%04X-%010llu", prefix,
+                       (unsigned long long)(b->start_real_s & 0xFFFFFFFF),
+                       (unsigned)(tern_time_mono_ns() & 0xFFFF), (unsigned long long)n);
+    if (len < 0) {
+        return NULL;
+    }
+    return tern_strndup(buf, (size_t)len);
+}
+
+/* Build the will message from CONNECT. */
+static int make_will(struct tern_conn *c, const struct tern_connect *cn)
+{
+    uint8_t pbuf[1024];
+    uint8_t *pb = pbuf;
+    size_t pcap = sizeof pbuf;
+    uint32_t expiry = 0;
+    struct tern_props_builder bld;
+    if (cn->will_props.len + 16 > pcap) {
+        pcap = cn->will_props.len + 16;
+        pb = tern_malloc(pcap);
+        if (pb == NULL) {
+            return TERN_ENOMEM;
+        }
+    }
+    tern_props_builder_init(&bld, pb, pcap);
+    if (cn->version == TERN_MQTT_5) {
+        struct tern_prop p;
+        if (tern_props_find(cn->will_props, TERN_PROP_MESSAGE_EXPIRY_INTERVAL, &p)) {
+            expiry = p.num;
+        }
+        if (tern_props_find(cn->will_props, TERN_PROP_WILL_DELAY_INTERVAL, &p)) {
+            c->will_delay_s = p.num;
+        }
+        tern_msg_filter_props(&bld, cn->will_props);
+    }
+    struct tern_props fp = tern_props_builder_result(&bld);
+    c->will = tern_msg_new(cn->will_topic.ptr, cn->will_topic.len, cn->will_payload.ptr,
+                           cn->will_payload.len, fp.ptr, fp.len, cn->will_qos, cn->will_retain,
+                           expiry, NULL);
+    if (pb != pbuf) {
+        tern_free(pb);
+    }
+    return c->will ? TERN_OK : TERN_ENOMEM;
+}
+
+/*
+ * Find or create the session for c->client_id and attach c. Returns TERN_OK with *present,
+ * TERN_EAGAIN when a takeover on another worker must finish first, or TERN_ENOMEM.
+ */
+static int attach_session(struct tern_conn *c, bool clean, bool *present)
+{
+    struct tern_broker *b = c->w->broker;
+    size_t idlen = strlen(c->client_id);
+    uint64_t now = tern_loop_now(c->w->loop);
+    struct tern_msg *ended_will = NULL;
+    for (;;) {
+        tern_registry_lock();
+        struct tern_session *s = tern_registry_find_locked(c->client_id, idlen);
+        if (s) {
+            pthread_mutex_lock(&s->mtx);
+            struct tern_conn *old = s->conn;
+            struct tern_worker *oldw = s->worker;
+            pthread_mutex_unlock(&s->mtx);
+            if (old != NULL) {
+                if (oldw == c->w) {
+                    tern_registry_unlock();
+                    tern_log(TERN_LOG_NOTICE, "client %s: session taken over by a new connection",
+                             c->client_id);
+                    tern__conn_close(old, TERN_RC_SESSION_TAKEN_OVER, "session taken over");
+                    continue;
+                }
+                struct takeover *t = tern_calloc(1, sizeof *t);
+                if (t == NULL) {
+                    tern_registry_unlock();
+                    return TERN_ENOMEM;
+                }
+                t->s = tern_session_ref(s);
+                t->newc = c;
+                t->neww = c->w;
+                c->refs++;
+                c->state = TERN_CONN_WAIT;
+                tern_registry_unlock();
+                tern_loop_send(oldw->loop, &t->msg, takeover_on_old);
+                return TERN_EAGAIN;
+            }
+            bool expired = s->expire_at_ms != 0 && now >= s->expire_at_ms;
+            if (clean || expired) {
+                struct tern_msg *w = session_end_locked(b, s);
+                if (w) {
+                    tern_msg_unref(ended_will);
+                    ended_will = w;
+                }
+                s = NULL;
+            }
+        }
+        *present = s != NULL;
+        if (s == NULL) {
+            s = tern_session_new(c->client_id, idlen);
+            if (s == NULL) {
+                tern_registry_unlock();
+                tern_msg_unref(ended_will);
+                return TERN_ENOMEM;
+            }
+            (void)tern_registry_add_locked(s);
+            tern_session_unref(s); /* the registry's reference remains */
+        }
+        struct tern_msg *cancelled = NULL;
+        pthread_mutex_lock(&s->mtx);
+        s->conn = c;
+        s->worker = c->w;
+        s->attach_gen++;
+        s->flush_posted = false;
+        s->expire_at_ms = 0;
+        s->version = c->version;
+        s->expiry_s = c->session_expiry;
+        cancelled = s->delayed_will; /* reconnected within the will delay: no will */
+        s->delayed_will = NULL;
+        atomic_store(&s->online, true);
+        pthread_mutex_unlock(&s->mtx);
+        c->session = tern_session_ref(s);
+        tern_registry_unlock();
+        tern_msg_unref(cancelled);
+        if (ended_will) {
+            tern__route_publish_owned(b, ended_will);
+        }
+        return TERN_OK;
+    }
+}
+
+int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
+{
+    struct tern_broker *b = c->w->broker;
+    const struct tern_config *cfg = b->cfg;
+    const struct tern_listener_config *lc = c->listener->cfg;
+    const struct tern_connect *cn = &pkt->u.connect;
+    c->version = cn->version;
+    bool v5 = c->version == TERN_MQTT_5;
+
+    /* Properties (5.0). */
+    uint16_t server_keepalive = 0;
+    c->peer_recv_max = 65535;
+    c->peer_max_packet = 0;
+    c->peer_alias_max = 0;
+    c->keepalive = cn->keepalive;
+    if (v5) {
+        c->session_expiry = 0;
+        struct tern_prop_iter it;
+        struct tern_prop p;
+        tern_props_iter_init(&it, cn->props);
+        while (tern_props_next(&it, &p) == 1) {
+            switch (p.id) {
+            case TERN_PROP_SESSION_EXPIRY_INTERVAL:
+                c->session_expiry = p.num;
+                break;
+            case TERN_PROP_RECEIVE_MAXIMUM:
+                c->peer_recv_max = (uint16_t)p.num;
+                break;
+            case TERN_PROP_MAXIMUM_PACKET_SIZE:
+                c->peer_max_packet = p.num;
+                break;
+            case TERN_PROP_TOPIC_ALIAS_MAXIMUM:
+                c->peer_alias_max = (uint16_t)p.num;
+                break;
+            case TERN_PROP_REQUEST_PROBLEM_INFORMATION:
+                c->problem_info = p.num != 0;
+                break;
+            case TERN_PROP_AUTHENTICATION_METHOD:
+                return refuse(c, 0, TERN_RC_BAD_AUTHENTICATION_METHOD,
+                              "enhanced authentication is not supported");
+            default:
+                break;
+            }
+        }
+    } else if (cn->clean_start) {
+        c->session_expiry = 0;
+    } else {
+        int64_t pce = cfg->persistent_client_expiration;
+        c->session_expiry =
+            pce > 0 ? (pce >= UINT32_MAX ? UINT32_MAX - 1u : (uint32_t)pce) : UINT32_MAX;
+    }
+
+    /* Keepalive limit. */
+    if (cfg->max_keepalive && cfg->max_keepalive < 65535u &&
+        (cn->keepalive > cfg->max_keepalive || cn->keepalive == 0)) {
+        if (!v5) {
+            return refuse(c, TERN_CONNACK3_IDENTIFIER_REJECTED, 0, "keepalive above max_keepalive");
+        }
+        c->keepalive = cfg->max_keepalive;
+        server_keepalive = cfg->max_keepalive;
+    }
+
+    /* Will checks. */
+    if (cn->will_flag) {
+        if (cn->will_qos > lc->max_qos) {
+            return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_QOS_NOT_SUPPORTED,
+                          "will QoS above maximum QoS");
+        }
+        if (cn->will_retain && !cfg->retain_available) {
+            return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_RETAIN_NOT_SUPPORTED,
+                          "will retain not available");
+        }
+        if (cn->will_topic.len > 0 && cn->will_topic.ptr[0] == '$') {
+            return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_TOPIC_NAME_INVALID,
+                          "will topic starts with '$'");
+        }
+    }
+
+    /* Client identifier. */
+    bool assigned = false;
+    tern_free(c->client_id);
+    c->client_id = NULL;
+    if (cn->client_id.len == 0) {
+        if (!lc->auth.allow_zero_length_clientid || c->version == TERN_MQTT_31 ||
+            (!v5 && !cn->clean_start)) {
+            return refuse(c, TERN_CONNACK3_IDENTIFIER_REJECTED, TERN_RC_CLIENT_IDENTIFIER_NOT_VALID,
+                          "empty client id not allowed");
+        }
+        c->client_id = assign_client_id(c);
+        assigned = true;
+    } else {
+        if (memchr(cn->client_id.ptr, 0, cn->client_id.len) != NULL) {
+            return refuse(c, TERN_CONNACK3_IDENTIFIER_REJECTED, TERN_RC_CLIENT_IDENTIFIER_NOT_VALID,
+                          "client id contains NUL");
+        }
+        c->client_id = tern_strndup((const char *)cn->client_id.ptr, cn->client_id.len);
+    }
+    if (c->client_id == NULL) {
+        tern__conn_close(c, 0xFF, "out of memory");
+        return TERN_ENOMEM;
+    }
+
+    /* Authentication (providers come with the security work). */
+    if (!cn->has_username && !lc->auth.allow_anonymous) {
+        return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_NOT_AUTHORIZED,
+                      "anonymous clients not allowed");
+    }
+    if (lc->auth.password_file != NULL) {
+        return refuse(c, TERN_CONNACK3_BAD_USERNAME_PASSWORD, TERN_RC_BAD_USER_NAME_OR_PASSWORD,
+                      "password_file is not supported yet");
+    }
+    tern_free(c->username);
+    c->username = NULL;
+    if (cn->has_username) {
+        c->username = tern_strndup((const char *)cn->username.ptr, cn->username.len);
+    }
+
+    if (cn->will_flag && c->will == NULL && make_will(c, cn) != TERN_OK) {
+        tern__conn_close(c, 0xFF, "out of memory");
+        return TERN_ENOMEM;
+    }
+
+    bool present = false;
+    int rc = attach_session(c, cn->clean_start, &present);
+    if (rc == TERN_EAGAIN) {
+        return rc;
+    }
+    if (rc != TERN_OK) {
+        return refuse(c, TERN_CONNACK3_SERVER_UNAVAILABLE, TERN_RC_SERVER_UNAVAILABLE,
+                      "out of memory");
+    }
+
+    /* Topic alias tables. */
+    c->alias_in_max = v5 ? lc->max_topic_alias : 0;
+    if (c->alias_in_max) {
+        c->alias_in = tern_calloc((size_t)c->alias_in_max + 1, sizeof *c->alias_in);
+    }
+    if (c->peer_alias_max) {
+        c->alias_out = tern_calloc((size_t)c->peer_alias_max + 1, sizeof *c->alias_out);
+    }
+    if ((c->alias_in_max && !c->alias_in) || (c->peer_alias_max && !c->alias_out)) {
+        tern__conn_close(c, 0xFF, "out of memory");
+        return TERN_ENOMEM;
+    }
+
+    /* CONNACK. */
+    uint8_t pbuf[512];
+    struct tern_props_builder bld;
+    tern_props_builder_init(&bld, pbuf, sizeof pbuf);
+    if (v5) {
+        if (b->receive_maximum != 65535u) {
+            tern_props_add_u16(&bld, TERN_PROP_RECEIVE_MAXIMUM, b->receive_maximum);
+        }
+        if (lc->max_qos < 2) {
+            tern_props_add_byte(&bld, TERN_PROP_MAXIMUM_QOS, lc->max_qos);
+        }
+        if (!cfg->retain_available) {
+            tern_props_add_byte(&bld, TERN_PROP_RETAIN_AVAILABLE, 0);
+        }
+        if (cfg->max_packet_size) {
+            tern_props_add_u32(&bld, TERN_PROP_MAXIMUM_PACKET_SIZE, b->max_packet_size);
+        }
+        if (assigned) {
+            tern_props_add_str(&bld, TERN_PROP_ASSIGNED_CLIENT_IDENTIFIER, c->client_id,
+                               strlen(c->client_id));
+        }
+        if (c->alias_in_max) {
+            tern_props_add_u16(&bld, TERN_PROP_TOPIC_ALIAS_MAXIMUM, c->alias_in_max);
+        }
+        if (server_keepalive) {
+            tern_props_add_u16(&bld, TERN_PROP_SERVER_KEEP_ALIVE, server_keepalive);
+        }
+    }
+    c->state = TERN_CONN_ACTIVE;
+    c->will_send = true;
+    send_connack(c, present, 0, tern_props_builder_result(&bld));
+    c->counted = true;
+    long now_conn = atomic_fetch_add(&b->stats.clients_connected, 1) + 1;
+    long maxc = atomic_load(&b->stats.clients_maximum);
+    while (now_conn > maxc &&
+           !atomic_compare_exchange_weak(&b->stats.clients_maximum, &maxc, now_conn)) {
+    }
+    tern__conn_start_keepalive(c);
+    if (cfg->connection_messages) {
+        tern_log(TERN_LOG_NOTICE, "new client %s from %s (v%u, clean %d, keepalive %u)%s",
+                 c->client_id, c->peer, (unsigned)c->version, cn->clean_start,
+                 (unsigned)c->keepalive, present ? ", session resumed" : "");
+    }
+    if (present) {
+        tern__conn_resume(c);
+    }
+    return TERN_OK;
+}

@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * SUBSCRIBE (3.8) and UNSUBSCRIBE (3.10): one reason code per filter, in order, then the
+ * retained messages each new subscription asks for (after the SUBACK, with RETAIN set, at
+ * min(retained QoS, granted QoS), per Retain Handling; none for shared subscriptions).
+ */
+#include "broker/conn.h"
+
+#include "broker/retain.h"
+#include "broker/subtree.h"
+#include "common/alloc.h"
+#include "common/log.h"
+#include "protocol/topic.h"
+#include "tern/error.h"
+
+#include <string.h>
+
+#define SUB_MAX_FILTERS 1024
+
+struct retained_list {
+    struct tern_msg **v;
+    size_t n, cap;
+};
+
+static int collect_retained(const uint8_t *topic, size_t len, void *msg, void *ud)
+{
+    (void)topic;
+    (void)len;
+    struct retained_list *l = ud;
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 16;
+        struct tern_msg **nv = tern_realloc(l->v, ncap * sizeof *nv);
+        if (nv == NULL) {
+            return 1;
+        }
+        l->v = nv;
+        l->cap = ncap;
+    }
+    l->v[l->n++] = tern_msg_ref(msg);
+    return 0;
+}
+
+static void send_retained(struct tern_conn *c, const uint8_t *filter, size_t len, uint8_t qos,
+                          uint32_t sub_id)
+{
+    struct tern_broker *b = c->w->broker;
+    struct retained_list l = {NULL, 0, 0};
+    (void)tern_retain_match(b->retain, filter, len, collect_retained, &l);
+    uint64_t now = tern_loop_now(c->w->loop);
+    for (size_t i = 0; i < l.n; i++) {
+        struct tern_msg *m = l.v[i];
+        if (!tern_msg_expired(m, now)) {
+            uint8_t q = m->qos < qos ? m->qos : qos;
+            tern__route_enqueue(c->session, m, q, true, &sub_id, sub_id ? 1 : 0);
+        }
+        tern_msg_unref(m);
+    }
+    tern_free(l.v);
+}
+
+int tern__handle_subscribe(struct tern_conn *c, const struct tern_packet *pkt)
+{
+    struct tern_broker *b = c->w->broker;
+    const struct tern_subscribe *sp = &pkt->u.subscribe;
+    bool v5 = c->version == TERN_MQTT_5;
+    uint32_t sub_id = 0;
+    if (v5) {
+        struct tern_prop p;
+        if (tern_props_find(sp->props, TERN_PROP_SUBSCRIPTION_IDENTIFIER, &p)) {
+            if (p.num == 0) {
+                tern__conn_close(c, TERN_RC_PROTOCOL_ERROR, "subscription identifier 0");
+                return TERN_EPROTOCOL;
+            }
+            sub_id = p.num;
+        }
+    }
+    if (sp->count > SUB_MAX_FILTERS) {
+        tern__conn_close(c, TERN_RC_QUOTA_EXCEEDED, "too many filters in SUBSCRIBE");
+        return TERN_EPROTOCOL;
+    }
+    uint8_t codes[SUB_MAX_FILTERS];
+    bool send_ret[SUB_MAX_FILTERS];
+    size_t n = 0;
+    uint8_t max_qos = c->listener->cfg->max_qos;
+    struct tern_sub_iter it;
+    struct tern_sub_entry e;
+    tern_sub_iter_init(&it, pkt);
+    while (n < SUB_MAX_FILTERS && tern_sub_iter_next(&it, &e)) {
+        struct tern_sub_opts o;
+        memset(&o, 0, sizeof o);
+        uint8_t want = e.options & TERN_SUBOPT_QOS_MASK;
+        o.qos = want < max_qos ? want : max_qos;
+        o.no_local = v5 && (e.options & TERN_SUBOPT_NO_LOCAL);
+        o.retain_as_published = v5 && (e.options & TERN_SUBOPT_RETAIN_AS_PUB);
+        o.retain_handling = v5 ? (uint8_t)TERN_SUBOPT_RETAIN_HANDLING(e.options) : 0;
+        o.sub_id = sub_id;
+        bool existed = false;
+        int rc =
+            tern_subtree_subscribe(b->subs, e.filter.ptr, e.filter.len, c->session, &o, &existed);
+        send_ret[n] = false;
+        if (rc == TERN_OK) {
+            codes[n] = o.qos;
+            const uint8_t *g, *inner;
+            size_t gl, il;
+            bool shared = tern_topic_shared_split(e.filter.ptr, e.filter.len, &g, &gl, &inner, &il);
+            send_ret[n] =
+                !shared && (o.retain_handling == 0 || (o.retain_handling == 1 && !existed));
+            tern_log(TERN_LOG_DEBUG, "client %s subscribed to %.*s (QoS %u)", c->client_id,
+                     (int)e.filter.len, (const char *)e.filter.ptr, (unsigned)o.qos);
+        } else if (!v5) {
+            codes[n] = TERN_RC_UNSPECIFIED_ERROR;
+        } else if (rc == TERN_EBADTOPIC || rc == TERN_EBADUTF8) {
+            codes[n] = TERN_RC_TOPIC_FILTER_INVALID;
+        } else if (rc == TERN_EOVERFLOW) {
+            codes[n] = TERN_RC_QUOTA_EXCEEDED;
+        } else {
+            codes[n] = TERN_RC_UNSPECIFIED_ERROR;
+        }
+        n++;
+    }
+    struct tern_packet ack = {.type = TERN_SUBACK};
+    ack.u.suback.packet_id = sp->packet_id;
+    ack.u.suback.reasons.ptr = codes;
+    ack.u.suback.reasons.len = n;
+    (void)tern__conn_send_packet(c, &ack);
+
+    /* Retained messages, after the SUBACK. */
+    tern_sub_iter_init(&it, pkt);
+    for (size_t i = 0; i < n && tern_sub_iter_next(&it, &e); i++) {
+        if (send_ret[i]) {
+            send_retained(c, e.filter.ptr, e.filter.len, codes[i], sub_id);
+        }
+    }
+    return TERN_OK;
+}
+
+int tern__handle_unsubscribe(struct tern_conn *c, const struct tern_packet *pkt)
+{
+    struct tern_broker *b = c->w->broker;
+    const struct tern_subscribe *sp = &pkt->u.subscribe;
+    if (sp->count > SUB_MAX_FILTERS) {
+        tern__conn_close(c, TERN_RC_QUOTA_EXCEEDED, "too many filters in UNSUBSCRIBE");
+        return TERN_EPROTOCOL;
+    }
+    uint8_t codes[SUB_MAX_FILTERS];
+    size_t n = 0;
+    struct tern_sub_iter it;
+    struct tern_sub_entry e;
+    tern_sub_iter_init(&it, pkt);
+    while (n < SUB_MAX_FILTERS && tern_sub_iter_next(&it, &e)) {
+        int rc = tern_subtree_unsubscribe(b->subs, e.filter.ptr, e.filter.len, c->session);
+        codes[n++] = rc == TERN_OK ? TERN_RC_SUCCESS : TERN_RC_NO_SUBSCRIPTION_EXISTED;
+    }
+    struct tern_packet ack = {.type = TERN_UNSUBACK};
+    ack.u.suback.packet_id = sp->packet_id;
+    ack.u.suback.reasons.ptr = codes;
+    ack.u.suback.reasons.len = c->version == TERN_MQTT_5 ? n : 0;
+    (void)tern__conn_send_packet(c, &ack);
+    return TERN_OK;
+}

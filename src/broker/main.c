@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ternd: the Tern MQTT broker daemon. Parses the command line, loads the configuration, sets
+ * up logging, starts the broker and waits for signals on the main thread (sigwait: no work in
+ * signal handlers). SIGTERM/SIGINT stop the broker cleanly; SIGHUP re-reads the configuration
+ * file and applies what can change while running (today: log types/level); the rest needs a
+ * restart and the log says so.
+ */
+#include "broker/broker.h"
+#include "broker/config.h"
+#include "common/log.h"
+#include "common/time.h"
+#include "tern/error.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static FILE *log_out;
+static bool log_ts = true;
+
+static void log_cb(enum tern_log_level level, const char *msg, void *ud)
+{
+    (void)ud;
+    FILE *f = log_out ? log_out : stderr;
+    if (log_ts) {
+        fprintf(f, "%lld: %s%s\n", (long long)tern_time_real_s(),
+                level >= TERN_LOG_WARNING ? (level == TERN_LOG_ERROR ? "Error: " : "Warning: ")
+                                          : "",
+                msg);
+    } else {
+        fprintf(f, "%s\n", msg);
+    }
+    fflush(f);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: ternd [-c FILE] [-p PORT] [-v] [--test-config]\n"
+               "  -c, --config FILE   load the configuration file FILE\n"
+               "  -p, --port PORT     also listen on 127.0.0.1:PORT (quick start: with no -c,\n"
+               "                      anonymous clients are allowed on that local listener)\n"
+               "  -v, --verbose       log everything (debug level)\n"
+               "      --test-config   check the configuration and exit (0 = valid)\n"
+               "  -h, --help          show this help\n"
+               "      --version       show the version\n");
+}
+
+static int parse_port(const char *s, uint16_t *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *s == '\0' || *end != '\0' || v < 1 || v > 65535) {
+        return -1;
+    }
+    *out = (uint16_t)v;
+    return 0;
+}
+
+static void apply_logging(const struct tern_config *cfg, bool verbose)
+{
+    log_out = (cfg->log_dest & TERN_LOGD_STDOUT) ? stdout : stderr;
+    log_ts = cfg->log_timestamp;
+    enum tern_log_level lv = TERN_LOG_ERROR;
+    if (verbose || (cfg->log_types & TERN_LOGT_DEBUG)) {
+        lv = TERN_LOG_DEBUG;
+    } else if (cfg->log_types & TERN_LOGT_INFORMATION) {
+        lv = TERN_LOG_INFO;
+    } else if (cfg->log_types & TERN_LOGT_NOTICE) {
+        lv = TERN_LOG_NOTICE;
+    } else if (cfg->log_types & TERN_LOGT_WARNING) {
+        lv = TERN_LOG_WARNING;
+    } else if (cfg->log_types == 0) {
+        lv = TERN_LOG_NONE;
+    }
+    tern_log_set_level(lv);
+}
+
+static int load(struct tern_config *cfg, const char *path, uint16_t port)
+{
+    char err[512];
+    tern_config_defaults(cfg);
+    if (path) {
+        int rc = tern_config_load_file(cfg, path, err, sizeof err);
+        if (rc != TERN_OK) {
+            fprintf(stderr, "ternd: %s\n", err);
+            return rc;
+        }
+    }
+    if (port) {
+        struct tern_listener_config *l = tern_config_add_listener(cfg, port, "127.0.0.1");
+        if (l == NULL) {
+            fprintf(stderr, "ternd: out of memory\n");
+            return TERN_ENOMEM;
+        }
+        if (path == NULL) {
+            l->auth.allow_anonymous = 1;
+        }
+    }
+    return TERN_OK;
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf = NULL;
+    uint16_t port = 0;
+    bool verbose = false, test_config = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0 ||
+             strcmp(a, "--config-file") == 0) &&
+            i + 1 < argc) {
+            conf = argv[++i];
+        } else if ((strcmp(a, "-p") == 0 || strcmp(a, "--port") == 0) && i + 1 < argc) {
+            if (parse_port(argv[++i], &port) != 0) {
+                fprintf(stderr, "ternd: invalid port '%s'\n", argv[i]);
+                return 2;
+            }
+        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+            verbose = true;
+        } else if (strcmp(a, "--test-config") == 0 || strcmp(a, "-t") == 0) {
+            test_config = true;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
+            printf("ternd %s\n", TERN_VERSION);
+            return 0;
+        } else {
+            fprintf(stderr, "ternd: unknown argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (test_config && conf == NULL) {
+        fprintf(stderr, "ternd: --test-config needs -c FILE\n");
+        return 2;
+    }
+    if (conf == NULL && port == 0) {
+        port = 1883;
+    }
+
+    struct tern_config cfg;
+    if (load(&cfg, conf, test_config ? 0 : port) != TERN_OK) {
+        tern_config_free(&cfg);
+        return 1;
+    }
+    for (size_t i = 0; i < cfg.nwarnings; i++) {
+        fprintf(stderr, "ternd: warning: %s\n", cfg.warnings[i]);
+    }
+    if (test_config) {
+        printf("%s: configuration OK\n", conf);
+        tern_config_free(&cfg);
+        return 0;
+    }
+    if (cfg.nlisteners == 0) {
+        fprintf(stderr, "ternd: no listener configured\n");
+        tern_config_free(&cfg);
+        return 1;
+    }
+    tern_log_set_callback(log_cb, NULL);
+    apply_logging(&cfg, verbose);
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    static struct tern_broker broker;
+    int rc = tern_broker_start(&broker, &cfg);
+    if (rc != TERN_OK) {
+        tern_log(TERN_LOG_ERROR, "broker failed to start: %s", tern_strerror(rc));
+        tern_broker_request_stop(&broker);
+        tern_broker_wait(&broker);
+        tern_config_free(&cfg);
+        return 1;
+    }
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0) {
+            continue;
+        }
+        if (sig == SIGHUP) {
+            struct tern_config fresh;
+            if (conf && load(&fresh, conf, 0) == TERN_OK) {
+                apply_logging(&fresh, verbose);
+                tern_log(TERN_LOG_NOTICE, "configuration reloaded: logging updated; listener, "
+                                          "limit and security changes need a restart");
+            } else {
+                tern_log(TERN_LOG_ERROR, "configuration reload failed; keeping the old one");
+            }
+            tern_config_free(&fresh);
+            continue;
+        }
+        if (sig == SIGUSR1) {
+            continue;
+        }
+        tern_log(TERN_LOG_NOTICE, "ternd stopping (signal %d)", sig);
+        break;
+    }
+    tern_broker_request_stop(&broker);
+    tern_broker_wait(&broker);
+    tern_config_free(&cfg);
+    tern_log(TERN_LOG_NOTICE, "ternd stopped");
+    return 0;
+}

@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sessions, their queues and the registry of sessions by client id. Invariants: every
+ * tern_qmsg in a list owns one message reference; qlist count/bytes equal the sum over its
+ * entries; a packet id appears at most once in `inflight`; the registry holds exactly one
+ * reference to each session it lists and the chain is only walked under registry_mtx.
+ */
+#include "broker/session.h"
+
+#include "common/alloc.h"
+#include "tern/error.h"
+
+#include <string.h>
+
+struct tern_session *tern_session_new(const char *client_id, size_t len)
+{
+    struct tern_session *s = tern_calloc(1, sizeof *s);
+    if (s == NULL) {
+        return NULL;
+    }
+    s->client_id = tern_strndup(client_id, len);
+    if (s->client_id == NULL) {
+        tern_free(s);
+        return NULL;
+    }
+    s->client_id_len = len;
+    atomic_init(&s->refs, 1);
+    pthread_mutex_init(&s->mtx, NULL);
+    s->next_pid = 1;
+    return s;
+}
+
+struct tern_session *tern_session_ref(struct tern_session *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s;
+}
+
+void tern_session_unref(struct tern_session *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) {
+        return;
+    }
+    tern_qlist_clear(&s->queue);
+    tern_qlist_clear(&s->inflight);
+    tern_msg_unref(s->delayed_will);
+    tern_free(s->qos2_in);
+    tern_free(s->client_id);
+    pthread_mutex_destroy(&s->mtx);
+    tern_free(s);
+}
+
+void tern_qmsg_free(struct tern_qmsg *q)
+{
+    if (q) {
+        tern_msg_unref(q->msg);
+        tern_free(q);
+    }
+}
+
+void tern_qlist_push(struct tern_qlist *l, struct tern_qmsg *q)
+{
+    q->next = NULL;
+    if (l->tail) {
+        l->tail->next = q;
+    } else {
+        l->head = q;
+    }
+    l->tail = q;
+    l->count++;
+    l->bytes += tern_msg_size(q->msg);
+}
+
+struct tern_qmsg *tern_qlist_pop(struct tern_qlist *l)
+{
+    struct tern_qmsg *q = l->head;
+    if (q == NULL) {
+        return NULL;
+    }
+    l->head = q->next;
+    if (l->head == NULL) {
+        l->tail = NULL;
+    }
+    l->count--;
+    l->bytes -= tern_msg_size(q->msg);
+    q->next = NULL;
+    return q;
+}
+
+struct tern_qmsg *tern_qlist_find_pid(struct tern_qlist *l, uint16_t pid)
+{
+    for (struct tern_qmsg *q = l->head; q; q = q->next) {
+        if (q->packet_id == pid) {
+            return q;
+        }
+    }
+    return NULL;
+}
+
+struct tern_qmsg *tern_qlist_take_pid(struct tern_qlist *l, uint16_t pid)
+{
+    struct tern_qmsg *prev = NULL;
+    for (struct tern_qmsg *q = l->head; q; prev = q, q = q->next) {
+        if (q->packet_id != pid) {
+            continue;
+        }
+        if (prev) {
+            prev->next = q->next;
+        } else {
+            l->head = q->next;
+        }
+        if (l->tail == q) {
+            l->tail = prev;
+        }
+        l->count--;
+        l->bytes -= tern_msg_size(q->msg);
+        q->next = NULL;
+        return q;
+    }
+    return NULL;
+}
+
+void tern_qlist_clear(struct tern_qlist *l)
+{
+    struct tern_qmsg *q;
+    while ((q = tern_qlist_pop(l)) != NULL) {
+        tern_qmsg_free(q);
+    }
+}
+
+uint16_t tern_session_next_pid(struct tern_session *s)
+{
+    for (unsigned tries = 0; tries < 65535u; tries++) {
+        uint16_t pid = s->next_pid;
+        s->next_pid = (uint16_t)(pid == 65535u ? 1u : pid + 1u);
+        if (tern_qlist_find_pid(&s->inflight, pid) == NULL) {
+            return pid;
+        }
+    }
+    return 0;
+}
+
+int tern_session_qos2_add(struct tern_session *s, uint16_t pid)
+{
+    if (tern_session_qos2_has(s, pid)) {
+        return TERN_EEXIST;
+    }
+    if (s->qos2_in_count == s->qos2_in_cap) {
+        size_t cap = s->qos2_in_cap ? s->qos2_in_cap * 2 : 8;
+        uint16_t *n = tern_realloc(s->qos2_in, cap * sizeof *n);
+        if (n == NULL) {
+            return TERN_ENOMEM;
+        }
+        s->qos2_in = n;
+        s->qos2_in_cap = cap;
+    }
+    s->qos2_in[s->qos2_in_count++] = pid;
+    return TERN_OK;
+}
+
+bool tern_session_qos2_has(struct tern_session *s, uint16_t pid)
+{
+    for (size_t i = 0; i < s->qos2_in_count; i++) {
+        if (s->qos2_in[i] == pid) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool tern_session_qos2_remove(struct tern_session *s, uint16_t pid)
+{
+    for (size_t i = 0; i < s->qos2_in_count; i++) {
+        if (s->qos2_in[i] == pid) {
+            s->qos2_in[i] = s->qos2_in[--s->qos2_in_count];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- registry ---- */
+
+#define REG_BUCKETS 4096u
+
+static pthread_mutex_t registry_mtx = PTHREAD_MUTEX_INITIALIZER;
+static struct tern_session *registry[REG_BUCKETS];
+static size_t registry_count;
+
+static uint32_t hash_id(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) {
+        h ^= (uint8_t)s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+void tern_registry_init(void)
+{
+    memset(registry, 0, sizeof registry);
+    registry_count = 0;
+}
+
+void tern_registry_fini(void)
+{
+    pthread_mutex_lock(&registry_mtx);
+    for (size_t i = 0; i < REG_BUCKETS; i++) {
+        struct tern_session *s = registry[i];
+        while (s) {
+            struct tern_session *next = s->reg_next;
+            s->in_registry = false;
+            s->reg_next = NULL;
+            tern_session_unref(s);
+            s = next;
+        }
+        registry[i] = NULL;
+    }
+    registry_count = 0;
+    pthread_mutex_unlock(&registry_mtx);
+}
+
+void tern_registry_lock(void)
+{
+    pthread_mutex_lock(&registry_mtx);
+}
+
+void tern_registry_unlock(void)
+{
+    pthread_mutex_unlock(&registry_mtx);
+}
+
+struct tern_session *tern_registry_find_locked(const char *client_id, size_t len)
+{
+    for (struct tern_session *s = registry[hash_id(client_id, len) % REG_BUCKETS]; s;
+         s = s->reg_next) {
+        if (s->client_id_len == len && memcmp(s->client_id, client_id, len) == 0) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+int tern_registry_add_locked(struct tern_session *s)
+{
+    uint32_t b = hash_id(s->client_id, s->client_id_len) % REG_BUCKETS;
+    s->reg_next = registry[b];
+    registry[b] = tern_session_ref(s);
+    s->in_registry = true;
+    registry_count++;
+    return TERN_OK;
+}
+
+void tern_registry_remove_locked(struct tern_session *s)
+{
+    if (!s->in_registry) {
+        return;
+    }
+    uint32_t b = hash_id(s->client_id, s->client_id_len) % REG_BUCKETS;
+    for (struct tern_session **pp = &registry[b]; *pp; pp = &(*pp)->reg_next) {
+        if (*pp == s) {
+            *pp = s->reg_next;
+            s->reg_next = NULL;
+            s->in_registry = false;
+            registry_count--;
+            tern_session_unref(s);
+            return;
+        }
+    }
+}
+
+size_t tern_registry_count(void)
+{
+    pthread_mutex_lock(&registry_mtx);
+    size_t n = registry_count;
+    pthread_mutex_unlock(&registry_mtx);
+    return n;
+}
+
+void tern_registry_foreach_locked(void (*fn)(struct tern_session *s, void *arg), void *arg)
+{
+    for (size_t i = 0; i < REG_BUCKETS; i++) {
+        struct tern_session *s = registry[i];
+        while (s) {
+            struct tern_session *next = s->reg_next;
+            fn(s, arg);
+            s = next;
+        }
+    }
+}

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * MQTT sessions: the state that outlives a network connection.
+ *
+ * A session holds the queue of messages waiting to be sent, the outbound QoS 1/2 messages in flight
+ * (in send order, resent in that order on resume), the inbound QoS 2 packet ids awaiting PUBREL,
+ * the next packet id, and the expiry settings. Sessions are reference counted (atomic); the
+ * registry, an attached connection and every mailbox post hold a reference.
+ *
+ * Locking: `mtx` guards the queue, the in-flight list, the inbound QoS 2 ids and the attachment
+ * (conn, worker). Any thread may enqueue a message; only the thread of the attached worker
+ * sends from the queue.
+ * Subscriptions live in the shared subscription index (subtree.h), keyed by session pointer.
+ * The state is plain data (strings, ids, message refs) so a store can save it later.
+ */
+#ifndef TERN_BROKER_SESSION_H
+#define TERN_BROKER_SESSION_H
+
+#include "broker/message.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct tern_conn;
+struct tern_worker;
+
+/* Subscription identifiers carried per delivery (more than this many are dropped). */
+#define TERN_SUB_IDS_MAX 4
+
+/* A message waiting to be sent, or in flight. */
+struct tern_qmsg {
+    struct tern_qmsg *next;
+    struct tern_msg *msg; /* one reference owned */
+    uint8_t qos;          /* delivered QoS = min(published, granted) */
+    bool retain;          /* RETAIN flag to send */
+    bool dup;             /* sent before: set DUP when sent again */
+    uint8_t state;        /* in flight: 0 awaiting PUBACK/PUBREC, 1 awaiting PUBCOMP */
+    uint16_t packet_id;   /* in flight only */
+    uint8_t n_sub_ids;
+    uint32_t sub_ids[TERN_SUB_IDS_MAX];
+};
+
+struct tern_qlist {
+    struct tern_qmsg *head;
+    struct tern_qmsg *tail;
+    size_t count;
+    size_t bytes;
+};
+
+struct tern_session {
+    _Atomic uint32_t refs;
+    pthread_mutex_t mtx;
+    char *client_id; /* owned, NUL-terminated */
+    size_t client_id_len;
+
+    /* Attachment, under mtx. */
+    struct tern_conn *conn;     /* NULL when offline; only its worker dereferences it */
+    struct tern_worker *worker; /* worker of conn */
+    bool flush_posted;          /* a flush is queued on worker (post or dirty list) */
+    _Atomic bool online;        /* conn != NULL, readable without the lock (shared subs) */
+    uint64_t attach_gen;        /* bumped on each attach; stale expiry timers compare it */
+
+    /* Under mtx. */
+    struct tern_qlist queue;    /* waiting to be sent */
+    struct tern_qlist inflight; /* sent QoS 1/2, awaiting acknowledgement, in send order */
+    uint16_t next_pid;
+    uint16_t *qos2_in; /* inbound QoS 2 packet ids awaiting PUBREL */
+    size_t qos2_in_count;
+    size_t qos2_in_cap;
+    uint64_t dropped; /* messages dropped because the queue was full */
+
+    /* Owner thread only. */
+    uint8_t version;               /* protocol level of the last connection */
+    uint32_t expiry_s;             /* Session Expiry Interval; UINT32_MAX = never */
+    uint64_t expire_at_ms;         /* monotonic deadline while offline, 0 = none */
+    bool in_registry;              /* registered under client_id */
+    struct tern_session *reg_next; /* registry hash chain, under the registry lock */
+
+    /* Will held for a delayed will (5.0 Will Delay Interval), under mtx. */
+    struct tern_msg *delayed_will;
+    uint64_t will_at_ms;
+};
+
+/* New session with one reference. client_id is copied. NULL when out of memory. */
+struct tern_session *tern_session_new(const char *client_id, size_t len);
+struct tern_session *tern_session_ref(struct tern_session *s);
+/* Drop a reference; the last one frees queues, subscriptions and the will. NULL is a no-op. */
+void tern_session_unref(struct tern_session *s);
+
+/* Queue helpers; the caller holds s->mtx. */
+void tern_qlist_push(struct tern_qlist *l, struct tern_qmsg *q);
+struct tern_qmsg *tern_qlist_pop(struct tern_qlist *l);
+/* Remove and return the entry with packet id pid (NULL if none). */
+struct tern_qmsg *tern_qlist_take_pid(struct tern_qlist *l, uint16_t pid);
+struct tern_qmsg *tern_qlist_find_pid(struct tern_qlist *l, uint16_t pid);
+void tern_qlist_clear(struct tern_qlist *l);
+void tern_qmsg_free(struct tern_qmsg *q);
+
+/* Next free packet id (1..65535, skipping ids in flight); caller holds s->mtx. 0 if none. */
+uint16_t tern_session_next_pid(struct tern_session *s);
+
+/* Inbound QoS 2 ids; caller holds s->mtx. add returns TERN_EEXIST when present. */
+int tern_session_qos2_add(struct tern_session *s, uint16_t pid);
+bool tern_session_qos2_has(struct tern_session *s, uint16_t pid);
+bool tern_session_qos2_remove(struct tern_session *s, uint16_t pid);
+
+/*
+ * Registry of sessions by client id: a hash table under one mutex. The registry holds one
+ * reference per session it lists.
+ */
+void tern_registry_init(void);
+void tern_registry_fini(void);
+void tern_registry_lock(void);
+void tern_registry_unlock(void);
+/* Lookup under the lock; returns a borrowed pointer (registry's reference). */
+struct tern_session *tern_registry_find_locked(const char *client_id, size_t len);
+/* Insert under the lock; takes a new reference. */
+int tern_registry_add_locked(struct tern_session *s);
+/* Remove under the lock; drops the registry's reference (caller must hold its own). */
+void tern_registry_remove_locked(struct tern_session *s);
+/* Number of sessions registered. */
+size_t tern_registry_count(void);
+/* Call fn for every session, under the lock (fn must not take the registry lock). */
+void tern_registry_foreach_locked(void (*fn)(struct tern_session *s, void *arg), void *arg);
+
+#endif /* TERN_BROKER_SESSION_H */
