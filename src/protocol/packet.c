@@ -222,12 +222,16 @@ static int rd_done(const struct rd *r, uint8_t *reason)
 }
 
 /*
- * A topic name (PUBLISH, will) already read with rd_str, so its UTF-8 is known good (bad UTF-8
- * was MALFORMED_PACKET there): what fails here is emptiness or a wildcard, TOPIC_NAME_INVALID.
+ * A topic name (PUBLISH, will) read with rd_field: one pass of tern_topic_name_validate checks
+ * both its UTF-8 (bad: MALFORMED_PACKET) and its wildcards or emptiness (TOPIC_NAME_INVALID).
  */
 static int check_topic_name(struct tern_bytes t, uint8_t *reason)
 {
-    if (tern_topic_name_validate(t.ptr, t.len) != TERN_OK) {
+    int rc = tern_topic_name_validate(t.ptr, t.len);
+    if (rc == TERN_EBADUTF8) {
+        return MALFORMED(reason);
+    }
+    if (rc != TERN_OK) {
         return fail(reason, TERN_EMALFORMED, TERN_RC_TOPIC_NAME_INVALID);
     }
     return TERN_OK;
@@ -286,7 +290,9 @@ static int decode_connect(struct rd *r, struct tern_connect *c, uint8_t *reason)
         if (level == TERN_MQTT_5) {
             TRY(rd_props(r, &c->will_props, TERN_CONNECT, true, reason));
         }
-        TRY(rd_str(r, &c->will_topic, reason));
+        if (!rd_field(r, &c->will_topic)) {
+            return MALFORMED(reason);
+        }
         TRY(check_topic_name(c->will_topic, reason));
         if (!rd_field(r, &c->will_payload)) {
             return MALFORMED(reason);
@@ -328,7 +334,13 @@ static int decode_publish(struct rd *r, uint8_t version, uint8_t flags, struct t
     p->dup = (flags & 0x08u) != 0;
     p->qos = (uint8_t)((flags >> 1) & 0x03u);
     p->retain = (flags & 0x01u) != 0;
-    TRY(rd_str(r, &p->topic, reason));
+    /* The topic's UTF-8 is checked with its wildcards below, in one pass. */
+    if (!rd_field(r, &p->topic)) {
+        return MALFORMED(reason);
+    }
+    if (p->topic.len != 0) {
+        TRY(check_topic_name(p->topic, reason));
+    }
     if (p->qos > 0) {
         TRY(rd_packet_id(r, &p->packet_id, reason));
     }
@@ -344,8 +356,6 @@ static int decode_publish(struct rd *r, uint8_t version, uint8_t flags, struct t
         if (!tern_props_find(p->props, TERN_PROP_TOPIC_ALIAS, &alias)) {
             return PROTOCOL(reason);
         }
-    } else {
-        TRY(check_topic_name(p->topic, reason));
     }
     p->payload.ptr = r->p;
     p->payload.len = rd_left(r);
@@ -406,8 +416,15 @@ static int decode_subscribe(struct rd *r, uint8_t version, uint8_t type, struct 
     }
     while (rd_left(r) > 0) {
         struct tern_bytes f;
-        TRY(rd_str(r, &f, reason)); /* UTF-8 checked: the filter check below is about wildcards */
-        if (tern_topic_filter_validate(f.ptr, f.len) != TERN_OK) {
+        if (!rd_field(r, &f)) {
+            return MALFORMED(reason);
+        }
+        /* One pass for UTF-8 (MALFORMED_PACKET) and wildcard placement (0x8F). */
+        int rc = tern_topic_filter_validate(f.ptr, f.len);
+        if (rc == TERN_EBADUTF8) {
+            return MALFORMED(reason);
+        }
+        if (rc != TERN_OK) {
             return fail(reason, TERN_EMALFORMED, TERN_RC_TOPIC_FILTER_INVALID);
         }
         if (type == TERN_SUBSCRIBE) {

@@ -341,6 +341,7 @@ static const struct bad bad[] = {
      BADNAME},
     {"connect will topic empty", 4, 0, "10 10 0004 4d515454 04 06 003c 0000 0000 0000", BADNAME},
     {"connect will topic bad utf8", 4, 0, "10 11 0004 4d515454 04 06 003c 0000 0001 ff 0000", MAL},
+    {"connect will topic past end", 4, 0, "10 0f 0004 4d515454 04 06 003c 0000 0003 74", MAL},
     {"connect will payload past end", 4, 0, "10 11 0004 4d515454 04 06 003c 0000 0001 74 0001",
      MAL},
     {"connect will payload missing", 4, 0, "10 0f 0004 4d515454 04 06 003c 0000 0001 74", MAL},
