@@ -66,6 +66,7 @@ static int refuse(struct tern_conn *c, uint8_t v3code, uint8_t v5reason, const c
 /* End a session: out of the registry (caller holds the registry lock) and the index. */
 static struct tern_msg *session_end_locked(struct tern_broker *b, struct tern_session *s)
 {
+    tern_session_ref(s); /* the registry's reference may be the last one */
     tern_registry_remove_locked(s);
     (void)tern_subtree_remove_session(b->subs, s);
     pthread_mutex_lock(&s->mtx);
@@ -75,6 +76,7 @@ static struct tern_msg *session_end_locked(struct tern_broker *b, struct tern_se
     struct tern_msg *will = s->delayed_will;
     s->delayed_will = NULL;
     pthread_mutex_unlock(&s->mtx);
+    tern_session_unref(s);
     return will;
 }
 
