@@ -11,6 +11,7 @@
 #include "test.h"
 
 #include "common/alloc.h"
+#include "common/time.h"
 #include "loop/loop.h"
 
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WATCHDOG_MS 20000
@@ -445,6 +447,33 @@ static void test_timer_stop_rearm(void)
     CHECK_ERR(tern_loop_timer_after(loop, &c.marker, 100000, rc_marker), TERN_OK);
     tern_loop_free(loop);
     CHECK(!tern_timer_active(&c.marker));
+}
+
+/*
+ * Deadline order holds for a lazily re-armed timer even when the loop runs late: X keyed at
+ * +1 then moved to +5 must still fire after Y at +3 when both are overdue in the same turn.
+ */
+static void test_timer_lazy_order_when_late(void)
+{
+    struct tern_loop *loop = tern_loop_new(8);
+    int log[4];
+    int nlog = 0;
+    struct order_timer x = {.id = 1, .log = log, .nlog = &nlog};
+    struct order_timer y = {.id = 2, .log = log, .nlog = &nlog};
+    uint64_t now = tern_loop_update_now(loop);
+    CHECK_ERR(tern_loop_timer_start(loop, &x.timer, now + 1, order_cb), TERN_OK);
+    CHECK_ERR(tern_loop_timer_start(loop, &x.timer, now + 5, order_cb), TERN_OK);
+    CHECK_ERR(tern_loop_timer_start(loop, &y.timer, now + 3, order_cb), TERN_OK);
+    /* Stay away from the loop until both deadlines have passed. */
+    while (tern_time_mono_ms() < now + 6) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    CHECK_EQ(tern_loop_run_once(loop, 0), 2);
+    CHECK_EQ(nlog, 2);
+    CHECK_EQ(log[0], 2);
+    CHECK_EQ(log[1], 1);
+    tern_loop_free(loop);
 }
 
 #define MANY 10000
@@ -937,6 +966,7 @@ static const struct tern_test tests[] = {
     {"free_with_fds", test_free_with_fds},
     {"timers_order", test_timers_order},
     {"timer_stop_rearm", test_timer_stop_rearm},
+    {"timer_lazy_order_when_late", test_timer_lazy_order_when_late},
     {"many_timers", test_many_timers},
     {"timer_fairness_bound", test_timer_fairness_bound},
     {"mailbox_threads", test_mailbox_threads},
