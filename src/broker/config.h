@@ -168,11 +168,12 @@ struct tern_config {
     bool log_timestamp; /* default true */
     char *log_timestamp_format;
     char *websockets_log_level;
+    int log_facility; /* syslog facility LOCAL0..7 as 0..7; -1 = default (daemon) */
 
     /* Persistence. */
     bool persistence;           /* default false */
     char *persistence_location; /* directory, NULL = current */
-    char *persistence_file;     /* default "mosquitto.db" */
+    char *persistence_file;     /* NULL = "mosquitto.db" */
     uint32_t autosave_interval; /* seconds, default 1800 */
     bool autosave_on_changes;
     enum tern_persistence_sync persistence_sync; /* Tern: default normal */
@@ -194,8 +195,8 @@ void tern_config_defaults(struct tern_config *cfg);
 void tern_config_free(struct tern_config *cfg);
 
 /*
- * Parse a configuration file into cfg (which holds tern_config_defaults or an earlier load) and
- * resolve the listeners. On error returns TERN_ECONFIG (or TERN_ENOMEM / TERN_EIO) with a
+ * Parse a configuration file into cfg (which holds tern_config_defaults; load once per cfg)
+ * and resolve the listeners. On error returns TERN_ECONFIG (or TERN_ENOMEM / TERN_EIO) with a
  * "file:line: ..." message in err (always NUL-terminated when errlen > 0); cfg is then in a
  * consistent state that tern_config_free releases, but its values must not be used.
  */
