@@ -27,7 +27,7 @@ struct tern_bytes {
 };
 
 struct tern_connect {
-    uint8_t version; /* protocol level: 3, 4 or 5 */
+    uint8_t version;  /* protocol level: 3, 4 or 5 */
     bool clean_start; /* Clean Session in 3.x */
     bool will_flag;
     uint8_t will_qos;
@@ -54,7 +54,7 @@ struct tern_publish {
     uint8_t qos;
     bool dup;
     bool retain;
-    uint16_t packet_id; /* 0 for QoS 0 */
+    uint16_t packet_id;      /* 0 for QoS 0 */
     struct tern_bytes topic; /* may be empty in 5.0 when a Topic Alias property is present */
     struct tern_props props;
     struct tern_bytes payload; /* binary; never NUL-terminated */
@@ -75,7 +75,8 @@ struct tern_sub_entry {
 
 /*
  * SUBSCRIBE and UNSUBSCRIBE. Decoding fills `list` (the raw, already validated payload) and
- * `count`; walk it with tern_sub_iter. Encoding uses `entries[0..count)`.
+ * `count`; walk it with tern_sub_iter. Encoding uses `entries[0..count)`, or, when `entries`
+ * is NULL, writes `list` as it is (a decoded packet re-encodes without an entries array).
  */
 struct tern_subscribe {
     uint16_t packet_id;
@@ -106,8 +107,8 @@ struct tern_packet {
         struct tern_connack connack;
         struct tern_publish publish;
         struct tern_ack ack;
-        struct tern_subscribe subscribe; /* SUBSCRIBE, UNSUBSCRIBE */
-        struct tern_suback suback;       /* SUBACK, UNSUBACK */
+        struct tern_subscribe subscribe;   /* SUBSCRIBE, UNSUBSCRIBE */
+        struct tern_suback suback;         /* SUBACK, UNSUBACK */
         struct tern_disconnect disconnect; /* DISCONNECT, AUTH */
     } u;
 };
@@ -132,9 +133,12 @@ ssize_t tern_packet_peek(const uint8_t *buf, size_t len, uint8_t *type, uint8_t 
  *   TERN_ETOOBIG     the packet is larger than max_size (known from the fixed header alone);
  *                    reason = PACKET_TOO_LARGE.
  *   TERN_EMALFORMED  a rule of the encoding is broken; reason = MALFORMED_PACKET, or
- *                    TOPIC_NAME_INVALID for a bad PUBLISH topic.
+ *                    TOPIC_NAME_INVALID for a bad PUBLISH or will topic, or
+ *                    TOPIC_FILTER_INVALID for a bad SUBSCRIBE/UNSUBSCRIBE filter.
  *   TERN_EPROTOCOL   well-formed but forbidden (e.g. a property not allowed in that packet, a
- *                    duplicated property, AUTH before 5.0); reason = PROTOCOL_ERROR.
+ *                    duplicated property, AUTH before 5.0); reason = PROTOCOL_ERROR, or
+ *                    TOPIC_ALIAS_INVALID for a Topic Alias of 0.
+ *   TERN_EINVAL      `version` is not 3, 4 or 5 (for any packet but CONNECT).
  *   TERN_EUNSUPPORTED CONNECT with an unknown protocol name or level; out->u.connect.version
  *                    holds the level seen; reason = UNSUPPORTED_PROTOCOL_VERSION.
  */
@@ -146,7 +150,12 @@ ssize_t tern_packet_decode(const uint8_t *buf, size_t len, uint8_t version, uint
  * written only when that size is <= cap, so a call with cap = 0 asks for the size. Returns
  * TERN_EINVAL for a packet that cannot be encoded (QoS 3, a field that does not fit its
  * length prefix, properties with 3.x are ignored and not an error) or TERN_ETOOBIG when the
- * remaining length would exceed TERN_VARINT_MAX.
+ * remaining length would exceed TERN_VARINT_MAX. Also TERN_EINVAL: a packet the decoder would
+ * refuse for its shape: packet identifier 0 where one is required, DUP with QoS 0 (3.1.1/5.0),
+ * an empty topic before 5.0, SUBSCRIBE/UNSUBSCRIBE without filters, SUBACK without codes,
+ * will QoS 3, password without user name before 5.0, AUTH before 5.0, an unknown type.
+ * The encoder writes the canonical (shortest) form: 5.0 acks, DISCONNECT and AUTH omit the
+ * reason code and property length when the spec allows.
  */
 ssize_t tern_packet_encode(uint8_t *buf, size_t cap, uint8_t version,
                            const struct tern_packet *pkt);

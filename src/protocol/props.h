@@ -34,9 +34,9 @@ enum tern_prop_type {
 };
 
 struct tern_prop {
-    uint8_t id;    /* enum tern_prop_id */
-    uint8_t type;  /* enum tern_prop_type */
-    uint32_t num;  /* BYTE, U16, U32, VARINT */
+    uint8_t id;         /* enum tern_prop_id */
+    uint8_t type;       /* enum tern_prop_type */
+    uint32_t num;       /* BYTE, U16, U32, VARINT */
     const uint8_t *str; /* UTF8, BINARY, PAIR key */
     size_t str_len;
     const uint8_t *val; /* PAIR value */
