@@ -470,8 +470,10 @@ int tern_loop_timer_start(struct tern_loop *loop, struct tern_timer *timer, uint
 int tern_loop_timer_after(struct tern_loop *loop, struct tern_timer *timer, uint64_t delay_ms,
                           tern_timer_fn cb)
 {
-    uint64_t due = loop->now + delay_ms;
-    if (due < loop->now) {
+    /* Outside a turn the cached time may be old (e.g. at start-up): refresh it. */
+    uint64_t now = loop->running ? loop->now : tern_loop_update_now(loop);
+    uint64_t due = now + delay_ms;
+    if (due < now) {
         due = UINT64_MAX;
     }
     return tern_loop_timer_start(loop, timer, due, cb);

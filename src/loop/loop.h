@@ -236,7 +236,10 @@ static inline bool tern_timer_active(const struct tern_timer *timer)
 int tern_loop_timer_start(struct tern_loop *loop, struct tern_timer *timer, uint64_t due_ms,
                           tern_timer_fn cb);
 
-/* Same, with a deadline `delay_ms` after tern_loop_now(). */
+/*
+ * Same, with a deadline `delay_ms` after tern_loop_now() (inside a turn) or after the current
+ * time (outside one, where the cached time may be stale).
+ */
 int tern_loop_timer_after(struct tern_loop *loop, struct tern_timer *timer, uint64_t delay_ms,
                           tern_timer_fn cb);
 
