@@ -733,7 +733,9 @@ static int h_include_dir(struct parser *p, const struct opt *o, char *arg)
         snprintf(full, len, "%s/%s", arg, e->d_name);
         names[n++] = full;
     }
-    qsort(names, n, sizeof *names, cmp_include);
+    if (n > 1) {
+        qsort(names, n, sizeof *names, cmp_include);
+    }
     struct stat main_st;
     bool have_main = p->main_path != NULL && stat(p->main_path, &main_st) == 0;
     for (size_t i = 0; i < n && rc == TERN_OK; i++) {

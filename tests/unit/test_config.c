@@ -587,6 +587,17 @@ static void test_include_dir(void)
     CHECK_EQ(c.sys_interval, 3);
     tern_config_free(&c);
 
+    /* an empty directory (like Debian's stock /etc/mosquitto/conf.d) is fine */
+    char empty[160];
+    snprintf(empty, sizeof empty, "%s/empty.d", dir);
+    CHECK_EQ(mkdir(empty, 0700), 0);
+    snprintf(text, sizeof text, "persistence true\ninclude_dir %s\n", empty);
+    CHECK_ERR(load(&c, text), TERN_OK);
+    CHECK(c.persistence);
+    CHECK_EQ(c.nlisteners, 0);
+    tern_config_free(&c);
+    CHECK_EQ(rmdir(empty), 0);
+
     /* an error inside an included file names that file and line */
     snprintf(p, sizeof p, "%s/01.conf", sub);
     CHECK_EQ(write_file(p, "# bad\n\nmax_qos 7\n"), 0);
