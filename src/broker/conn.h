@@ -148,7 +148,13 @@ void tern__session_detach(struct tern_conn *c);
 long tern__route_publish(struct tern_broker *b, struct tern_msg *msg);
 /* Enqueue msg for session s with delivery options; schedules a flush when attached. */
 void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t qos, bool retain,
-                         const uint32_t *ids, size_t nids);
+                         const uint32_t *ids, size_t nids, const uint8_t *share, size_t share_len);
+/*
+ * Shared-subscription failover: hand the unacknowledged (not yet PUBREC'd) and queued
+ * messages that s received through shared subscriptions to other members of the same groups.
+ * Called when s goes offline (s->online already false).
+ */
+void tern__route_failover_shared(struct tern_broker *b, struct tern_session *s);
 /* Publish a will/system message: store retained if flagged, then route. Takes msg. */
 void tern__route_publish_owned(struct tern_broker *b, struct tern_msg *msg);
 

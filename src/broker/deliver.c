@@ -254,7 +254,7 @@ void tern__conn_resume(struct tern_conn *c)
 /* ---- routing ----------------------------------------------------------------------------- */
 
 void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t qos, bool retain,
-                         const uint32_t *ids, size_t nids)
+                         const uint32_t *ids, size_t nids, const uint8_t *share, size_t share_len)
 {
     struct tern_broker *b = tern__broker;
     struct tern_config *cfg = b->cfg;
@@ -268,6 +268,10 @@ void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t q
     q->retain = retain;
     for (size_t i = 0; i < nids && i < TERN_SUB_IDS_MAX; i++) {
         q->sub_ids[q->n_sub_ids++] = ids[i];
+    }
+    if (share != NULL) {
+        q->share = (uint8_t *)tern_strndup((const char *)share, share_len);
+        q->share_len = q->share ? share_len : 0;
     }
     struct tern_worker *notify = NULL;
     bool drop = false;
@@ -313,6 +317,8 @@ struct rcv {
     bool rap;
     uint8_t nids;
     uint32_t ids[TERN_SUB_IDS_MAX];
+    uint8_t *share; /* owned copy of the share name, or NULL */
+    size_t share_len;
 };
 
 struct collect {
@@ -345,6 +351,12 @@ static void collect_cb(const struct tern_subtree_receiver *r, void *ud)
     for (size_t i = 0; i < r->nids && i < TERN_SUB_IDS_MAX; i++) {
         x->ids[x->nids++] = r->ids[i];
     }
+    x->share = NULL;
+    x->share_len = 0;
+    if (r->group) {
+        x->share = (uint8_t *)tern_strndup((const char *)r->group, r->group_len);
+        x->share_len = x->share ? r->group_len : 0;
+    }
 }
 
 static bool available_cb(void *session, void *ud)
@@ -365,8 +377,10 @@ long tern__route_publish(struct tern_broker *b, struct tern_msg *msg)
     for (size_t i = 0; i < col.n; i++) {
         struct rcv *r = &col.v[i];
         uint8_t qos = msg->qos < r->qos ? msg->qos : r->qos;
-        tern__route_enqueue(r->s, msg, qos, r->rap ? msg->retain : false, r->ids, r->nids);
+        tern__route_enqueue(r->s, msg, qos, r->rap ? msg->retain : false, r->ids, r->nids, r->share,
+                            r->share_len);
         tern_session_unref(r->s);
+        tern_free(r->share);
     }
     if (col.v != col.inl) {
         tern_free(col.v);
@@ -385,4 +399,79 @@ void tern__route_publish_owned(struct tern_broker *b, struct tern_msg *msg)
     }
     (void)tern__route_publish(b, msg);
     tern_msg_unref(msg);
+}
+
+/* ---- shared subscription failover -------------------------------------------------------- */
+
+struct reroute {
+    const uint8_t *share;
+    size_t share_len;
+    const struct tern_session *exclude;
+    struct rcv r;
+    bool found;
+};
+
+static void reroute_cb(const struct tern_subtree_receiver *r, void *ud)
+{
+    struct reroute *rr = ud;
+    if (rr->found || r->group == NULL || r->group_len != rr->share_len ||
+        memcmp(r->group, rr->share, rr->share_len) != 0 || r->session == rr->exclude ||
+        r->fallback) {
+        return;
+    }
+    rr->found = true;
+    rr->r.s = tern_session_ref(r->session);
+    rr->r.qos = r->qos;
+    rr->r.rap = r->retain_as_published;
+    rr->r.nids = 0;
+    for (size_t i = 0; i < r->nids && i < TERN_SUB_IDS_MAX; i++) {
+        rr->r.ids[rr->r.nids++] = r->ids[i];
+    }
+}
+
+void tern__route_failover_shared(struct tern_broker *b, struct tern_session *s)
+{
+    struct tern_qlist moved = {NULL, NULL, 0, 0};
+    pthread_mutex_lock(&s->mtx);
+    struct tern_qlist *lists[2] = {&s->inflight, &s->queue};
+    for (int li = 0; li < 2; li++) {
+        struct tern_qlist keep = {NULL, NULL, 0, 0};
+        struct tern_qmsg *q;
+        while ((q = tern_qlist_pop(lists[li])) != NULL) {
+            if (q->share != NULL && q->state == 0) {
+                tern_qlist_push(&moved, q);
+            } else {
+                tern_qlist_push(&keep, q);
+            }
+        }
+        *lists[li] = keep;
+    }
+    pthread_mutex_unlock(&s->mtx);
+    struct tern_qmsg *q;
+    while ((q = tern_qlist_pop(&moved)) != NULL) {
+        struct reroute rr;
+        memset(&rr, 0, sizeof rr);
+        rr.share = q->share;
+        rr.share_len = q->share_len;
+        rr.exclude = s;
+        (void)tern_subtree_match(b->subs, q->msg->topic, q->msg->topic_len, q->msg->origin,
+                                 reroute_cb, available_cb, &rr);
+        if (rr.found) {
+            uint8_t qos = q->msg->qos < rr.r.qos ? q->msg->qos : rr.r.qos;
+            tern__route_enqueue(rr.r.s, q->msg, qos, rr.r.rap ? q->msg->retain : false, rr.r.ids,
+                                rr.r.nids, q->share, q->share_len);
+            tern_session_unref(rr.r.s);
+        } else {
+            /* No other member online: keep it for this session (resent on resume). */
+            pthread_mutex_lock(&s->mtx);
+            if (q->packet_id) {
+                tern_qlist_push(&s->inflight, q);
+            } else {
+                tern_qlist_push(&s->queue, q);
+            }
+            pthread_mutex_unlock(&s->mtx);
+            continue;
+        }
+        tern_qmsg_free(q);
+    }
 }

@@ -198,6 +198,9 @@ void tern__session_detach(struct tern_conn *c)
     uint64_t will_at = s->delayed_will ? s->will_at_ms : 0;
     pthread_mutex_unlock(&s->mtx);
 
+    if (!atomic_load(&b->stopping)) {
+        tern__route_failover_shared(b, s);
+    }
     if (send_will) {
         tern_log(TERN_LOG_DEBUG, "client %s: publishing will on %.*s", c->client_id,
                  (int)will->topic_len, (const char *)will->topic);

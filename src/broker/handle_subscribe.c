@@ -51,7 +51,7 @@ static void send_retained(struct tern_conn *c, const uint8_t *filter, size_t len
         struct tern_msg *m = l.v[i];
         if (!tern_msg_expired(m, now)) {
             uint8_t q = m->qos < qos ? m->qos : qos;
-            tern__route_enqueue(c->session, m, q, true, &sub_id, sub_id ? 1 : 0);
+            tern__route_enqueue(c->session, m, q, true, &sub_id, sub_id ? 1 : 0, NULL, 0);
         }
         tern_msg_unref(m);
     }

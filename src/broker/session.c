@@ -57,6 +57,7 @@ void tern_qmsg_free(struct tern_qmsg *q)
 {
     if (q) {
         tern_msg_unref(q->msg);
+        tern_free(q->share);
         tern_free(q);
     }
 }

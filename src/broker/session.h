@@ -41,6 +41,8 @@ struct tern_qmsg {
     uint16_t packet_id;   /* in flight only */
     uint8_t n_sub_ids;
     uint32_t sub_ids[TERN_SUB_IDS_MAX];
+    uint8_t *share; /* owned share name when delivered through a shared subscription */
+    size_t share_len;
 };
 
 struct tern_qlist {
