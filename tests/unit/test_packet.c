@@ -11,6 +11,7 @@
 #include "test.h"
 
 #include "../fuzz/packet_eq.h"
+#include "common/alloc.h"
 #include "protocol/packet.h"
 #include "protocol/props.h"
 
@@ -989,6 +990,29 @@ static void test_names(void)
     CHECK(strcmp(tern_reason_name(0xFF), "UNKNOWN") == 0);
 }
 
+/*
+ * The codec never allocates: with the allocator's fault hook armed for the very next
+ * allocation, decoding and encoding every vector leaves the failure count unchanged (and the
+ * object files import no malloc/free at all: see docs/internals/protocol.md).
+ */
+static void test_no_allocation(void)
+{
+    uint64_t before = tern_alloc_failed_count();
+    tern_alloc_fail_after(1);
+    for (size_t i = 0; i < NVALID; i++) {
+        size_t n = unhex(valid[i].hex, vbuf, sizeof(vbuf));
+        struct tern_packet p;
+        CHECK_ERR(tern_packet_decode(vbuf, n, valid[i].version, 0, &p, NULL), (ssize_t)n);
+        CHECK_ERR(tern_packet_encode(ebuf, sizeof(ebuf), valid[i].version, &p), (ssize_t)n);
+    }
+    CHECK_EQ(tern_alloc_failed_count(), before);
+    /* The hook is still armed: prove it was live, then it disarms itself. */
+    void *x = tern_malloc(1);
+    CHECK(x == NULL);
+    CHECK_EQ(tern_alloc_failed_count(), before + 1);
+    tern_alloc_fail_after(0);
+}
+
 static const struct tern_test tests[] = {
     {"valid_roundtrip", test_valid_roundtrip},
     {"prefixes_need_more", test_prefixes_need_more},
@@ -1002,6 +1026,7 @@ static const struct tern_test tests[] = {
     {"sub_iter_decoded", test_sub_iter_decoded},
     {"short_forms", test_short_forms},
     {"names", test_names},
+    {"no_allocation", test_no_allocation},
     {NULL, NULL},
 };
 
