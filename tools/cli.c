@@ -467,7 +467,56 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
             return 1;
         }
         if (v == NULL) {
-            cli_err(o, "Error: %s needs a value.", a);
+            static const char *const valued[] = {"-h",
+                                                 "--host",
+                                                 "-p",
+                                                 "--port",
+                                                 "-L",
+                                                 "--url",
+                                                 "-u",
+                                                 "--username",
+                                                 "-P",
+                                                 "--pw",
+                                                 "-i",
+                                                 "--id",
+                                                 "-I",
+                                                 "--id-prefix",
+                                                 "-V",
+                                                 "--protocol-version",
+                                                 "-k",
+                                                 "--keepalive",
+                                                 "-x",
+                                                 "--session-expiry-interval",
+                                                 "-q",
+                                                 "--qos",
+                                                 "--will-topic",
+                                                 "--will-payload",
+                                                 "--will-qos",
+                                                 "-t",
+                                                 "--topic",
+                                                 "-m",
+                                                 "--message",
+                                                 "-f",
+                                                 "--file",
+                                                 "--repeat",
+                                                 "--repeat-delay",
+                                                 "-T",
+                                                 "--filter-out",
+                                                 "-U",
+                                                 "--unsubscribe",
+                                                 "-C",
+                                                 "--count",
+                                                 "-W",
+                                                 "--timeout",
+                                                 "-F",
+                                                 "--format",
+                                                 "-e",
+                                                 "--response-topic"};
+            bool known = false;
+            for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
+                known = known || strcmp(a, valued[k]) == 0;
+            }
+            cli_err(o, known ? "Error: %s needs a value." : "Error: unknown option \"%s\".", a);
             return 1;
         }
         i++;

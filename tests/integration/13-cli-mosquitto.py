@@ -1,0 +1,560 @@
+# SPDX-License-Identifier: MIT
+"""`tern pub` / `tern sub` / `tern rr` against Debian's mosquitto broker (the reference), and
+interop with mosquitto_pub / mosquitto_sub: QoS 0/1/2 for MQTT 3.1.1 and 5, binary payloads
+with NUL bytes and invalid UTF-8 (-f, -N, --hex, --json), -F formats byte-identical to
+mosquitto_sub, retained messages, wills, -C / -W exits, request/response, reconnection, errors.
+
+Each test starts its own mosquitto on a free 127.0.0.1 port with a generated config.
+The tern binary is $TERN, else the newest build/*/tools/tern.
+"""
+
+import base64
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import ternlib
+from ternlib import Skip, check, eq, versions
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+RUN_TIMEOUT = 20
+
+
+def tern_path():
+    p = os.environ.get("TERN")
+    if p:
+        return p
+    cands = glob.glob(os.path.join(ternlib.ROOT, "build", "*", "tools", "tern"))
+    if not cands:
+        raise Skip("tern binary not built (set TERN)")
+    return max(cands, key=os.path.getmtime)
+
+
+def need(tool):
+    if shutil.which(tool) is None:
+        raise Skip("%s not installed" % tool)
+
+
+class Mosquitto:
+    """mosquitto on a free loopback port; `extra` is appended to the generated config."""
+
+    def __init__(self, extra="allow_anonymous true", port=None):
+        if not os.path.exists(MOSQUITTO):
+            raise Skip("mosquitto not installed")
+        self.port = port or ternlib.free_port()
+        self.dir = tempfile.mkdtemp(prefix="tern-cli-mosq-")
+        self.extra = extra
+        self.proc = None
+
+    def start(self):
+        conf = os.path.join(self.dir, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write("listener %d 127.0.0.1\n%s\n" % (self.port, self.extra))
+        self.log = open(os.path.join(self.dir, "log"), "wb")
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ternlib.TestFailure("mosquitto exited: %s" % self.output())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        raise ternlib.TestFailure("mosquitto did not listen")
+
+    def output(self):
+        with open(os.path.join(self.dir, "log"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+
+def tern(*args, stdin=None, timeout=RUN_TIMEOUT):
+    """Run tern to completion; returns CompletedProcess with bytes stdout/stderr."""
+    return subprocess.run([tern_path()] + [str(a) for a in args], input=stdin,
+                          capture_output=True, timeout=timeout)
+
+
+def spawn(argv):
+    return subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def finish(proc, timeout=RUN_TIMEOUT):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def vflag(version):
+    return {3: "mqttv31", 4: "mqttv311", 5: "mqttv5"}[version]
+
+
+def wait_subscribed(port, topic, version=4):
+    """Return once a subscriber started before really receives on `topic`: publish probes
+    with a raw connection until the subscriber prints one (the subscriber filters them out by
+    counting). Simpler: give the subscriber time to connect and subscribe."""
+    time.sleep(0.4)
+
+
+def tern_sub(port, *args, version=4):
+    return spawn([tern_path(), "sub", "-p", port, "-V", vflag(version)] + list(args))
+
+
+def ok(res, what="tern"):
+    if res.returncode != 0:
+        raise ternlib.TestFailure("%s exited %d: %s" % (what, res.returncode,
+                                                        res.stderr.decode(errors="replace")))
+    return res
+
+
+# ------------------------------------------------------------------------------ QoS interop
+
+@versions(4, 5)
+def test_tern_pub_to_mosquitto_sub(version):
+    need("mosquitto_sub")
+    with Mosquitto() as m:
+        for qos in (0, 1, 2):
+            sub = spawn(["mosquitto_sub", "-p", m.port, "-V", vflag(version), "-t", "a/#",
+                         "-q", "2", "-C", "1", "-F", "%t|%q|%p"])
+            wait_subscribed(m.port, "a/x")
+            ok(tern("pub", "-p", m.port, "-V", vflag(version), "-t", "a/x", "-q", qos,
+                    "-m", "hello %d" % qos))
+            rc, out, err = finish(sub)
+            eq(rc, 0, "mosquitto_sub exit")
+            eq(out, b"a/x|%d|hello %d\n" % (qos, qos), "mosquitto_sub output")
+
+
+@versions(4, 5)
+def test_mosquitto_pub_to_tern_sub(version):
+    need("mosquitto_pub")
+    with Mosquitto() as m:
+        for qos in (0, 1, 2):
+            sub = tern_sub(m.port, "-t", "b/#", "-q", "2", "-C", "1", "-v", version=version)
+            wait_subscribed(m.port, "b/y")
+            subprocess.run(["mosquitto_pub", "-p", str(m.port), "-V", vflag(version), "-t",
+                            "b/y", "-q", str(qos), "-m", "msg%d" % qos], check=True, timeout=10)
+            rc, out, err = finish(sub)
+            eq(rc, 0, "tern sub exit (stderr %r)" % err)
+            eq(out, b"b/y msg%d\n" % qos, "tern sub output")
+
+
+@versions(4, 5)
+def test_tern_to_tern_all_qos(version):
+    with Mosquitto() as m:
+        sub = tern_sub(m.port, "-t", "c/#", "-q", "2", "-C", "3", "-F", "%t %q %r %p",
+                       version=version)
+        wait_subscribed(m.port, "c")
+        for qos in (0, 1, 2):
+            ok(tern("pub", "-p", m.port, "-V", vflag(version), "-t", "c/%d" % qos, "-q", qos,
+                    "-m", "v%d" % qos))
+        rc, out, err = finish(sub)
+        eq(rc, 0, "tern sub exit")
+        eq(out, b"c/0 0 0 v0\nc/1 1 0 v1\nc/2 2 0 v2\n", "tern sub output")
+
+
+# ------------------------------------------------------------------------------ binary payloads
+
+BINARY = bytes(range(256)) + b"\x00\x00\xff\xfe\xc3\x28 tail \x00"
+
+
+@versions(4, 5)
+def test_binary_file_roundtrip_exact(version):
+    with Mosquitto() as m, tempfile.NamedTemporaryFile() as f:
+        f.write(BINARY)
+        f.flush()
+        # tern -> tern, -N keeps the bytes exact
+        sub = tern_sub(m.port, "-t", "bin", "-C", "1", "-N", "-q", "1", version=version)
+        wait_subscribed(m.port, "bin")
+        ok(tern("pub", "-p", m.port, "-V", vflag(version), "-t", "bin", "-f", f.name, "-q", 1))
+        rc, out, err = finish(sub)
+        eq(rc, 0, "exit")
+        eq(out, BINARY, "payload bytes")
+        # tern -> mosquitto_sub
+        if shutil.which("mosquitto_sub"):
+            sub = spawn(["mosquitto_sub", "-p", m.port, "-t", "bin", "-C", "1", "-N"])
+            wait_subscribed(m.port, "bin")
+            ok(tern("pub", "-p", m.port, "-V", vflag(version), "-t", "bin", "-f", f.name))
+            rc, out, err = finish(sub)
+            eq(out, BINARY, "payload bytes seen by mosquitto_sub")
+
+
+def test_hex_output_matches_xxd():
+    need("xxd")
+    with Mosquitto() as m, tempfile.NamedTemporaryFile() as f:
+        f.write(BINARY)
+        f.flush()
+        want = subprocess.run(["xxd", f.name], capture_output=True, check=True).stdout
+        sub = tern_sub(m.port, "-t", "hx", "-C", "1", "--hex")
+        wait_subscribed(m.port, "hx")
+        ok(tern("pub", "-p", m.port, "-t", "hx", "-f", f.name))
+        rc, out, err = finish(sub)
+        eq(rc, 0, "exit")
+        eq(out, want, "--hex output vs xxd")
+        # with -v the topic and length come first
+        sub = tern_sub(m.port, "-t", "hx", "-C", "1", "--hex", "-v")
+        wait_subscribed(m.port, "hx")
+        ok(tern("pub", "-p", m.port, "-t", "hx", "-m", "hi"))
+        rc, out, err = finish(sub)
+        eq(out, b"hx (2 bytes)\n00000000: 6869                                     hi\n",
+           "--hex -v output")
+
+
+@versions(4, 5)
+def test_json_output(version):
+    with Mosquitto() as m:
+        sub = tern_sub(m.port, "-t", "j/#", "-C", "2", "--json", "-q", "1", version=version)
+        wait_subscribed(m.port, "j")
+        ok(tern("pub", "-p", m.port, "-V", vflag(version), "-t", "j/text", "-m", "héllo \"q\"\n",
+                "-q", "1"))
+        ok(tern("pub", "-p", m.port, "-V", vflag(version), "-t", "j/bin", "--hex-input",
+                "-m", "00 ff 41 c3 28"))
+        rc, out, err = finish(sub)
+        eq(rc, 0, "exit")
+        lines = out.decode().splitlines()
+        eq(len(lines), 2, "one line per message")
+        a, b = json.loads(lines[0]), json.loads(lines[1])
+        eq(a["topic"], "j/text", "topic")
+        eq(a["payload"], "héllo \"q\"\n", "text payload")
+        eq(a["encoding"], "utf-8", "encoding")
+        eq(a["qos"], 1, "qos")
+        eq(a["retain"], False, "retain")
+        eq(b["encoding"], "base64", "binary encoding")
+        eq(base64.b64decode(b["payload"]), b"\x00\xffA\xc3\x28", "binary payload")
+
+
+def test_json_properties_v5():
+    with Mosquitto() as m:
+        sub = tern_sub(m.port, "-t", "p", "-C", "1", "--json", version=5)
+        wait_subscribed(m.port, "p")
+        ok(tern("pub", "-p", m.port, "-t", "p", "-m", "x", "-D", "publish", "user-property",
+                "k", "v1", "-D", "publish", "user-property", "k", "v2", "-D", "publish",
+                "content-type", "text/plain", "-D", "publish", "correlation-data", "abc"))
+        rc, out, err = finish(sub)
+        obj = json.loads(out)
+        props = obj["properties"]
+        eq(props["user-properties"], [["k", "v1"], ["k", "v2"]], "user properties in order")
+        eq(props["content-type"], "text/plain", "content type")
+        eq(props["correlation-data"], "abc", "correlation data")
+
+
+def test_hex_input_prefixless():
+    with Mosquitto() as m, tempfile.NamedTemporaryFile() as f:
+        f.write(b"de ad be ef 00 0a\n")
+        f.flush()
+        sub = tern_sub(m.port, "-t", "h", "-C", "2", "-F", "%x")
+        wait_subscribed(m.port, "h")
+        ok(tern("pub", "-p", m.port, "-t", "h", "--hex-input", "-m", "0x48,0x00,0x49"))
+        ok(tern("pub", "-p", m.port, "-t", "h", "--hex-input", "-f", f.name))
+        rc, out, err = finish(sub)
+        eq(out, b"480049\ndeadbeef000a\n", "decoded payloads")
+        bad = tern("pub", "-p", m.port, "-t", "h", "--hex-input", "-m", "4g")
+        eq(bad.returncode, 1, "bad hex exit")
+        check(b"hex" in bad.stderr, "error mentions hex: %r" % bad.stderr)
+
+
+# ------------------------------------------------------------------------------ -F formats
+
+FORMATS = [
+    "%t|%p|%x|%X|%l|%q|%r",
+    "%10.3t|%-6l|%05l|%-8t|%3q",
+    "%C|%E|%F|%R|%P|%%|@@|\\t\\e",
+]
+
+
+def test_formats_identical_to_mosquitto_sub():
+    need("mosquitto_sub")
+    need("mosquitto_pub")
+    with Mosquitto() as m:
+        for fmt in FORMATS:
+            mine = tern_sub(m.port, "-t", "f/#", "-C", "2", "-F", fmt, version=5)
+            theirs = spawn(["mosquitto_sub", "-p", m.port, "-V", "mqttv5", "-t", "f/#", "-C", "2",
+                            "-F", fmt])
+            wait_subscribed(m.port, "f")
+            subprocess.run(["mosquitto_pub", "-p", str(m.port), "-V", "mqttv5", "-t",
+                            "f/topic-long", "-m", "ab\tc", "-D", "publish", "content-type", "ct",
+                            "-D", "publish", "response-topic", "rt", "-D", "publish",
+                            "payload-format-indicator", "1", "-D", "publish", "user-property",
+                            "a", "b", "-D", "publish", "user-property", "c", "d"],
+                           check=True, timeout=10)
+            ok(tern("pub", "-p", m.port, "-t", "f/x", "-q", "1", "-m", "xyz", "-r"))
+            rc1, out1, err1 = finish(mine)
+            rc2, out2, err2 = finish(theirs)
+            eq(rc1, rc2, "exit codes for %r" % fmt)
+            eq(out1, out2, "output for -F %r" % fmt)
+            # clear the retained message for the next round
+            ok(tern("pub", "-p", m.port, "-t", "f/x", "-n", "-r"))
+
+
+def test_format_j_fields():
+    with Mosquitto() as m:
+        sub = tern_sub(m.port, "-t", "jj", "-C", "2", "-F", "%j", "-q", "1")
+        wait_subscribed(m.port, "jj")
+        ok(tern("pub", "-p", m.port, "-t", "jj", "-m", 'say "hi"', "-q", "1"))
+        ok(tern("pub", "-p", m.port, "-t", "jj", "-m", '{"t":21.5}'))
+        rc, out, err = finish(sub)
+        a, b = [json.loads(x) for x in out.decode().splitlines()]
+        eq((a["topic"], a["qos"], a["retain"], a["payloadlen"], a["payload"]),
+           ("jj", 1, 0, 8, 'say "hi"'), "%j fields")
+        check("mid" in a and "tst" in a, "mid and tst present")
+        sub = tern_sub(m.port, "-t", "jj", "-C", "1", "-F", "%J")
+        wait_subscribed(m.port, "jj")
+        ok(tern("pub", "-p", m.port, "-t", "jj", "-m", '{"t":21.5}'))
+        rc, out, err = finish(sub)
+        eq(json.loads(out)["payload"], {"t": 21.5}, "%J embeds the JSON payload")
+
+
+# ------------------------------------------------------------------------------ retain, will, exits
+
+@versions(4, 5)
+def test_retained(version):
+    with Mosquitto() as m:
+        ok(tern("pub", "-p", m.port, "-V", vflag(version), "-t", "r/1", "-m", "kept", "-r",
+                "-q", "1"))
+        res = tern("sub", "-p", m.port, "-V", vflag(version), "-t", "r/#", "-C", "1", "-F",
+                   "%t %r %p")
+        eq(res.stdout, b"r/1 1 kept\n", "retained message delivered with retain flag")
+        # -R hides it: nothing printed, -W ends with 27
+        res = tern("sub", "-p", m.port, "-t", "r/#", "-R", "-W", "1")
+        eq((res.returncode, res.stdout), (27, b""), "-R suppresses retained")
+        # an empty retained publish clears it
+        ok(tern("pub", "-p", m.port, "-t", "r/1", "-n", "-r"))
+        res = tern("sub", "-p", m.port, "-t", "r/#", "-W", "1")
+        eq((res.returncode, res.stdout), (27, b""), "retained message cleared")
+
+
+@versions(4, 5)
+def test_will_on_kill(version):
+    with Mosquitto() as m:
+        watcher = tern_sub(m.port, "-t", "will/t", "-C", "1", "-v", version=version)
+        victim = tern_sub(m.port, "-t", "nothing", "--will-topic", "will/t", "--will-payload",
+                          "gone", "--will-qos", "1", "-k", "5", "-i", "victim%d" % version,
+                          version=version)
+        time.sleep(0.6)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        rc, out, err = finish(watcher)
+        eq(out, b"will/t gone\n", "will delivered")
+
+
+def test_will_not_sent_on_clean_exit():
+    with Mosquitto() as m:
+        watcher = tern_sub(m.port, "-t", "will/c", "-W", "2")
+        res_sub = tern_sub(m.port, "-t", "x", "--will-topic", "will/c", "--will-payload", "bad",
+                           "-C", "1")
+        time.sleep(0.5)
+        ok(tern("pub", "-p", m.port, "-t", "x", "-m", "1"))
+        rc, out, err = finish(res_sub)
+        eq(rc, 0, "subscriber exits after -C 1")
+        rc, out, err = finish(watcher)
+        eq((rc, out), (27, b""), "no will after DISCONNECT")
+
+
+def test_count_exit():
+    with Mosquitto() as m:
+        sub = tern_sub(m.port, "-t", "cnt", "-C", "2")
+        wait_subscribed(m.port, "cnt")
+        for i in range(4):
+            ok(tern("pub", "-p", m.port, "-t", "cnt", "-m", str(i)))
+        rc, out, err = finish(sub)
+        eq((rc, out), (0, b"0\n1\n"), "-C 2 prints two and exits 0")
+
+
+def test_timeout_exit_code():
+    with Mosquitto() as m:
+        t0 = time.monotonic()
+        res = tern("sub", "-p", m.port, "-t", "quiet", "-W", "1")
+        took = time.monotonic() - t0
+        eq(res.returncode, 27, "-W exit code (mosquitto_sub's)")
+        check(b"Timed out" in res.stderr, "message: %r" % res.stderr)
+        check(0.9 < took < 5, "took %.2fs" % took)
+
+
+def test_filter_out_and_unsubscribe():
+    with Mosquitto() as m:
+        sub = tern_sub(m.port, "-t", "ft/#", "-T", "ft/skip/#", "-C", "1", "-v")
+        wait_subscribed(m.port, "ft")
+        ok(tern("pub", "-p", m.port, "-t", "ft/skip/a", "-m", "no"))
+        ok(tern("pub", "-p", m.port, "-t", "ft/ok", "-m", "yes"))
+        rc, out, err = finish(sub)
+        eq(out, b"ft/ok yes\n", "-T filtered")
+
+
+def test_stdin_lines():
+    with Mosquitto() as m:
+        sub = tern_sub(m.port, "-t", "ln", "-C", "4", "-F", "[%p]", "-q", "1")
+        wait_subscribed(m.port, "ln")
+        ok(tern("pub", "-p", m.port, "-t", "ln", "-l", "-q", "1", stdin=b"one\ntwo\n\nlast"))
+        rc, out, err = finish(sub)
+        eq(out, b"[one]\n[two]\n[]\n[last]\n", "one message per line")
+
+
+def test_stdin_file_and_repeat():
+    with Mosquitto() as m:
+        sub = tern_sub(m.port, "-t", "sf", "-C", "3", "-N", "-F", "<%p>")
+        wait_subscribed(m.port, "sf")
+        ok(tern("pub", "-p", m.port, "-t", "sf", "-s", "--repeat", "3", stdin=b"a\x00b\n"))
+        rc, out, err = finish(sub)
+        eq(out, b"<a\x00b\n>" * 3, "stdin payload repeated")
+
+
+def test_large_payload_10mb():
+    with Mosquitto() as m, tempfile.NamedTemporaryFile() as f:
+        data = os.urandom(10 * 1024 * 1024)
+        f.write(data)
+        f.flush()
+        sub = tern_sub(m.port, "-t", "big", "-C", "1", "-N", "-q", "1")
+        wait_subscribed(m.port, "big")
+        ok(tern("pub", "-p", m.port, "-t", "big", "-f", f.name, "-q", "1"))
+        rc, out, err = finish(sub, timeout=40)
+        eq(rc, 0, "exit")
+        check(out == data, "10 MB payload differs (got %d bytes)" % len(out))
+
+
+# ------------------------------------------------------------------------------ request/response
+
+def responder(port, version, req_topic, count=1):
+    """A raw-socket responder: answers each request on its response topic (5.0) or on
+    req_topic + '/reply' (3.1.1), echoing the payload upper-cased with its correlation data."""
+    c = ternlib.client(port, "responder-%d" % version, version=version)
+    c.subscribe([(req_topic, 1)])
+    return c
+
+
+def answer(c, version):
+    pkt = c.expect(ternlib.PUBLISH, timeout=10)
+    if pkt.qos:
+        c.send(ternlib.ack(ternlib.PUBACK, pkt.mid, version))
+    rt = ternlib.prop(pkt.props, ternlib.P_RESPONSE_TOPIC)
+    cd = ternlib.prop(pkt.props, ternlib.P_CORRELATION_DATA)
+    topic = rt.decode() if rt else "rr/reply"
+    props = ternlib.props((ternlib.P_CORRELATION_DATA, cd)) if cd else b""
+    c.send(ternlib.publish(topic, pkt.payload.upper(), 0, version=version, properties=props))
+    return pkt
+
+
+@versions(4, 5)
+def test_rr(version):
+    with Mosquitto() as m:
+        r = responder(m.port, version, "rr/req")
+        argv = [tern_path(), "rr", "-p", m.port, "-V", vflag(version), "-t", "rr/req",
+                "-e", "rr/reply", "-m", "ping", "-q", "1", "-W", "5"]
+        if version == 5:
+            argv += ["-D", "publish", "correlation-data", "id-7"]
+        proc = spawn(argv)
+        pkt = answer(r, version)
+        rc, out, err = finish(proc)
+        eq(rc, 0, "rr exit (stderr %r)" % err)
+        eq(out, b"PING\n", "response printed")
+        eq(pkt.payload, b"ping", "request payload")
+        if version == 5:
+            eq(ternlib.prop(pkt.props, ternlib.P_RESPONSE_TOPIC), b"rr/reply", "response topic")
+            eq(ternlib.prop(pkt.props, ternlib.P_CORRELATION_DATA), b"id-7", "correlation")
+        r.close()
+
+
+def test_rr_timeout():
+    with Mosquitto() as m:
+        res = tern("rr", "-p", m.port, "-t", "nobody", "-e", "nothing", "-m", "x", "-W", "1")
+        eq(res.returncode, 27, "rr -W exit code")
+
+
+# ------------------------------------------------------------------------------ reconnect
+
+def test_sub_reconnects_and_resubscribes():
+    port = ternlib.free_port()
+    m = Mosquitto(port=port).start()
+    try:
+        sub = tern_sub(port, "-t", "rc/#", "-C", "2", "-q", "1", "-v")
+        wait_subscribed(port, "rc")
+        ok(tern("pub", "-p", port, "-t", "rc/a", "-m", "before", "-q", "1"))
+        m.stop()
+        time.sleep(0.3)
+        m.start()
+        # the client backs off (0.5 s first) and resubscribes; keep publishing until seen
+        deadline = time.monotonic() + 10
+        while sub.poll() is None and time.monotonic() < deadline:
+            tern("pub", "-p", port, "-t", "rc/b", "-m", "after", "-q", "1")
+            time.sleep(0.3)
+        rc, out, err = finish(sub)
+        lines = out.splitlines()
+        eq(lines[0], b"rc/a before", "first message")
+        eq(lines[1], b"rc/b after", "message after the broker restart")
+    finally:
+        m.stop()
+
+
+# ------------------------------------------------------------------------------ errors, help
+
+def test_connection_refused():
+    port = ternlib.free_port()
+    res = tern("pub", "-p", port, "-t", "x", "-m", "y")
+    eq(res.returncode, 1, "exit code")
+    check(b"Connection refused" in res.stderr, "message: %r" % res.stderr)
+
+
+@versions(4, 5)
+def test_connack_refused_exit_code(version):
+    with Mosquitto(extra="allow_anonymous false") as m:
+        res = tern("sub", "-p", m.port, "-V", vflag(version), "-t", "x")
+        eq(res.returncode, 5 if version == 4 else 0x87, "exit code is the CONNACK code")
+        check(b"not authori" in res.stderr.lower() or b"NOT_AUTHORIZED" in res.stderr,
+              "message: %r" % res.stderr)
+
+
+def test_unsupported_transport_and_usage_errors():
+    res = tern("sub", "-L", "mqtts://localhost:8883/t")
+    eq(res.returncode, 1, "mqtts exit")
+    check(b"not supported yet" in res.stderr, "mqtts message: %r" % res.stderr)
+    res = tern("pub", "-t", "x", "-m", "y", "--cafile", "/etc/ssl/ca.pem")
+    check(res.returncode == 1 and b"not supported yet" in res.stderr, "TLS option refused")
+    res = tern("pub", "-t", "x")
+    check(res.returncode == 1 and b"message is needed" in res.stderr, "missing message")
+    res = tern("pub", "-t", "x", "-m", "y", "-q", "3")
+    check(res.returncode == 1 and b"QoS" in res.stderr, "bad qos")
+    res = tern("sub", "-t", "x", "--bogus")
+    check(res.returncode == 1 and b"unknown option" in res.stderr, "unknown option")
+    res = tern("frobnicate")
+    eq(res.returncode, 1, "unknown command")
+
+
+def test_url_option():
+    with Mosquitto() as m:
+        sub = spawn([tern_path(), "sub", "-L", "mqtt://127.0.0.1:%d/u/t" % m.port, "-C", "1"])
+        wait_subscribed(m.port, "u/t")
+        ok(tern("pub", "-L", "mqtt://127.0.0.1:%d/u/t" % m.port, "-m", "via-url"))
+        rc, out, err = finish(sub)
+        eq(out, b"via-url\n", "-L topic and port")
+
+
+def test_help():
+    res = tern("--help")
+    eq(res.returncode, 0, "tern --help")
+    for cmd in (b"pub", b"sub", b"rr"):
+        check(cmd in res.stdout, "lists %r" % cmd)
+    for cmd, flags in (("pub", [b"-m", b"-f", b"-l", b"--hex-input", b"--repeat", b"-D"]),
+                       ("sub", [b"-C", b"-W", b"-F", b"--hex", b"--json", b"-T", b"-U"]),
+                       ("rr", [b"-e", b"-W", b"-F"])):
+        res = tern(cmd, "--help")
+        eq(res.returncode, 0, "tern %s --help" % cmd)
+        for fl in flags:
+            check(fl in res.stdout, "tern %s --help mentions %r" % (cmd, fl))
