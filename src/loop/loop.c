@@ -7,6 +7,10 @@
  *   through epoll_event.data.ptr. Deleting one clears `fds[fd]`, marks the record dead and puts
  *   it on `dead`; the records are freed only at the end of the turn, after every pointer epoll
  *   handed out for the turn has been looked at. A dead record gets no callback.
+ * - Kicked records (tern_loop_fd_kick) are also linked on `kicks`; dispatch takes that list
+ *   at the start and delivers it after the epoll events. A dead record is freed by whichever
+ *   list lets go of it last (`on_dead_list`, `kick_linked`), so neither can see freed memory.
+ *   `called_turn` keeps it to one callback per fd per turn.
  * - A record with an empty interest set is not in epoll at all (`in_epoll` false), so a paused
  *   connection that hangs up cannot make a level-triggered loop spin.
  * - Timers form a binary min-heap of pointers ordered by `key_ms`; `slot` is index + 1, so a
@@ -40,11 +44,16 @@
 struct io_rec {
     int fd;
     unsigned events; /* interest set */
+    unsigned kicked; /* events to deliver without readiness (tern_loop_fd_kick) */
     bool in_epoll;
     bool dead;
+    bool on_dead_list;    /* on loop->dead; reap unlinks it */
+    bool kick_linked;     /* on a kick list; the kick pass unlinks it */
+    uint64_t called_turn; /* turn number of its last callback */
     tern_loop_io_fn cb;
     void *userdata;
     struct io_rec *next_dead;
+    struct io_rec *next_kick;
 };
 
 struct tern_loop {
@@ -60,7 +69,8 @@ struct tern_loop {
     struct io_rec **fds; /* indexed by fd, fds_cap entries */
     size_t fds_cap;
     size_t nfds;
-    struct io_rec *dead; /* deleted this turn, freed at its end */
+    struct io_rec *dead;  /* deleted this turn, freed at its end */
+    struct io_rec *kicks; /* kicked fds, delivered next turn */
 
     /* timers */
     struct tern_timer **heap;
@@ -139,12 +149,31 @@ err:;
 
 static int drain_mailbox(struct tern_loop *loop, size_t limit);
 
+/*
+ * A dead record is freed by whichever of its two lists lets go of it last: the dead list (end
+ * of the turn it was deleted in) or the kick list (the kick pass of the next turn).
+ */
 static void reap(struct tern_loop *loop)
 {
     while (loop->dead) {
         struct io_rec *r = loop->dead;
         loop->dead = r->next_dead;
-        tern_free(r);
+        r->on_dead_list = false;
+        if (!r->kick_linked) {
+            tern_free(r);
+        }
+    }
+}
+
+static void free_kick_list(struct io_rec *r)
+{
+    while (r) {
+        struct io_rec *next = r->next_kick;
+        r->kick_linked = false;
+        if (r->dead && !r->on_dead_list) {
+            tern_free(r);
+        }
+        r = next;
     }
 }
 
@@ -160,6 +189,9 @@ void tern_loop_free(struct tern_loop *loop)
     }
     current_loop = prev;
     reap(loop);
+    /* Dead kicked records now belong to the kick list alone; live ones are in fds[]. */
+    free_kick_list(loop->kicks);
+    loop->kicks = NULL;
     for (size_t i = 0; i < loop->fds_cap; i++) {
         tern_free(loop->fds[i]);
     }
@@ -294,6 +326,7 @@ int tern_loop_add_fd(struct tern_loop *loop, int fd, unsigned events, tern_loop_
     }
     r->fd = fd;
     r->events = events;
+    r->called_turn = UINT64_MAX;
     r->cb = cb;
     r->userdata = userdata;
     if (events) {
@@ -359,8 +392,28 @@ int tern_loop_del_fd(struct tern_loop *loop, int fd)
     loop->fds[fd] = NULL;
     loop->nfds--;
     r->dead = true;
+    r->kicked = 0;
+    r->on_dead_list = true;
     r->next_dead = loop->dead;
     loop->dead = r;
+    return TERN_OK;
+}
+
+int tern_loop_fd_kick(struct tern_loop *loop, int fd, unsigned events)
+{
+    if ((events & ~(TERN_LOOP_READ | TERN_LOOP_WRITE)) != 0) {
+        return TERN_EINVAL;
+    }
+    struct io_rec *r = find_rec(loop, fd);
+    if (!r) {
+        return TERN_ENOTFOUND;
+    }
+    r->kicked |= events;
+    if (!r->kick_linked && events) {
+        r->kick_linked = true;
+        r->next_kick = loop->kicks;
+        loop->kicks = r;
+    }
     return TERN_OK;
 }
 
@@ -673,7 +726,7 @@ static void run_hooks(struct tern_loop *loop)
 
 static int poll_timeout(struct tern_loop *loop, int timeout_ms)
 {
-    if (timeout_ms == 0 || loop->more_work || atomic_load(&loop->stop) != 0) {
+    if (timeout_ms == 0 || loop->more_work || loop->kicks || atomic_load(&loop->stop) != 0) {
         return 0;
     }
     if (loop->heap_len == 0) {
@@ -694,9 +747,58 @@ static int poll_timeout(struct tern_loop *loop, int timeout_ms)
     return (int)d;
 }
 
+/* Call r's callback with `ready` (masked by its interest set), once per turn. */
+static int call_io(struct tern_loop *loop, struct io_rec *r, unsigned ready)
+{
+    ready |= r->kicked;
+    r->kicked = 0;
+    ready &= r->events | TERN_LOOP_HUP;
+    if (ready == 0) {
+        return 0;
+    }
+    r->called_turn = loop->stats.turns;
+    r->cb(loop, r->fd, ready, r->userdata);
+    return 1;
+}
+
+/*
+ * Deliver the kicks made before this turn's dispatch began (`list`). A record whose callback
+ * already ran this turn keeps its kick for the next turn (one call per fd per turn); kicks
+ * made during this pass go on the new list, for the next turn too.
+ */
+static int run_kicks(struct tern_loop *loop, struct io_rec *list)
+{
+    int calls = 0;
+    while (list) {
+        struct io_rec *r = list;
+        list = r->next_kick;
+        r->kick_linked = false;
+        if (r->dead) {
+            if (!r->on_dead_list) {
+                tern_free(r);
+            }
+            continue;
+        }
+        if (r->kicked == 0) {
+            continue; /* delivered with an epoll event of this turn */
+        }
+        if (r->called_turn == loop->stats.turns) {
+            r->kick_linked = true;
+            r->next_kick = loop->kicks;
+            loop->kicks = r;
+            continue;
+        }
+        calls += call_io(loop, r, 0);
+    }
+    return calls;
+}
+
 static int dispatch_io(struct tern_loop *loop, int n)
 {
     int calls = 0;
+    /* Kicks made from here on are for the next turn. */
+    struct io_rec *kicks = loop->kicks;
+    loop->kicks = NULL;
     for (int i = 0; i < n; i++) {
         struct io_rec *r = loop->events[i].data.ptr;
         uint32_t e = loop->events[i].events;
@@ -719,13 +821,9 @@ static int dispatch_io(struct tern_loop *loop, int n)
             /* Let whichever path is active see the error or EOF. */
             ready |= TERN_LOOP_HUP | r->events;
         }
-        ready &= r->events | TERN_LOOP_HUP;
-        if (ready == 0) {
-            continue;
-        }
-        calls++;
-        r->cb(loop, r->fd, ready, r->userdata);
+        calls += call_io(loop, r, ready);
     }
+    calls += run_kicks(loop, kicks);
     loop->stats.io_calls += (uint64_t)calls;
     return calls;
 }
@@ -747,7 +845,7 @@ int tern_loop_run_once(struct tern_loop *loop, int timeout_ms)
         goto out;
     }
     tern_loop_update_now(loop);
-    ret = n > 0 ? dispatch_io(loop, n) : 0;
+    ret = dispatch_io(loop, n > 0 ? n : 0);
     ret += drain_mailbox(loop, TERN_LOOP_MSGS_PER_TURN);
     ret += run_timers(loop);
     loop->stats.turns++;

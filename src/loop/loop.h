@@ -18,7 +18,8 @@
  * One turn (tern_loop_run_once):
  *   1. before-sleep hooks, in the order they were added;
  *   2. epoll_wait, with a timeout of 0 if work is left over, else up to the nearest timer;
- *   3. fd callbacks for the ready fds (at most max_events);
+ *   3. fd callbacks for the ready fds (at most max_events), then for fds kicked with
+ *      tern_loop_fd_kick() before the turn began (one call per fd per turn in all);
  *   4. mailbox messages (at most TERN_LOOP_MSGS_PER_TURN);
  *   5. due timers (at most TERN_LOOP_TIMERS_PER_TURN);
  *   6. fd registrations deleted during the turn are freed (mark, then reap).
@@ -217,6 +218,18 @@ unsigned tern_loop_fd_events(const struct tern_loop *loop, int fd);
  * this turn. Safe from any callback. Returns TERN_OK or TERN_ENOTFOUND.
  */
 int tern_loop_del_fd(struct tern_loop *loop, int fd);
+
+/*
+ * Have fd's callback run next turn with `events` (TERN_LOOP_READ/WRITE) as if epoll had
+ * reported them, and make that turn not sleep. For readiness epoll cannot see: bytes already
+ * decoded inside a stream (TERN_STREAM_PENDING: a TLS record read ahead), or a read loop that
+ * stopped at its per-turn bound on data held above the socket. Kicks accumulate until
+ * delivered; if the fd's callback runs anyway in that turn, they are added to its events. A
+ * callback that kicks its own fd is called again in the next turn, not this one. Kicked bits
+ * are masked by the interest set (a paused fd loses them); a deleted fd never gets them.
+ * Returns TERN_OK, TERN_ENOTFOUND, TERN_EINVAL.
+ */
+int tern_loop_fd_kick(struct tern_loop *loop, int fd, unsigned events);
 
 /* ---- timers ------------------------------------------------------------------------------- */
 

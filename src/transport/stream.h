@@ -17,7 +17,8 @@
  *   the stream needs before that call can progress. A TLS stream may need to WRITE to complete a
  *   read, or READ to complete a write: register both the caller's own interests and want().
  * - TERN_STREAM_PENDING from want() means bytes are already decoded inside the stream: read()
- *   will return them without the fd becoming readable, so the caller must not wait for epoll.
+ *   will return them without the fd becoming readable, so the caller must not wait for epoll
+ *   (tern_loop_fd_kick() schedules the read for the next turn).
  * - close() releases everything (the fd, the wrapped stream, the struct itself). The caller
  *   must have removed the fd from its loop first.
  * - Nothing in a stream is thread-safe: a stream lives on one loop thread.

@@ -289,6 +289,126 @@ static void test_free_with_fds(void)
     close(sv[1]);
 }
 
+/* ---- kicks ---------------------------------------------------------------------------------- */
+
+struct kick_ctx {
+    int calls;
+    unsigned last;
+    int rekick; /* re-kick itself this many more times */
+    int other_fd;
+    bool delete_other;
+};
+
+static void kick_cb(struct tern_loop *loop, int fd, unsigned events, void *userdata)
+{
+    struct kick_ctx *k = userdata;
+    k->calls++;
+    k->last = events;
+    if (k->rekick > 0) {
+        k->rekick--;
+        CHECK_ERR(tern_loop_fd_kick(loop, fd, TERN_LOOP_READ), TERN_OK);
+    }
+    if (k->delete_other) {
+        k->delete_other = false;
+        CHECK_ERR(tern_loop_del_fd(loop, k->other_fd), TERN_OK);
+    }
+}
+
+static void test_fd_kick(void)
+{
+    struct tern_loop *loop = tern_loop_new(8);
+    int sv[2], sv2[2];
+    make_pair(sv);
+    make_pair(sv2);
+    struct kick_ctx k = {0}, k2 = {0};
+    /* If a kick failed to keep the loop awake, run_once(-1) would end only by this timer. */
+    struct watchdog w;
+    watchdog_start(loop, &w);
+    CHECK_ERR(tern_loop_add_fd(loop, sv[0], TERN_LOOP_READ, kick_cb, &k), TERN_OK);
+    CHECK_ERR(tern_loop_fd_kick(loop, 999, TERN_LOOP_READ), TERN_ENOTFOUND);
+    CHECK_ERR(tern_loop_fd_kick(loop, sv[0], TERN_LOOP_HUP), TERN_EINVAL);
+
+    /* Nothing readable, yet the callback runs, and run_once(-1) does not sleep for it. */
+    CHECK_ERR(tern_loop_fd_kick(loop, sv[0], TERN_LOOP_READ), TERN_OK);
+    CHECK_EQ(tern_loop_run_once(loop, -1), 1);
+    CHECK_EQ(k.calls, 1);
+    CHECK_EQ(k.last, TERN_LOOP_READ);
+    /* Consumed: the next turn runs nothing. */
+    CHECK_EQ(tern_loop_run_once(loop, 0), 0);
+
+    /* Kicked and ready in the same turn: one call. Kicked WRITE is masked (interest is READ). */
+    put_byte(sv[1], 'r');
+    CHECK_ERR(tern_loop_fd_kick(loop, sv[0], TERN_LOOP_READ | TERN_LOOP_WRITE), TERN_OK);
+    CHECK_EQ(tern_loop_run_once(loop, WATCHDOG_MS), 1);
+    CHECK_EQ(k.calls, 2);
+    CHECK_EQ(k.last, TERN_LOOP_READ);
+    char c;
+    CHECK_EQ(read(sv[0], &c, 1), 1);
+
+    /* A callback that re-kicks itself runs once per turn, not in a loop within one turn. */
+    k.rekick = 3;
+    CHECK_ERR(tern_loop_fd_kick(loop, sv[0], TERN_LOOP_READ), TERN_OK);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(tern_loop_run_once(loop, -1), 1);
+    }
+    CHECK_EQ(k.calls, 6);
+    CHECK_EQ(tern_loop_run_once(loop, 0), 0);
+
+    /* Kicked and ready, and re-kicking itself from that call: the re-kick waits a turn. */
+    put_byte(sv[1], 's');
+    k.rekick = 1;
+    CHECK_ERR(tern_loop_fd_kick(loop, sv[0], TERN_LOOP_READ), TERN_OK);
+    CHECK_EQ(tern_loop_run_once(loop, WATCHDOG_MS), 1);
+    CHECK_EQ(k.calls, 7);
+    CHECK_EQ(read(sv[0], &c, 1), 1);
+    CHECK_EQ(tern_loop_run_once(loop, -1), 1);
+    CHECK_EQ(k.calls, 8);
+
+    /* A paused fd loses its kick. */
+    CHECK_ERR(tern_loop_mod_fd(loop, sv[0], 0), TERN_OK);
+    CHECK_ERR(tern_loop_fd_kick(loop, sv[0], TERN_LOOP_READ), TERN_OK);
+    CHECK_EQ(tern_loop_run_once(loop, 0), 0);
+    CHECK_ERR(tern_loop_mod_fd(loop, sv[0], TERN_LOOP_READ), TERN_OK);
+    CHECK_EQ(tern_loop_run_once(loop, 0), 0);
+
+    /* Kicked, then deleted before the turn: no callback, and the record is not leaked. */
+    CHECK_ERR(tern_loop_fd_kick(loop, sv[0], TERN_LOOP_READ), TERN_OK);
+    CHECK_ERR(tern_loop_del_fd(loop, sv[0]), TERN_OK);
+    CHECK_EQ(tern_loop_run_once(loop, 0), 0);
+    CHECK_EQ(k.calls, 8);
+
+    /* Kicked fd deleted by another fd's callback in the same turn: no callback. */
+    CHECK_ERR(tern_loop_add_fd(loop, sv[0], TERN_LOOP_READ, kick_cb, &k), TERN_OK);
+    CHECK_ERR(tern_loop_add_fd(loop, sv2[0], TERN_LOOP_READ, kick_cb, &k2), TERN_OK);
+    k2.other_fd = sv[0];
+    k2.delete_other = true;
+    put_byte(sv2[1], 'x');
+    CHECK_ERR(tern_loop_fd_kick(loop, sv[0], TERN_LOOP_READ), TERN_OK);
+    CHECK_EQ(tern_loop_run_once(loop, WATCHDOG_MS), 1);
+    CHECK_EQ(k2.calls, 1);
+    CHECK_EQ(k.calls, 8);
+
+    /* Kicked during a turn after being deleted: refused. Freed with a pending kick: no leak. */
+    CHECK_ERR(tern_loop_fd_kick(loop, sv[0], TERN_LOOP_READ), TERN_ENOTFOUND);
+    CHECK_ERR(tern_loop_fd_kick(loop, sv2[0], TERN_LOOP_READ), TERN_OK);
+    CHECK_ERR(tern_loop_del_fd(loop, sv2[0]), TERN_OK);
+    CHECK(!w.fired);
+    tern_loop_free(loop);
+    close(sv[0]);
+    close(sv[1]);
+    close(sv2[0]);
+    close(sv2[1]);
+
+    /* Freed with a live kicked fd: no double free. */
+    loop = tern_loop_new(8);
+    make_pair(sv);
+    CHECK_ERR(tern_loop_add_fd(loop, sv[0], TERN_LOOP_READ, kick_cb, &k), TERN_OK);
+    CHECK_ERR(tern_loop_fd_kick(loop, sv[0], TERN_LOOP_READ), TERN_OK);
+    tern_loop_free(loop);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 /* ---- timers --------------------------------------------------------------------------------- */
 
 struct order_timer {
@@ -964,6 +1084,7 @@ static const struct tern_test tests[] = {
     {"fd_readiness", test_fd_readiness},
     {"delete_in_callbacks", test_delete_in_callbacks},
     {"free_with_fds", test_free_with_fds},
+    {"fd_kick", test_fd_kick},
     {"timers_order", test_timers_order},
     {"timer_stop_rearm", test_timer_stop_rearm},
     {"timer_lazy_order_when_late", test_timer_lazy_order_when_late},
