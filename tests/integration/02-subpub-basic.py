@@ -97,12 +97,17 @@ def test_MQTT_3_10_4_unsubscribe(version):
         sub.expect_nothing()
 
 
-def test_MQTT_4_7_3_invalid_filter_closes(version):
-    """A filter with '#' not last is malformed: the connection is closed."""
+def test_MQTT_4_7_3_invalid_filter_refused_per_filter(version):
+    """A filter with '#' not last is invalid: that filter is refused in the SUBACK (0x8F in
+    5.0, 0x80 in 3.1.1), the valid filter beside it is granted, and the connection stays."""
     with broker() as b:
         c = client(b.port, "bad", version=version)
-        c.send(subscribe(1, [("a/#/b", 0)], version))
-        c.expect_closed()
+        c.send(subscribe(1, [("a/#/b", 0), ("ok/+", 1)], version))
+        sa = c.expect(SUBACK)
+        eq(sa.reasons, [0x8F if version == 5 else 0x80, 1], "SUBACK reasons")
+        pub = client(b.port, "pub", version=version)
+        pub.publish("ok/x", b"still here")
+        eq(c.expect(PUBLISH).payload, b"still here", "payload")
 
 
 def test_MQTT_3_8_3_4_no_local_v5():

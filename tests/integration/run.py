@@ -96,6 +96,8 @@ def main():
     ap.add_argument("files", nargs="*")
     args = ap.parse_args()
     files = args.files or sorted(glob.glob(os.path.join(HERE, "[0-9][0-9]-*.py")))
+    # A bare file name means the file beside this script.
+    files = [f if os.path.exists(f) else os.path.join(HERE, f) for f in files]
     total = [0, 0, 0]
     with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, args.jobs)) as ex:
         for text, p, f, s in ex.map(run_file, files, [args.only] * len(files)):
