@@ -366,6 +366,22 @@ void tern__conn_flush(struct tern_conn *c)
         tern__conn_flush(c);
         return;
     }
+    /* The socket drained below the high-water mark: send more of the session's backlog
+     * (pump stopped at the mark). One refill per flush keeps the work per turn bounded. */
+    struct tern_session *s = c->session;
+    if (s && c->state == TERN_CONN_ACTIVE && c->out_bytes < c->w->broker->out_highwater / 2) {
+        pthread_mutex_lock(&s->mtx);
+        bool backlog = s->queue.count > 0;
+        pthread_mutex_unlock(&s->mtx);
+        if (backlog) {
+            tern__conn_pump(c);
+            if (c->out_count && write_out(c) != TERN_OK) {
+                tern__conn_close(c, 0xFF, "write error");
+                tern__conn_flush(c);
+                return;
+            }
+        }
+    }
     set_interest(c);
 }
 

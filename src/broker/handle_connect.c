@@ -196,6 +196,7 @@ void tern__session_detach(struct tern_conn *c)
     }
     s->expire_at_ms = expiry == UINT32_MAX ? 0 : now + (uint64_t)expiry * 1000u;
     uint64_t will_at = s->delayed_will ? s->will_at_ms : 0;
+    uint64_t due = s->expire_at_ms;
     pthread_mutex_unlock(&s->mtx);
 
     if (!atomic_load(&b->stopping)) {
@@ -216,7 +217,6 @@ void tern__session_detach(struct tern_conn *c)
             tern__route_publish_owned(b, w2);
         }
     } else if (!atomic_load(&b->stopping)) {
-        uint64_t due = s->expire_at_ms;
         if (will_at && (due == 0 || will_at < due)) {
             due = will_at;
         }
@@ -350,6 +350,7 @@ static int attach_session(struct tern_conn *c, bool clean, bool *present)
             pthread_mutex_lock(&s->mtx);
             struct tern_conn *old = s->conn;
             struct tern_worker *oldw = s->worker;
+            bool expired = s->expire_at_ms != 0 && now >= s->expire_at_ms;
             pthread_mutex_unlock(&s->mtx);
             if (old != NULL) {
                 if (oldw == c->w) {
@@ -373,7 +374,6 @@ static int attach_session(struct tern_conn *c, bool clean, bool *present)
                 tern_loop_send(oldw->loop, &t->msg, takeover_on_old);
                 return TERN_EAGAIN;
             }
-            bool expired = s->expire_at_ms != 0 && now >= s->expire_at_ms;
             if (clean || expired) {
                 struct tern_msg *w = session_end_locked(b, s);
                 if (w) {

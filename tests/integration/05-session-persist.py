@@ -19,6 +19,7 @@ def test_MQTT_3_2_2_2_session_present(version):
     with broker() as b:
         c = persistent(b.port, "sp", version)
         c.send(disconnect(version))
+        c.expect_closed()  # the broker has processed DISCONNECT
         c.close()
         c2 = Conn(b.port, version=version)
         pr = props((P_SESSION_EXPIRY, 300)) if version == 5 else b""
@@ -35,6 +36,7 @@ def test_MQTT_3_1_2_4_offline_messages_queued(version):
         s = persistent(b.port, "off", version)
         s.subscribe([("q/#", 1)])
         s.send(disconnect(version))
+        s.expect_closed()  # the broker has processed DISCONNECT
         s.close()
         pub = client(b.port, "pub", version=version)
         for i in range(5):
@@ -101,6 +103,7 @@ def test_clean_session_subscriptions_dropped(version):
         s = client(b.port, "cs", version=version)
         s.subscribe("cs")
         s.send(disconnect(version))
+        s.expect_closed()  # the broker has processed DISCONNECT
         s.close()
         s2 = client(b.port, "cs", version=version)
         pub = client(b.port, "pub", version=version)
@@ -113,6 +116,7 @@ def test_session_expiry_v5():
         s = persistent(b.port, "exp", 5, expiry=1)
         s.subscribe([("e", 1)])
         s.send(disconnect(5))
+        s.expect_closed()  # the broker has processed DISCONNECT
         s.close()
         time.sleep(1.6)
         c = Conn(b.port, version=5)
@@ -125,6 +129,7 @@ def test_session_expiry_zero_v5_ends_at_disconnect():
         s = client(b.port, "z", version=5, clean=False)
         s.subscribe("z")
         s.send(disconnect(5))
+        s.expect_closed()  # the broker has processed DISCONNECT
         s.close()
         c = Conn(b.port, version=5)
         c.send(connect("z", 5, clean=False))
@@ -155,6 +160,7 @@ def test_queue_limit_drops(version):
         s = persistent(b.port, "ql", version)
         s.subscribe([("ql", 1)])
         s.send(disconnect(version))
+        s.expect_closed()  # the broker has processed DISCONNECT
         s.close()
         pub = client(b.port, "pub", version=version)
         for i in range(6):
@@ -175,6 +181,7 @@ def test_queue_qos0_messages_option(version):
         s = persistent(b.port, "q0", version)
         s.subscribe([("q0", 0)])
         s.send(disconnect(version))
+        s.expect_closed()  # the broker has processed DISCONNECT
         s.close()
         pub = client(b.port, "pub", version=version)
         pub.publish("q0", b"zero")

@@ -31,6 +31,7 @@ def test_MQTT_3_1_2_10_will_discarded_on_disconnect(version):
         w = watcher(b.port, version)
         c = client(b.port, "wd", version=version, will=WILL)
         c.send(disconnect(version))
+        c.expect_closed()  # the broker has processed DISCONNECT
         c.close()
         w.expect_nothing(wait=0.5)
 

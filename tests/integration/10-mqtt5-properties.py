@@ -20,6 +20,7 @@ def test_MQTT_3_3_2_6_message_expiry_forwarded_and_decremented(version):
         s = client(b.port, "s", version=5, clean=False, properties=props((P_SESSION_EXPIRY, 60)))
         s.subscribe([("ex", 1)])
         s.send(disconnect(5))
+        s.expect_closed()  # the broker has processed DISCONNECT
         s.close()
         pub = client(b.port, "p", version=5)
         pub.publish("ex", b"x", qos=1, properties=props((P_MESSAGE_EXPIRY, 10)))
@@ -37,6 +38,7 @@ def test_MQTT_3_3_2_5_expired_message_not_delivered(version):
         s = client(b.port, "s", version=5, clean=False, properties=sp)
         s.subscribe([("ex", 1)])
         s.send(disconnect(5))
+        s.expect_closed()  # the broker has processed DISCONNECT
         s.close()
         pub = client(b.port, "p", version=5)
         pub.publish("ex", b"old", qos=1, mid=1, properties=props((P_MESSAGE_EXPIRY, 1)))
