@@ -5,7 +5,7 @@
 #                  integration tests; ends with "total: N passed, N failed"
 #   make bench     benchmarks (bench/), release build
 #   make fuzz      build the libFuzzer targets and run each for FUZZ_SECONDS (default 60)
-#   make coverage  line coverage of src/ from the unit tests (gcovr)
+#   make coverage  line coverage of src/ from the unit tests (gcov), per file and per layer
 #   make format    clang-format every C file in place
 #   make install   release build installed under PREFIX (default /usr/local)
 PREFIX ?= /usr/local
@@ -48,8 +48,7 @@ coverage: deps
 	@cmake --build build/coverage -j$(JOBS)
 	@find build/coverage -name '*.gcda' -delete
 	@cd build/coverage && ctest -j$(JOBS) >/dev/null || true
-	@gcovr -r . --object-directory build/coverage --filter 'src/' --print-summary \
-	  --exclude-unreachable-branches | tail -n 40
+	@scripts/coverage.sh
 
 format:
 	@scripts/format.sh

@@ -13,7 +13,7 @@ APT_PACKAGES=(
   # libraries (DESIGN.md, Dependencies)
   libssl-dev libsqlite3-dev libargon2-dev libcjson-dev
   # tests, interop and coverage
-  python3 python3-paho-mqtt mosquitto mosquitto-clients libpaho-mqtt-dev gcovr
+  python3 python3-paho-mqtt mosquitto mosquitto-clients libpaho-mqtt-dev
 )
 
 missing=()
