@@ -70,6 +70,19 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
     struct tern_session *s = c->session;
     atomic_fetch_add_explicit(&b->stats.pub_received, 1, memory_order_relaxed);
 
+    if (c->version == TERN_MQTT_5) {
+        struct tern_prop sid;
+        if (tern_props_find(pub->props, TERN_PROP_SUBSCRIPTION_IDENTIFIER, &sid)) {
+            /* [MQTT-3.3.4-6]: only the server puts Subscription Identifiers in PUBLISH. */
+            tern__conn_close(c, TERN_RC_PROTOCOL_ERROR, "Subscription Identifier from a client");
+            return TERN_EPROTOCOL;
+        }
+    }
+    if (pub->qos == 0 && pub->dup) {
+        /* [MQTT-3.3.1-2]: DUP must be 0 for QoS 0. */
+        tern__conn_close(c, TERN_RC_MALFORMED_PACKET, "DUP set on a QoS 0 PUBLISH");
+        return TERN_EMALFORMED;
+    }
     if (pub->qos > c->listener->cfg->max_qos) {
         tern__conn_close(c, TERN_RC_QOS_NOT_SUPPORTED, "PUBLISH QoS above maximum QoS");
         return TERN_EPROTOCOL;

@@ -20,6 +20,7 @@ CASES = [
     ("subscribe_no_filters", b"\x82\x02\x00\x01", None),
     ("pingreq_with_body", b"\xc0\x01\x00", None),
     ("pubrel_bad_flags", b"\x60\x02\x00\x01", None),
+    ("MQTT_3_3_1_2_qos0_with_dup", b"\x38\x04\x00\x01ax", 0x81),
 ]
 
 
@@ -39,6 +40,8 @@ def test_MQTT_4_8_0_1_malformed_closes_connection(version):
         for name, data, reason in CASES:
             if version == 5 and name == "subscribe_no_filters":
                 data = b"\x82\x03\x00\x01\x00"
+            if version == 5 and name == "MQTT_3_3_1_2_qos0_with_dup":
+                data = b"\x38\x05\x00\x01a\x00x"
             if version == 5 and name == "connack_from_client":
                 data = b"\x20\x03\x00\x00\x00"
             try:
@@ -91,3 +94,12 @@ def test_packet_larger_than_max_closes(version):
         last = c.expect_closed()
         if version == 5:
             check(last is not None and last.reason == 0x95, "DISCONNECT 0x95, got %r" % last)
+
+
+def test_MQTT_3_3_4_6_subscription_identifier_from_client_v5():
+    with broker() as b:
+        from ternlib import props, P_SUBSCRIPTION_ID
+        c = client(b.port, "sid", version=5)
+        c.send(publish("a", b"x", version=5, properties=props((P_SUBSCRIPTION_ID, 3))))
+        last = c.expect_closed()
+        check(last is not None and last.reason == 0x82, "DISCONNECT 0x82, got %r" % last)
