@@ -155,7 +155,7 @@ struct tern_loop *tern_loop_new(int max_events);
  * Free a loop (NULL is a no-op). Call it on the loop's thread, or after that thread has exited,
  * and only when no other thread can still post to it. Messages still in the mailbox are run
  * first (so they can release what they hold); registered fds are forgotten but NOT closed
- * (they belong to the caller); armed timers and hooks are simply dropped.
+ * (they belong to the caller); armed timers are made inactive and hooks unlinked.
  */
 void tern_loop_free(struct tern_loop *loop);
 
@@ -186,8 +186,9 @@ void tern_loop_wakeup(struct tern_loop *loop);
 struct tern_loop *tern_loop_current(void);
 
 /*
- * Monotonic milliseconds (tern_time_mono_ms clock) cached at the start of the turn's callbacks;
- * use it to compute deadlines cheaply. tern_loop_update_now() refreshes it.
+ * Monotonic milliseconds (tern_time_mono_ms clock) cached by the loop: refreshed after
+ * epoll_wait returns and again before timers run, so it lags the clock by at most one turn's
+ * work. Use it to compute deadlines cheaply; tern_loop_update_now() refreshes it.
  */
 uint64_t tern_loop_now(const struct tern_loop *loop);
 uint64_t tern_loop_update_now(struct tern_loop *loop);
