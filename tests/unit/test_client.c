@@ -1,0 +1,810 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for libtern and the CLI's encodings.
+ *
+ * Pure parts: URL parsing, the packet id set, reconnect backoff, property building, and the
+ * CLI formats (-F language, xxd dump, base64, JSON, hex input).
+ *
+ * State machine: the test plays the broker on a loopback socket inside this process and
+ * drives the client with tern_client_process() (the application-loop mode), so every step is
+ * deterministic: the test reads the exact packets the client sends and answers with packets
+ * it encodes itself. Nothing depends on timing; every wait is bounded by an iteration count.
+ */
+#include "test.h"
+
+#include "client/util.h"
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "format.h"
+#include "protocol/packet.h"
+#include "tern/client.h"
+#include "transport/net.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---- pure helpers ------------------------------------------------------------------------ */
+
+static void test_url_parse(void)
+{
+    struct tern__client_url u;
+    CHECK_ERR(tern__client_url_parse("mqtt://broker.example:1884", &u), TERN_OK);
+    CHECK(strcmp(u.host, "broker.example") == 0);
+    CHECK_EQ(u.port, 1884);
+    CHECK_EQ(u.transport, TERN__CLIENT_TCP);
+    CHECK_ERR(tern__client_url_parse("mqtt://h", &u), TERN_OK);
+    CHECK_EQ(u.port, 1883);
+    CHECK_ERR(tern__client_url_parse("mqtts://h/", &u), TERN_OK);
+    CHECK_EQ(u.transport, TERN__CLIENT_TLS);
+    CHECK_EQ(u.port, 8883);
+    CHECK_ERR(tern__client_url_parse("ws://[::1]:9001", &u), TERN_OK);
+    CHECK(strcmp(u.host, "::1") == 0);
+    CHECK_EQ(u.port, 9001);
+    CHECK_EQ(u.transport, TERN__CLIENT_WS);
+    CHECK_ERR(tern__client_url_parse("localhost:1", &u), TERN_OK);
+    CHECK_EQ(u.port, 1);
+    CHECK_ERR(tern__client_url_parse("http://h", &u), TERN_EINVAL);
+    CHECK_ERR(tern__client_url_parse("mqtt://h:0", &u), TERN_EINVAL);
+    CHECK_ERR(tern__client_url_parse("mqtt://h:65536", &u), TERN_EINVAL);
+    CHECK_ERR(tern__client_url_parse("mqtt://u:p@h", &u), TERN_EINVAL);
+    CHECK_ERR(tern__client_url_parse("mqtt://", &u), TERN_EINVAL);
+    CHECK_ERR(tern__client_url_parse("mqtt://h/path", &u), TERN_EINVAL);
+}
+
+static void test_pidset(void)
+{
+    static struct tern__pidset s;
+    tern__pidset_init(&s);
+    CHECK_EQ(tern__pidset_alloc(&s), 1);
+    CHECK_EQ(tern__pidset_alloc(&s), 2);
+    CHECK(tern__pidset_add(&s, 5));
+    CHECK(!tern__pidset_add(&s, 5));
+    CHECK(!tern__pidset_add(&s, 0));
+    CHECK_EQ(tern__pidset_alloc(&s), 3);
+    CHECK_EQ(tern__pidset_alloc(&s), 4);
+    CHECK_EQ(tern__pidset_alloc(&s), 6); /* 5 is taken */
+    CHECK(tern__pidset_del(&s, 2));
+    CHECK(!tern__pidset_del(&s, 2));
+    CHECK_EQ(tern__pidset_alloc(&s), 7); /* keeps going forward, does not reuse 2 at once */
+    CHECK_EQ(s.used, 6);
+    /* Fill everything: the last free id is found by wrapping, then there is none. */
+    for (uint32_t id = 1; id <= 65535; id++) {
+        tern__pidset_add(&s, (uint16_t)id);
+    }
+    CHECK_EQ(s.used, 65535);
+    CHECK_EQ(tern__pidset_alloc(&s), 0);
+    CHECK(tern__pidset_del(&s, 3));
+    CHECK_EQ(tern__pidset_alloc(&s), 3);
+    CHECK(tern__pidset_del(&s, 65535));
+    s.next = 65535;
+    CHECK_EQ(tern__pidset_alloc(&s), 65535);
+    CHECK(tern__pidset_del(&s, 1));
+    CHECK_EQ(tern__pidset_alloc(&s), 1); /* wrapped past 65535, skipping 0 */
+}
+
+static void test_backoff(void)
+{
+    /* Equal jitter: within [d/2, d], d doubling from min up to max. */
+    CHECK_EQ(tern__client_backoff_ms(0, 500, 30000, 0), 250);
+    CHECK_EQ(tern__client_backoff_ms(0, 500, 30000, 250), 500);
+    CHECK_EQ(tern__client_backoff_ms(1, 500, 30000, 0), 500);
+    CHECK_EQ(tern__client_backoff_ms(1, 500, 30000, 500), 1000);
+    CHECK_EQ(tern__client_backoff_ms(3, 500, 30000, 0), 2000);
+    CHECK_EQ(tern__client_backoff_ms(50, 500, 30000, 0), 15000);
+    CHECK_EQ(tern__client_backoff_ms(50, 500, 30000, 15000), 30000);
+    CHECK_EQ(tern__client_backoff_ms(1000, 500, 30000, 0xFFFFFFFFu) <= 30000, 1);
+    for (unsigned a = 0; a < 40; a++) {
+        for (uint32_t r = 0; r < 2000; r += 97) {
+            uint32_t d = tern__client_backoff_ms(a, 100, 5000, r * 7919u);
+            CHECK(d >= 50 && d <= 5000);
+        }
+    }
+    CHECK_EQ(tern__client_backoff_ms(0, 0, 0, 0), 0); /* degenerate bounds stay sane */
+}
+
+static void test_props_build(void)
+{
+    struct tern_property p[3];
+    memset(p, 0, sizeof(p));
+    p[0].id = TERN_PROPERTY_MESSAGE_EXPIRY_INTERVAL;
+    p[0].value = 60;
+    p[1].id = TERN_PROPERTY_USER_PROPERTY;
+    p[1].data = "k";
+    p[1].len = 1;
+    p[1].data2 = "v";
+    p[1].len2 = 1;
+    p[2].id = TERN_PROPERTY_CORRELATION_DATA;
+    p[2].data = "\x00\x01";
+    p[2].len = 2;
+    uint8_t *out;
+    size_t len;
+    CHECK_ERR(tern__client_props_build(p, 3, TERN_PUBLISH, false, &out, &len), TERN_OK);
+    static const uint8_t want[] = {0x02, 0, 0, 0, 60, 0x26, 0, 1, 'k', 0, 1, 'v', 0x09, 0, 2, 0, 1};
+    CHECK_EQ(len, sizeof(want));
+    CHECK_MEM(out, want, sizeof(want));
+    /* Iterate it back through the public iterator. */
+    size_t pos = 0;
+    struct tern_property q;
+    CHECK_EQ(tern_property_next(out, len, &pos, &q), 1);
+    CHECK_EQ(q.id, TERN_PROPERTY_MESSAGE_EXPIRY_INTERVAL);
+    CHECK_EQ(q.value, 60);
+    CHECK_EQ(tern_property_next(out, len, &pos, &q), 1);
+    CHECK(q.len == 1 && q.len2 == 1 && memcmp(q.data2, "v", 1) == 0);
+    CHECK_EQ(tern_property_next(out, len, &pos, &q), 1);
+    CHECK_EQ(q.len, 2);
+    CHECK_EQ(tern_property_next(out, len, &pos, &q), 0);
+    tern_free(out);
+    /* Session expiry is not a PUBLISH property; a byte property must fit in a byte. */
+    p[0].id = TERN_PROPERTY_SESSION_EXPIRY_INTERVAL;
+    CHECK_ERR(tern__client_props_build(p, 1, TERN_PUBLISH, false, &out, &len), TERN_EINVAL);
+    CHECK_ERR(tern__client_props_build(p, 1, TERN_CONNECT, false, &out, &len), TERN_OK);
+    tern_free(out);
+    p[0].id = TERN_PROPERTY_PAYLOAD_FORMAT_INDICATOR;
+    p[0].value = 256;
+    CHECK_ERR(tern__client_props_build(p, 1, TERN_PUBLISH, false, &out, &len), TERN_EINVAL);
+    p[0].id = 0x7F;
+    CHECK_ERR(tern__client_props_build(p, 1, TERN_PUBLISH, false, &out, &len), TERN_EINVAL);
+    CHECK_ERR(tern__client_props_build(NULL, 0, TERN_PUBLISH, false, &out, &len), TERN_OK);
+    CHECK(out == NULL && len == 0);
+}
+
+static void test_connack_mapping(void)
+{
+    CHECK_EQ(tern_client_connack_reason(0), 0x00);
+    CHECK_EQ(tern_client_connack_reason(1), 0x84);
+    CHECK_EQ(tern_client_connack_reason(2), 0x85);
+    CHECK_EQ(tern_client_connack_reason(3), 0x88);
+    CHECK_EQ(tern_client_connack_reason(4), 0x86);
+    CHECK_EQ(tern_client_connack_reason(5), 0x87);
+    CHECK_EQ(tern_client_connack_reason(9), 0x80);
+}
+
+static void test_options(void)
+{
+    struct tern_client_options o;
+    struct tern_client *c = NULL;
+    tern_client_options_init(&o);
+    o.url = "ws://localhost:9001";
+    CHECK_ERR(tern_client_new(&o, &c), TERN_EUNSUPPORTED);
+    CHECK(c == NULL);
+    o.url = "mqtts://localhost";
+    CHECK_ERR(tern_client_new(&o, &c), TERN_EUNSUPPORTED);
+    o.url = NULL;
+    o.version = 6;
+    CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL);
+    o.version = 3;
+    o.client_id = "this-id-is-longer-than-23-characters";
+    CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL);
+    o.client_id = NULL; /* 3.1 needs an id: one is generated */
+    CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
+    char id[64];
+    CHECK(tern_client_get_id(c, id, sizeof(id)) > 5);
+    CHECK(strncmp(id, "tern-", 5) == 0);
+    CHECK_ERR(tern_client_get_id(c, id, 3), TERN_ENOSPC);
+    /* Not connected: publishing queues, subscribing is refused, the fd is -1. */
+    CHECK_ERR(tern_client_publish(c, "a/+", "x", 1, 0, false, NULL, 0, NULL), TERN_EBADTOPIC);
+    CHECK_ERR(tern_client_publish(c, "a", "x", 1, 3, false, NULL, 0, NULL), TERN_EINVAL);
+    CHECK_ERR(tern_client_publish(c, "a", "x", 1, 1, false, NULL, 0, NULL), TERN_OK);
+    CHECK_EQ(tern_client_pending(c), 1);
+    const char *f[1] = {"a/#"};
+    uint8_t opt[1] = {1};
+    CHECK_ERR(tern_client_subscribe(c, f, opt, 1, NULL, 0, NULL), TERN_ECLOSED);
+    CHECK_EQ(tern_client_fd(c), -1);
+    CHECK_EQ(tern_client_timeout_ms(c), -1);
+    tern_client_free(c);
+    tern_client_free(NULL);
+}
+
+/* ---- CLI encodings ----------------------------------------------------------------------- */
+
+static struct tern_message msg_of(const char *topic, const void *payload, size_t len)
+{
+    struct tern_message m;
+    memset(&m, 0, sizeof(m));
+    m.topic = topic;
+    m.topic_len = strlen(topic);
+    m.payload = payload;
+    m.payload_len = len;
+    return m;
+}
+
+/* Render with the -F language and compare to `want` (want_len bytes). */
+static void check_fmt(const char *fmt, const struct tern_message *m, const char *want,
+                      size_t want_len)
+{
+    struct tern_buf b;
+    tern_buf_init(&b, 1 << 20);
+    struct timespec ts = {1700000000, 123456789};
+    CHECK_ERR(tern__fmt_render(&b, fmt, m, &ts, false), TERN_OK);
+    if (b.len != want_len || memcmp(tern_buf_head(&b), want, want_len) != 0) {
+        fprintf(stderr, "  -F '%s': got '%.*s', want '%.*s'\n", fmt, (int)b.len,
+                (const char *)tern_buf_head(&b), (int)want_len, want);
+        tern_test_failed_checks++;
+    }
+    tern_buf_fini(&b);
+}
+
+static void test_format_render(void)
+{
+    struct tern_message m = msg_of("sensors/kitchen", "a\0b", 3);
+    m.qos = 1;
+    m.packet_id = 42;
+    m.retain = true;
+    check_fmt("%t %l %q %r %m", &m, "sensors/kitchen 3 1 1 42", 24);
+    check_fmt("%p", &m, "a\0b", 3);
+    check_fmt("%x|%X", &m, "610062|610062", 13);
+    check_fmt("[%10.3t][%-5l][%05l][%-05l]", &m, "[       sen][3    ][00003][3    ]", 33);
+    check_fmt("%%|@@|\\t\\0\\\\|@N|%U", &m, "%|@|\t\0\\|123456789|1700000000.123456789", 38);
+    check_fmt("%?", &m, "%?", 2);
+    check_fmt("%8x|%-8x|%08x", &m, "  610062|610062  |00610062", 26);
+    /* MQTT 5 properties: content type, response topic, user properties, expiry. */
+    static const uint8_t props[] = {0x03, 0,   2,    'c', 't', 0x08, 0, 2, 'r', 't',
+                                    0x02, 0,   0,    0,   9,   0x26, 0, 1, 'a', 0,
+                                    1,    'b', 0x26, 0,   1,   'c',  0, 1, 'd'};
+    m.props = props;
+    m.props_len = sizeof(props);
+    check_fmt("%C|%R|%E|%P|%F|%S", &m, "ct|rt|9|a:b c:d||", 17);
+}
+
+static void test_format_json(void)
+{
+    struct tern_buf b;
+    tern_buf_init(&b, 1 << 20);
+    struct tern_message m = msg_of("t", "h\xc3\xa9\"\n", 5);
+    CHECK_ERR(tern__fmt_json(&b, &m), TERN_OK);
+    const char *want =
+        "{\"topic\":\"t\",\"qos\":0,\"retain\":false,\"payload\":\"h\xc3\xa9\\\"\\n\","
+        "\"encoding\":\"utf-8\"}";
+    CHECK_EQ(b.len, strlen(want));
+    CHECK_MEM(tern_buf_head(&b), want, strlen(want));
+    tern_buf_reset(&b);
+    m = msg_of("t", "\x00\xff", 2);
+    CHECK_ERR(tern__fmt_json(&b, &m), TERN_OK);
+    want =
+        "{\"topic\":\"t\",\"qos\":0,\"retain\":false,\"payload\":\"AP8=\",\"encoding\":\"base64\"}";
+    CHECK_EQ(b.len, strlen(want));
+    CHECK_MEM(tern_buf_head(&b), want, strlen(want));
+    CHECK(tern__fmt_json_valid(tern_buf_head(&b), b.len));
+    tern_buf_reset(&b);
+    /* %J refuses a payload that is not JSON, %j quotes it. */
+    struct timespec ts = {0, 0};
+    m = msg_of("t", "{\"a\":", 5);
+    CHECK_ERR(tern__fmt_mosq_json(&b, &m, &ts, true), TERN_EINVAL);
+    tern_buf_reset(&b);
+    CHECK_ERR(tern__fmt_mosq_json(&b, &m, &ts, false), TERN_OK);
+    CHECK(tern__fmt_json_valid(tern_buf_head(&b), b.len));
+    tern_buf_fini(&b);
+}
+
+static void test_json_valid(void)
+{
+    static const char *const good[] = {
+        "0",       "-1.5e+3", "\"x\"", "[]", "{}", " {\"a\":[1,true,null]} ", "\"\\u00e9\\n\"",
+        "[[[[]]]]"};
+    static const char *const bad[] = {"",    "01",       "1.",    "{",   "[1,]",   "{\"a\"}",
+                                      "tru", "\"\x01\"", "{} {}", "'x'", "\"\\x\""};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        CHECK(tern__fmt_json_valid((const uint8_t *)good[i], strlen(good[i])));
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (tern__fmt_json_valid((const uint8_t *)bad[i], strlen(bad[i]))) {
+            fprintf(stderr, "  accepted invalid JSON '%s'\n", bad[i]);
+            tern_test_failed_checks++;
+        }
+    }
+}
+
+static void test_hexdump_base64(void)
+{
+    struct tern_buf b;
+    tern_buf_init(&b, 1 << 20);
+    const char *in = "hello\0\xff"
+                     "abcdefghijklmnopqrstuvwxyz";
+    CHECK_ERR(tern__fmt_hexdump(&b, (const uint8_t *)in, 33), TERN_OK);
+    const char *want = "00000000: 6865 6c6c 6f00 ff61 6263 6465 6667 6869  hello..abcdefghi\n"
+                       "00000010: 6a6b 6c6d 6e6f 7071 7273 7475 7677 7879  jklmnopqrstuvwxy\n"
+                       "00000020: 7a                                       z\n";
+    CHECK_EQ(b.len, strlen(want));
+    CHECK_MEM(tern_buf_head(&b), want, strlen(want));
+    tern_buf_reset(&b);
+    CHECK_ERR(tern__fmt_hexdump(&b, NULL, 0), TERN_OK);
+    CHECK_EQ(b.len, 0);
+    /* RFC 4648 test vectors. */
+    static const char *const vec[][2] = {{"", ""},
+                                         {"f", "Zg=="},
+                                         {"fo", "Zm8="},
+                                         {"foo", "Zm9v"},
+                                         {"foob", "Zm9vYg=="},
+                                         {"fooba", "Zm9vYmE="},
+                                         {"foobar", "Zm9vYmFy"}};
+    for (size_t i = 0; i < 7; i++) {
+        tern_buf_reset(&b);
+        CHECK_ERR(tern__fmt_base64(&b, (const uint8_t *)vec[i][0], strlen(vec[i][0])), TERN_OK);
+        CHECK_EQ(b.len, strlen(vec[i][1]));
+        CHECK_MEM(tern_buf_head(&b), vec[i][1], b.len);
+    }
+    tern_buf_fini(&b);
+}
+
+static void test_hex_decode(void)
+{
+    uint8_t *out;
+    size_t len;
+    CHECK_ERR(tern__fmt_hex_decode("48656C6c6f", 10, &out, &len), TERN_OK);
+    CHECK(len == 5 && memcmp(out, "Hello", 5) == 0);
+    tern_free(out);
+    CHECK_ERR(tern__fmt_hex_decode("0x00, 0xff:41\n", 14, &out, &len), TERN_OK);
+    CHECK(len == 3 && memcmp(out, "\x00\xff\x41", 3) == 0);
+    tern_free(out);
+    CHECK_ERR(tern__fmt_hex_decode("", 0, &out, &len), TERN_OK);
+    CHECK_EQ(len, 0);
+    tern_free(out);
+    CHECK_ERR(tern__fmt_hex_decode("abc", 3, &out, &len), TERN_EINVAL);
+    CHECK_ERR(tern__fmt_hex_decode("4 8", 3, &out, &len), TERN_EINVAL);
+    CHECK_ERR(tern__fmt_hex_decode("zz", 2, &out, &len), TERN_EINVAL);
+}
+
+/* ---- state machine against a scripted broker --------------------------------------------- */
+
+struct rec {
+    int connects;
+    uint8_t connack_reason;
+    bool session_present;
+    int publishes_done;
+    uint16_t last_pub_id;
+    uint8_t last_pub_reason;
+    int messages;
+    char last_topic[64];
+    uint8_t last_payload[64];
+    size_t last_payload_len;
+    int subacks;
+    int disconnects;
+    int last_err;
+};
+
+static void cb_connect(struct tern_client *c, uint8_t reason, bool sp, const uint8_t *props,
+                       size_t plen, void *ud)
+{
+    (void)c, (void)props, (void)plen;
+    struct rec *r = ud;
+    r->connects++;
+    r->connack_reason = reason;
+    r->session_present = sp;
+}
+
+static void cb_message(struct tern_client *c, const struct tern_message *m, void *ud)
+{
+    (void)c;
+    struct rec *r = ud;
+    r->messages++;
+    snprintf(r->last_topic, sizeof(r->last_topic), "%s", m->topic);
+    r->last_payload_len = m->payload_len < sizeof(r->last_payload) ? m->payload_len : 0;
+    memcpy(r->last_payload, m->payload, r->last_payload_len);
+}
+
+static void cb_publish(struct tern_client *c, uint16_t id, uint8_t reason, const uint8_t *props,
+                       size_t plen, void *ud)
+{
+    (void)c, (void)props, (void)plen;
+    struct rec *r = ud;
+    r->publishes_done++;
+    r->last_pub_id = id;
+    r->last_pub_reason = reason;
+}
+
+static void cb_subscribe(struct tern_client *c, uint16_t id, const uint8_t *reasons, size_t n,
+                         const uint8_t *props, size_t plen, void *ud)
+{
+    (void)c, (void)id, (void)reasons, (void)n, (void)props, (void)plen;
+    ((struct rec *)ud)->subacks++;
+}
+
+static void cb_disconnect(struct tern_client *c, int err, uint8_t reason, bool again, void *ud)
+{
+    (void)c, (void)reason, (void)again;
+    struct rec *r = ud;
+    r->disconnects++;
+    r->last_err = err;
+}
+
+static void cb_log(struct tern_client *c, int level, const char *msg, void *ud)
+{
+    (void)c, (void)ud;
+    fprintf(stderr, "  log %d: %s\n", level, msg);
+}
+
+struct srv {
+    int lfd;
+    uint16_t port;
+    int fd; /* accepted connection */
+    uint8_t buf[65536];
+    size_t len;
+    uint8_t version;
+    struct tern_client *c;
+};
+
+static void drive(struct srv *s)
+{
+    tern_client_process(s->c, TERN_CLIENT_READ | TERN_CLIENT_WRITE);
+}
+
+/* Accept the client's next connection (driving the client meanwhile). */
+static bool srv_accept(struct srv *s)
+{
+    for (int i = 0; i < 400; i++) {
+        drive(s);
+        char peer[64];
+        if (tern_net_accept(s->lfd, &s->fd, peer, sizeof(peer)) == TERN_OK) {
+            s->len = 0;
+            return true;
+        }
+        struct pollfd p = {s->lfd, POLLIN, 0};
+        poll(&p, 1, 5);
+    }
+    return false;
+}
+
+/* Read the next whole packet the client sends into *pkt (views into s->buf until the next
+ * call). Returns its size, or 0 when none arrived within the bound. */
+static size_t srv_read(struct srv *s, struct tern_packet *pkt, size_t *consumed)
+{
+    if (*consumed > 0) {
+        memmove(s->buf, s->buf + *consumed, s->len - *consumed);
+        s->len -= *consumed;
+        *consumed = 0;
+    }
+    for (int i = 0; i < 400; i++) {
+        uint8_t reason;
+        ssize_t n = tern_packet_decode(s->buf, s->len, s->version, 0, pkt, &reason);
+        if (n > 0) {
+            *consumed = (size_t)n;
+            return (size_t)n;
+        }
+        drive(s);
+        ssize_t r = recv(s->fd, s->buf + s->len, sizeof(s->buf) - s->len, MSG_DONTWAIT);
+        if (r > 0) {
+            s->len += (size_t)r;
+            continue;
+        }
+        struct pollfd p = {s->fd, POLLIN, 0};
+        poll(&p, 1, 5);
+    }
+    return 0;
+}
+
+static void srv_send(struct srv *s, const struct tern_packet *pkt)
+{
+    uint8_t out[1024];
+    ssize_t n = tern_packet_encode(out, sizeof(out), s->version, pkt);
+    CHECK(n > 0 && (size_t)n <= sizeof(out));
+    if (n > 0) {
+        CHECK_EQ(send(s->fd, out, (size_t)n, MSG_NOSIGNAL), n);
+    }
+    /* Loopback delivery is not instantaneous: wait (bounded) until the client's socket is
+     * readable, then let it process. One send() is one packet, so it arrives whole. */
+    int fd = tern_client_fd(s->c);
+    if (fd >= 0) {
+        struct pollfd p = {fd, POLLIN, 0};
+        poll(&p, 1, 2000);
+    }
+    drive(s);
+}
+
+static void srv_connack(struct srv *s, bool sp, const uint8_t *props, size_t plen)
+{
+    struct tern_packet k;
+    memset(&k, 0, sizeof(k));
+    k.type = TERN_CONNACK;
+    k.u.connack.session_present = sp;
+    k.u.connack.props.ptr = props;
+    k.u.connack.props.len = plen;
+    srv_send(s, &k);
+}
+
+static void srv_ack(struct srv *s, uint8_t type, uint16_t id)
+{
+    struct tern_packet k;
+    memset(&k, 0, sizeof(k));
+    k.type = type;
+    k.u.ack.packet_id = id;
+    srv_send(s, &k);
+}
+
+static struct tern_client *new_client(struct srv *s, struct rec *r, uint8_t version, bool clean)
+{
+    memset(s, 0, sizeof(*s));
+    s->version = version;
+    s->fd = -1;
+    CHECK_ERR(tern_net_listen_tcp("127.0.0.1", 0, 4, 0, &s->lfd, &s->port), TERN_OK);
+    struct tern_client_options o;
+    tern_client_options_init(&o);
+    o.host = "127.0.0.1";
+    o.port = s->port;
+    o.version = version;
+    o.client_id = "unit";
+    o.clean_start = clean;
+    o.keepalive = 0;
+    o.reconnect_min_ms = 1;
+    o.reconnect_max_ms = 2;
+    struct tern_client *c = NULL;
+    CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
+    struct tern_client_callbacks cb = {cb_connect,
+                                       cb_message,
+                                       cb_publish,
+                                       cb_subscribe,
+                                       NULL,
+                                       cb_disconnect,
+                                       getenv("TEST_LOG") ? cb_log : NULL};
+    memset(r, 0, sizeof(*r));
+    tern_client_set_callbacks(c, &cb, r);
+    s->c = c;
+    return c;
+}
+
+static void srv_close(struct srv *s)
+{
+    if (s->fd >= 0) {
+        close(s->fd);
+        s->fd = -1;
+    }
+}
+
+static void end_client(struct srv *s)
+{
+    tern_client_free(s->c);
+    srv_close(s);
+    close(s->lfd);
+}
+
+/* Connect, check the CONNECT, answer with CONNACK (+ props). */
+static void handshake(struct srv *s, struct rec *r, bool sp, const uint8_t *props, size_t plen)
+{
+    CHECK(srv_accept(s));
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(s, &pkt, &used) > 0);
+    CHECK_EQ(pkt.type, TERN_CONNECT);
+    CHECK_EQ(pkt.u.connect.version, s->version);
+    CHECK(pkt.u.connect.client_id.len == 4 && memcmp(pkt.u.connect.client_id.ptr, "unit", 4) == 0);
+    memmove(s->buf, s->buf + used, s->len - used);
+    s->len -= used;
+    int before = r->connects;
+    srv_connack(s, sp, props, plen);
+    CHECK_EQ(r->connects, before + 1);
+    CHECK(tern_client_is_connected(s->c));
+}
+
+static void test_qos1_receive_maximum(void)
+{
+    struct srv s;
+    struct rec r;
+    struct tern_client *c = new_client(&s, &r, TERN_MQTT_5, true);
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    static const uint8_t rm2[] = {0x21, 0, 2}; /* Receive Maximum 2 */
+    handshake(&s, &r, false, rm2, sizeof(rm2));
+    uint16_t ids[3];
+    for (int i = 0; i < 3; i++) {
+        CHECK_ERR(tern_client_publish(c, "q/1", "abc", 3, 1, false, NULL, 0, &ids[i]), TERN_OK);
+    }
+    CHECK(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != 0);
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBLISH && pkt.u.publish.packet_id == ids[0] && pkt.u.publish.qos == 1);
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBLISH && pkt.u.publish.packet_id == ids[1]);
+    /* The third waits for a slot. */
+    CHECK_EQ(srv_read(&s, &pkt, &used), 0);
+    CHECK_EQ(tern_client_pending(c), 3);
+    srv_ack(&s, TERN_PUBACK, ids[0]);
+    CHECK_EQ(r.publishes_done, 1);
+    CHECK_EQ(r.last_pub_id, ids[0]);
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBLISH && pkt.u.publish.packet_id == ids[2] && !pkt.u.publish.dup);
+    CHECK(pkt.u.publish.payload.len == 3 && memcmp(pkt.u.publish.payload.ptr, "abc", 3) == 0);
+    srv_ack(&s, TERN_PUBACK, ids[1]);
+    srv_ack(&s, TERN_PUBACK, ids[2]);
+    CHECK_EQ(r.publishes_done, 3);
+    CHECK_EQ(tern_client_pending(c), 0);
+    end_client(&s);
+}
+
+static void test_qos2_both_directions(void)
+{
+    struct srv s;
+    struct rec r;
+    struct tern_client *c = new_client(&s, &r, TERN_MQTT_311, true);
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    handshake(&s, &r, false, NULL, 0);
+    /* Outgoing: PUBLISH, PUBREC -> PUBREL, PUBCOMP -> done. */
+    uint16_t id;
+    CHECK_ERR(tern_client_publish(c, "q/2", "\0\1", 2, 2, true, NULL, 0, &id), TERN_OK);
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBLISH && pkt.u.publish.qos == 2 && pkt.u.publish.retain);
+    CHECK(pkt.u.publish.payload.len == 2 && memcmp(pkt.u.publish.payload.ptr, "\0\1", 2) == 0);
+    srv_ack(&s, TERN_PUBREC, id);
+    CHECK_EQ(r.publishes_done, 0);
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBREL && pkt.u.ack.packet_id == id);
+    srv_ack(&s, TERN_PUBCOMP, id);
+    CHECK_EQ(r.publishes_done, 1);
+    CHECK_EQ(r.last_pub_reason, 0);
+    /* Incoming: delivered once even when the broker repeats the PUBLISH before PUBREL. */
+    struct tern_packet p;
+    memset(&p, 0, sizeof(p));
+    p.type = TERN_PUBLISH;
+    p.u.publish.qos = 2;
+    p.u.publish.packet_id = 77;
+    p.u.publish.topic.ptr = (const uint8_t *)"in/x";
+    p.u.publish.topic.len = 4;
+    p.u.publish.payload.ptr = (const uint8_t *)"A\0B";
+    p.u.publish.payload.len = 3;
+    srv_send(&s, &p);
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBREC && pkt.u.ack.packet_id == 77);
+    p.u.publish.dup = true;
+    srv_send(&s, &p);
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBREC && pkt.u.ack.packet_id == 77);
+    CHECK_EQ(r.messages, 1);
+    CHECK(strcmp(r.last_topic, "in/x") == 0);
+    CHECK(r.last_payload_len == 3 && memcmp(r.last_payload, "A\0B", 3) == 0);
+    srv_ack(&s, TERN_PUBREL, 77);
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBCOMP && pkt.u.ack.packet_id == 77);
+    /* After PUBREL the id is free again: a new PUBLISH with it is a new message. */
+    p.u.publish.dup = false;
+    srv_send(&s, &p);
+    CHECK_EQ(r.messages, 2);
+    end_client(&s);
+}
+
+static void test_resend_with_dup_after_reconnect(void)
+{
+    struct srv s;
+    struct rec r;
+    struct tern_client *c = new_client(&s, &r, TERN_MQTT_311, false);
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    handshake(&s, &r, false, NULL, 0);
+    uint16_t id1, id2;
+    CHECK_ERR(tern_client_publish(c, "d/1", "one", 3, 1, false, NULL, 0, &id1), TERN_OK);
+    CHECK_ERR(tern_client_publish(c, "d/2", "two", 3, 2, false, NULL, 0, &id2), TERN_OK);
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    srv_ack(&s, TERN_PUBREC, id2); /* QoS 2 reaches the PUBREL stage */
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBREL);
+    /* The broker drops the connection; the client comes back (backoff 1-2 ms). */
+    srv_close(&s);
+    for (int i = 0; i < 50 && r.disconnects == 0; i++) {
+        drive(&s);
+    }
+    CHECK_EQ(r.disconnects, 1);
+    CHECK_ERR(r.last_err, TERN_ECLOSED);
+    handshake(&s, &r, true, NULL, 0);
+    CHECK(r.session_present);
+    used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBLISH && pkt.u.publish.dup && pkt.u.publish.packet_id == id1);
+    CHECK(pkt.u.publish.topic.len == 3 && memcmp(pkt.u.publish.topic.ptr, "d/1", 3) == 0);
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBREL && pkt.u.ack.packet_id == id2);
+    srv_ack(&s, TERN_PUBACK, id1);
+    srv_ack(&s, TERN_PUBCOMP, id2);
+    CHECK_EQ(r.publishes_done, 2);
+    CHECK_EQ(tern_client_pending(c), 0);
+    end_client(&s);
+}
+
+static void test_resubscribe_and_alias(void)
+{
+    struct srv s;
+    struct rec r;
+    struct tern_client *c = new_client(&s, &r, TERN_MQTT_5, true);
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    handshake(&s, &r, false, NULL, 0);
+    const char *f[2] = {"s/#", "t/+"};
+    uint8_t o[2] = {1, 2};
+    uint16_t sid;
+    CHECK_ERR(tern_client_subscribe(c, f, o, 2, NULL, 0, &sid), TERN_OK);
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_SUBSCRIBE && pkt.u.subscribe.packet_id == sid);
+    struct tern_packet a;
+    memset(&a, 0, sizeof(a));
+    a.type = TERN_SUBACK;
+    a.u.suback.packet_id = sid;
+    a.u.suback.reasons.ptr = (const uint8_t *)"\x01\x87"; /* t/+ refused */
+    a.u.suback.reasons.len = 2;
+    srv_send(&s, &a);
+    CHECK_EQ(r.subacks, 1);
+    /* Topic alias: set with a topic, then used with an empty topic. */
+    static const uint8_t alias1[] = {0x23, 0, 1};
+    struct tern_packet p;
+    memset(&p, 0, sizeof(p));
+    p.type = TERN_PUBLISH;
+    p.u.publish.topic.ptr = (const uint8_t *)"s/long/topic";
+    p.u.publish.topic.len = 12;
+    p.u.publish.props.ptr = alias1;
+    p.u.publish.props.len = sizeof(alias1);
+    p.u.publish.payload.ptr = (const uint8_t *)"1";
+    p.u.publish.payload.len = 1;
+    srv_send(&s, &p);
+    p.u.publish.topic.len = 0;
+    p.u.publish.payload.ptr = (const uint8_t *)"2";
+    srv_send(&s, &p);
+    CHECK_EQ(r.messages, 2);
+    CHECK(strcmp(r.last_topic, "s/long/topic") == 0);
+    CHECK(r.last_payload_len == 1 && r.last_payload[0] == '2');
+    /* Reconnect to a broker without the session: only the granted filter is replayed. */
+    srv_close(&s);
+    for (int i = 0; i < 50 && r.disconnects == 0; i++) {
+        drive(&s);
+    }
+    handshake(&s, &r, false, NULL, 0);
+    used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK_EQ(pkt.type, TERN_SUBSCRIBE);
+    struct tern_sub_iter it;
+    struct tern_sub_entry e;
+    tern_sub_iter_init(&it, &pkt);
+    CHECK(tern_sub_iter_next(&it, &e));
+    CHECK(e.filter.len == 3 && memcmp(e.filter.ptr, "s/#", 3) == 0 && e.options == 1);
+    CHECK(!tern_sub_iter_next(&it, &e));
+    /* An alias from the old connection is gone: using it is a protocol error. */
+    srv_send(&s, &p);
+    CHECK_EQ(r.messages, 2);
+    CHECK_EQ(r.disconnects, 2);
+    end_client(&s);
+}
+
+static void test_refused_connack(void)
+{
+    struct srv s;
+    struct rec r;
+    struct tern_client *c = new_client(&s, &r, TERN_MQTT_311, true);
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    CHECK(srv_accept(&s));
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    struct tern_packet k;
+    memset(&k, 0, sizeof(k));
+    k.type = TERN_CONNACK;
+    k.u.connack.reason = 5; /* 3.1.1: not authorised */
+    srv_send(&s, &k);
+    CHECK_EQ(r.connack_reason, 0x87);
+    CHECK_EQ(r.disconnects, 1);
+    CHECK_ERR(r.last_err, TERN_EDENIED);
+    CHECK(!tern_client_is_connected(c));
+    CHECK_EQ(tern_client_timeout_ms(c), -1); /* no retry after a refusal */
+    end_client(&s);
+}
+
+static const struct tern_test tests[] = {
+    {"url_parse", test_url_parse},
+    {"pidset", test_pidset},
+    {"backoff", test_backoff},
+    {"props_build", test_props_build},
+    {"connack_mapping", test_connack_mapping},
+    {"options", test_options},
+    {"format_render", test_format_render},
+    {"format_json", test_format_json},
+    {"json_valid", test_json_valid},
+    {"hexdump_base64", test_hexdump_base64},
+    {"hex_decode", test_hex_decode},
+    {"qos1_receive_maximum", test_qos1_receive_maximum},
+    {"qos2_both_directions", test_qos2_both_directions},
+    {"resend_with_dup_after_reconnect", test_resend_with_dup_after_reconnect},
+    {"resubscribe_and_alias", test_resubscribe_and_alias},
+    {"refused_connack", test_refused_connack},
+    {NULL, NULL},
+};
+
+TERN_TEST_MAIN("client", tests)
