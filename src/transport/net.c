@@ -52,6 +52,14 @@ int tern_net_format_addr(const struct sockaddr *sa, socklen_t sa_len, char *out,
         n = snprintf(out, out_len, "%s:%u", host, (unsigned)ntohs(in->sin_port));
     } else if (sa->sa_family == AF_INET6 && sa_len >= (socklen_t)sizeof(struct sockaddr_in6)) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            /* An IPv4 client of a dual-stack listener: show it as the IPv4 address it is. */
+            if (!inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof host)) {
+                return TERN_EINVAL;
+            }
+            n = snprintf(out, out_len, "%s:%u", host, (unsigned)ntohs(in6->sin6_port));
+            goto done;
+        }
         if (!inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host)) {
             return TERN_EINVAL;
         }
@@ -83,6 +91,7 @@ int tern_net_format_addr(const struct sockaddr *sa, socklen_t sa_len, char *out,
     } else {
         return TERN_EINVAL;
     }
+done:
     if (n < 0) {
         return TERN_EINVAL;
     }
@@ -131,8 +140,7 @@ uint16_t tern_net_local_port(int fd)
 /* ---- listening ----------------------------------------------------------------------------- */
 
 /* Socket, options, bind, listen for one resolved address. Returns the fd or -1 (errno set). */
-static int listen_one(const struct sockaddr *sa, socklen_t sa_len, int backlog, unsigned flags,
-                      bool dual_stack)
+static int listen_one(const struct sockaddr *sa, socklen_t sa_len, int backlog, unsigned flags)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -145,7 +153,8 @@ static int listen_one(const struct sockaddr *sa, socklen_t sa_len, int backlog, 
         goto err;
     }
     if (sa->sa_family == AF_INET6) {
-        int v6only = (flags & TERN_NET_V6ONLY) || !dual_stack;
+        /* Explicit, whatever the system default: "::" takes IPv4 too unless asked not to. */
+        int v6only = (flags & TERN_NET_V6ONLY) != 0;
         if (set_int_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, v6only) < 0) {
             goto err;
         }
@@ -177,14 +186,14 @@ int tern_net_listen_tcp(const char *host, uint16_t port, int backlog, unsigned f
         a6.sin6_family = AF_INET6;
         a6.sin6_addr = in6addr_any;
         a6.sin6_port = htons(port);
-        fd = listen_one((struct sockaddr *)&a6, sizeof a6, backlog, flags, true);
+        fd = listen_one((struct sockaddr *)&a6, sizeof a6, backlog, flags);
         if (fd < 0 && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
             struct sockaddr_in a4;
             memset(&a4, 0, sizeof a4);
             a4.sin_family = AF_INET;
             a4.sin_addr.s_addr = htonl(INADDR_ANY);
             a4.sin_port = htons(port);
-            fd = listen_one((struct sockaddr *)&a4, sizeof a4, backlog, flags, false);
+            fd = listen_one((struct sockaddr *)&a4, sizeof a4, backlog, flags);
         }
         if (fd < 0) {
             return TERN_ESYS;
@@ -203,7 +212,7 @@ int tern_net_listen_tcp(const char *host, uint16_t port, int backlog, unsigned f
         }
         int saved = 0;
         for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-            fd = listen_one(ai->ai_addr, ai->ai_addrlen, backlog, flags, false);
+            fd = listen_one(ai->ai_addr, ai->ai_addrlen, backlog, flags);
             if (fd < 0) {
                 saved = errno;
             }

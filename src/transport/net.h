@@ -26,10 +26,11 @@
 /*
  * Listen on host:port over TCP. `host` is a numeric address or a name ("127.0.0.1", "::1",
  * "localhost"); NULL or "" means every address: "::" accepting IPv4 too unless TERN_NET_V6ONLY,
- * or "0.0.0.0" where IPv6 is unavailable. A name is resolved (blocking) and the first address
- * that binds is used. SO_REUSEADDR is always set. `port` 0 picks a free port; the bound port is
- * stored in *bound_port when it is non-NULL. Returns TERN_OK with *fd_out set, TERN_EINVAL
- * (unresolvable host), TERN_ESYS.
+ * or "0.0.0.0" where IPv6 is unavailable. An explicit "::" also takes IPv4 unless
+ * TERN_NET_V6ONLY (set either way, whatever the system default). A name is resolved (blocking) and
+ * the first address that binds is used. SO_REUSEADDR is always set. `port` 0 picks a free port; the
+ * bound port is stored in *bound_port when it is non-NULL. Returns TERN_OK with *fd_out set,
+ * TERN_EINVAL (unresolvable host), TERN_ESYS.
  */
 int tern_net_listen_tcp(const char *host, uint16_t port, int backlog, unsigned flags, int *fd_out,
                         uint16_t *bound_port);
@@ -44,7 +45,8 @@ int tern_net_listen_unix(const char *path, int backlog, int *fd_out);
 /*
  * Accept one pending connection from listening socket `lfd`. On TERN_OK, *fd_out is the new
  * non-blocking, close-on-exec socket and `peer` (may be NULL) holds its address string, e.g.
- * "127.0.0.1:54321", "[::1]:54321", "unix" for an unnamed Unix peer. Returns TERN_EAGAIN when
+ * "127.0.0.1:54321", "[::1]:54321", "unix" for an unnamed Unix peer (an IPv4 client of a
+ * dual-stack listener is shown as plain IPv4). Returns TERN_EAGAIN when
  * nothing is pending (also for connections aborted before accept), TERN_EOVERFLOW when out of
  * file descriptors (EMFILE/ENFILE: the caller should pause accepting, because the listener
  * stays readable), TERN_ESYS otherwise.
@@ -71,8 +73,9 @@ int tern_net_connect_unix(const char *path, int *fd_out);
 int tern_net_connect_finish(int fd);
 
 /*
- * Format a socket address: "1.2.3.4:5", "[::1]:5" (with "%scope" for link-local), "unix:/path",
- * or "unix" when the Unix address is unnamed. Returns the string length or TERN_ENOSPC /
+ * Format a socket address: "1.2.3.4:5", "[::1]:5" (with "%scope" for link-local; IPv4-mapped
+ * IPv6 addresses as plain IPv4), "unix:/path", "unix:@name" (abstract), or "unix" when the Unix
+ * address is unnamed. Returns the string length or TERN_ENOSPC /
  * TERN_EINVAL (unknown family). `out` is always NUL-terminated when out_len > 0.
  */
 int tern_net_format_addr(const struct sockaddr *sa, socklen_t sa_len, char *out, size_t out_len);
