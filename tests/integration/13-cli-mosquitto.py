@@ -5,6 +5,7 @@ with NUL bytes and invalid UTF-8 (-f, -N, --hex, --json), -F formats byte-identi
 mosquitto_sub, retained messages, wills, -C / -W exits, request/response, reconnection, errors.
 
 Each test starts its own mosquitto on a free 127.0.0.1 port with a generated config.
+13-cli-ternd.py runs the same tests against ternd by replacing the `Mosquitto` class.
 The tern binary is $TERN, else the newest build/*/tools/tern.
 """
 
@@ -29,7 +30,7 @@ RUN_TIMEOUT = 20
 def tern_path():
     p = os.environ.get("TERN")
     if p:
-        return p
+        return os.path.abspath(p)
     cands = glob.glob(os.path.join(ternlib.ROOT, "build", "*", "tools", "tern"))
     if not cands:
         raise Skip("tern binary not built (set TERN)")
@@ -57,8 +58,8 @@ class Mosquitto:
         with open(conf, "w") as f:
             f.write("listener %d 127.0.0.1\n%s\n" % (self.port, self.extra))
         self.log = open(os.path.join(self.dir, "log"), "wb")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.argv(conf), stdout=self.log, stderr=subprocess.STDOUT,
+                                     cwd=self.dir)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -69,6 +70,9 @@ class Mosquitto:
             except OSError:
                 time.sleep(0.02)
         raise ternlib.TestFailure("mosquitto did not listen")
+
+    def argv(self, conf):
+        return [MOSQUITTO, "-c", conf]
 
     def output(self):
         with open(os.path.join(self.dir, "log"), "rb") as f:
