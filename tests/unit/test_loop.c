@@ -788,6 +788,72 @@ static void test_mailbox_threads(void)
     tern_loop_free(mb.loop);
 }
 
+/*
+ * Two loops on two threads bounce one message back and forth 10,000 times (the broker's
+ * worker-to-worker delivery), then the last one stops both. Meant for TSan as much as ASan.
+ */
+#define BOUNCES 10000
+
+struct ball {
+    struct tern_loop_msg msg;
+    struct tern_loop *loops[2];
+    int hits[2]; /* each written only on its own loop's thread */
+    int n;       /* handed over through the mailbox: written by whoever holds the ball */
+};
+
+static void ball_recv(struct tern_loop *loop, struct tern_loop_msg *msg)
+{
+    struct ball *b = tern_container_of(msg, struct ball, msg);
+    int side = loop == b->loops[1];
+    CHECK(tern_loop_current() == loop);
+    b->hits[side]++;
+    if (++b->n == BOUNCES) {
+        tern_loop_stop(b->loops[0]);
+        tern_loop_stop(b->loops[1]);
+        return;
+    }
+    tern_loop_send(b->loops[!side], &b->msg, ball_recv);
+}
+
+static void *loop_thread(void *arg)
+{
+    struct tern_loop *loop = arg;
+    int *rc = tern_malloc(sizeof *rc);
+    *rc = tern_loop_run(loop);
+    return rc;
+}
+
+static void test_mailbox_ping_pong(void)
+{
+    struct ball b;
+    memset(&b, 0, sizeof b);
+    b.loops[0] = tern_loop_new(8);
+    b.loops[1] = tern_loop_new(8);
+    /* Armed before the threads start (which orders it before their first turn). */
+    struct watchdog wd[2];
+    watchdog_start(b.loops[0], &wd[0]);
+    watchdog_start(b.loops[1], &wd[1]);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ(pthread_create(&th[i], NULL, loop_thread, b.loops[i]), 0);
+    }
+    tern_loop_send(b.loops[0], &b.msg, ball_recv);
+    for (int i = 0; i < 2; i++) {
+        void *rc = NULL;
+        pthread_join(th[i], &rc);
+        CHECK(rc != NULL && *(int *)rc == TERN_OK);
+        tern_free(rc);
+    }
+    CHECK(!wd[0].fired && !wd[1].fired);
+    tern_loop_timer_stop(b.loops[0], &wd[0].timer);
+    tern_loop_timer_stop(b.loops[1], &wd[1].timer);
+    CHECK_EQ(b.n, BOUNCES);
+    CHECK_EQ(b.hits[0], BOUNCES / 2);
+    CHECK_EQ(b.hits[1], BOUNCES / 2);
+    tern_loop_free(b.loops[0]);
+    tern_loop_free(b.loops[1]);
+}
+
 static int counted;
 static void count_cb(struct tern_loop *loop, void *arg)
 {
@@ -1091,6 +1157,7 @@ static const struct tern_test tests[] = {
     {"many_timers", test_many_timers},
     {"timer_fairness_bound", test_timer_fairness_bound},
     {"mailbox_threads", test_mailbox_threads},
+    {"mailbox_ping_pong", test_mailbox_ping_pong},
     {"mailbox_bound_and_free", test_mailbox_bound_and_free},
     {"wakeup_from_thread", test_wakeup_from_thread},
     {"stop_from_thread_and_restart", test_stop_from_thread_and_restart},
