@@ -124,7 +124,8 @@ static inline const char *tern_stream_peer_name(struct tern_stream *s)
  * Stream over a connected, non-blocking-capable socket (TCP or Unix domain). Takes `fd`: it is
  * made non-blocking and close-on-exec, and TCP sockets get TCP_NODELAY (batching is the
  * caller's job: it coalesces writes into one writev per turn). `peer` (borrowed, may be NULL:
- * then it is looked up with getpeername) is copied. On error the fd is closed as well, so the
+ * then it is looked up with getpeername, so create the stream after tern_net_connect_finish()
+ * says TERN_OK, or pass the name) is copied. On error the fd is closed as well, so the
  * caller never has to. Returns TERN_OK with *out set, TERN_ENOMEM or TERN_ESYS.
  */
 int tern_stream_socket_new(int fd, const char *peer, struct tern_stream **out);

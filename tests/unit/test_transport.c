@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
@@ -158,6 +159,20 @@ static void test_tcp_loopback(void)
         CHECK(strcmp(cli->ops->name, "tcp") == 0);
         CHECK(cli->inner == NULL);
         exchange_bytes(cli, srv);
+
+        /* More iovecs than IOV_MAX: the first IOV_MAX go out, the caller keeps the rest. */
+        enum { NIOV = IOV_MAX + 500 };
+        static struct iovec many[NIOV];
+        static uint8_t bytes[NIOV];
+        for (int i = 0; i < NIOV; i++) {
+            bytes[i] = (uint8_t)i;
+            many[i].iov_base = &bytes[i];
+            many[i].iov_len = 1;
+        }
+        CHECK_ERR(tern_stream_writev(cli, many, NIOV), IOV_MAX);
+        static uint8_t rb[IOV_MAX];
+        CHECK_EQ(read_full(srv, rb, IOV_MAX), IOV_MAX);
+        CHECK_MEM(rb, bytes, IOV_MAX);
     }
     tern_stream_close(cli);
     tern_stream_close(srv);
