@@ -434,6 +434,104 @@ def test_large_payload_10mb():
         check(out == data, "10 MB payload differs (got %d bytes)" % len(out))
 
 
+@versions(4, 5)
+def test_persistent_session(version):
+    with Mosquitto() as m:
+        cid = "persist-%d" % version
+        ok(tern("sub", "-p", m.port, "-V", vflag(version), "-c", "-i", cid, "-q", "1", "-t",
+                "ps/#", "-E"))
+        ok(tern("pub", "-p", m.port, "-V", vflag(version), "-t", "ps/a", "-q", "1", "-m",
+                "while-away"))
+        res = tern("sub", "-p", m.port, "-V", vflag(version), "-c", "-i", cid, "-q", "1", "-t",
+                   "ps/#", "-C", "1", "-W", "5")
+        eq((res.returncode, res.stdout), (0, b"while-away\n"), "queued message delivered")
+
+
+def test_unsubscribe_option():
+    with Mosquitto() as m:
+        sub = tern_sub(m.port, "-t", "un/#", "-t", "keep", "-U", "un/#", "-C", "1", "-v")
+        wait_subscribed(m.port, "un")
+        ok(tern("pub", "-p", m.port, "-t", "un/a", "-m", "dropped"))
+        ok(tern("pub", "-p", m.port, "-t", "keep", "-m", "kept"))
+        rc, out, err = finish(sub)
+        eq(out, b"keep kept\n", "-U removed the subscription")
+
+
+def test_retained_only_and_remove_retained():
+    with Mosquitto() as m:
+        for t in ("ro/1", "ro/2"):
+            ok(tern("pub", "-p", m.port, "-t", t, "-m", t, "-r", "-q", "1"))
+        sub = tern_sub(m.port, "-t", "ro/#", "--retained-only", "-v")
+        wait_subscribed(m.port, "ro")
+        ok(tern("pub", "-p", m.port, "-t", "ro/3", "-m", "fresh"))
+        rc, out, err = finish(sub)
+        eq((rc, sorted(out.splitlines())), (0, [b"ro/1 ro/1", b"ro/2 ro/2"]),
+           "--retained-only prints the retained set and exits at the first fresh message")
+        res = tern("sub", "-p", m.port, "-t", "ro/#", "--remove-retained", "-W", "1")
+        eq(res.returncode, 27, "--remove-retained run ends by -W")
+        res = tern("sub", "-p", m.port, "-t", "ro/#", "-W", "1")
+        eq((res.returncode, res.stdout), (27, b""), "retained messages removed")
+
+
+def test_will_with_v5_properties():
+    with Mosquitto() as m:
+        watcher = tern_sub(m.port, "-t", "wp", "-C", "1", "--json", version=5)
+        victim = tern_sub(m.port, "-t", "x", "--will-topic", "wp", "--will-payload", "bye",
+                          "-D", "will", "user-property", "why", "crash", "-D", "will",
+                          "content-type", "text/plain", version=5)
+        time.sleep(0.6)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        rc, out, err = finish(watcher)
+        obj = json.loads(out)
+        eq(obj["payload"], "bye", "will payload")
+        eq(obj["properties"]["user-properties"], [["why", "crash"]], "will user property")
+        eq(obj["properties"]["content-type"], "text/plain", "will content type")
+
+
+def test_keepalive_and_ping_timeout():
+    """A scripted broker: the client must send PINGREQ within the keepalive, drop a connection
+    whose PINGRESP never comes, and reconnect (tern sub reconnects)."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    lsock.settimeout(10)
+    port = lsock.getsockname()[1]
+    sub = tern_sub(port, "-k", "1", "-t", "ka", "-I", "kp-")
+    try:
+        conn, _ = lsock.accept()
+        c = ternlib.Conn.__new__(ternlib.Conn)
+        c.version, c.sock, c.buf = 4, conn, bytearray()
+        conn.settimeout(5)
+        pkt = c.expect(ternlib.CONNECT)
+        body = pkt.body
+        (ka,) = __import__("struct").unpack_from("!H", body, 8)
+        eq(ka, 1, "keepalive in CONNECT")
+        cid, _ = ternlib.read_str(body, 10)
+        eq(cid, b"kp-%d" % sub.pid, "-I prefix + pid")
+        c.send(ternlib.packet(ternlib.CONNACK, 0, b"\x00\x00"))
+        sp = c.expect(ternlib.SUBSCRIBE)
+        c.send(ternlib.packet(ternlib.SUBACK, 0, sp.body[:2] + b"\x00"))
+        t0 = time.monotonic()
+        c.expect(ternlib.PINGREQ, timeout=3)
+        check(time.monotonic() - t0 < 2.5, "PINGREQ within the keepalive")
+        c.send(b"\xd0\x00")
+        c.expect(ternlib.PINGREQ, timeout=3)
+        # No PINGRESP now: the client gives up on this connection and connects again.
+        conn2, _ = lsock.accept()
+        conn2.settimeout(5)
+        c2 = ternlib.Conn.__new__(ternlib.Conn)
+        c2.version, c2.sock, c2.buf = 4, conn2, bytearray()
+        c2.expect(ternlib.CONNECT)
+        check(time.monotonic() - t0 < 8, "reconnected after the ping timeout")
+        conn.close()
+        conn2.close()
+    finally:
+        sub.kill()
+        sub.wait()
+        lsock.close()
+
+
 # ------------------------------------------------------------------------------ request/response
 
 def responder(port, version, req_topic, count=1):
