@@ -308,6 +308,53 @@ static int open_listener(struct tern_listener *l, const struct tern_listener_con
     return TERN_OK;
 }
 
+/* Options the configuration accepts that the runtime does not enforce yet: say so. */
+static void warn_unenforced(const struct tern_config *cfg)
+{
+    if (cfg->memory_limit) {
+        tern_log(TERN_LOG_WARNING, "memory_limit is not enforced yet");
+    }
+    if (cfg->max_inflight_bytes) {
+        tern_log(TERN_LOG_WARNING, "max_inflight_bytes is not enforced yet");
+    }
+    if (cfg->check_retain_source) {
+        tern_log(TERN_LOG_WARNING, "check_retain_source is not enforced yet");
+    }
+    if (cfg->persistence) {
+        tern_log(TERN_LOG_WARNING, "persistence is not implemented yet: sessions and retained "
+                                   "messages are kept in memory only");
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct tern_listener_config *l = &cfg->listeners[i];
+        if (l->mount_point) {
+            tern_log(TERN_LOG_WARNING, "%s: mount_point is not supported yet and is ignored",
+                     l->origin ? l->origin : "listener");
+        }
+    }
+}
+
+/*
+ * Security options the runtime cannot honour yet are fatal: serving a listener that should
+ * check passwords or ACLs without checking them would be worse than not starting.
+ */
+static int check_security(const struct tern_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct tern_listener_config *l = &cfg->listeners[i];
+        const char *what = l->auth.password_file ? "password_file"
+                           : l->auth.acl_file    ? "acl_file"
+                                                 : NULL;
+        if (what) {
+            tern_log(TERN_LOG_ERROR,
+                     "%s: %s is not supported by this build yet; refusing to "
+                     "start rather than serve the listener unprotected",
+                     l->origin ? l->origin : "listener", what);
+            return TERN_EUNSUPPORTED;
+        }
+    }
+    return TERN_OK;
+}
+
 int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
 {
     memset(b, 0, sizeof *b);
@@ -328,6 +375,11 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
         return TERN_ENOMEM;
     }
 
+    warn_unenforced(cfg);
+    int src = check_security(cfg);
+    if (src != TERN_OK) {
+        return src;
+    }
     b->nlisteners = cfg->nlisteners;
     b->listeners = tern_calloc(b->nlisteners ? b->nlisteners : 1, sizeof *b->listeners);
     if (b->listeners == NULL) {

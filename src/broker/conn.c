@@ -393,14 +393,14 @@ void tern__conn_close(struct tern_conn *c, uint8_t reason, const char *why)
         return;
     }
     struct tern_broker *b = c->w->broker;
-    if (c->state == TERN_CONN_ACTIVE && c->version == TERN_MQTT_5 && reason != 0 &&
-        reason != 0xFF) {
+    bool was_active = c->state == TERN_CONN_ACTIVE;
+    /* Mark first: the DISCONNECT below may not re-enter close through the output bound. */
+    c->state = TERN_CONN_CLOSING;
+    if (was_active && c->version == TERN_MQTT_5 && reason != 0 && reason != 0xFF) {
         struct tern_packet p = {.type = TERN_DISCONNECT};
         p.u.disconnect.reason = reason;
         (void)tern__conn_send_packet(c, &p);
     }
-    bool was_active = c->state == TERN_CONN_ACTIVE;
-    c->state = TERN_CONN_CLOSING;
     c->reading = false;
     c->disconnect_reason = reason;
     tern_loop_timer_stop(c->w->loop, &c->timer);

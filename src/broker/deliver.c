@@ -376,7 +376,8 @@ long tern__route_publish(struct tern_broker *b, struct tern_msg *msg)
                                 available_cb, &col);
     for (size_t i = 0; i < col.n; i++) {
         struct rcv *r = &col.v[i];
-        uint8_t qos = msg->qos < r->qos ? msg->qos : r->qos;
+        /* Delivered QoS = min(published, granted), or granted with upgrade_outgoing_qos. */
+        uint8_t qos = (msg->qos < r->qos && !b->cfg->upgrade_outgoing_qos) ? msg->qos : r->qos;
         tern__route_enqueue(r->s, msg, qos, r->rap ? msg->retain : false, r->ids, r->nids, r->share,
                             r->share_len);
         tern_session_unref(r->s);

@@ -499,7 +499,9 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
     bool assigned = false;
     tern_free(c->client_id);
     c->client_id = NULL;
-    if (cn->client_id.len == 0) {
+    if (lc->use_username_as_clientid && cn->has_username && cn->username.len > 0) {
+        c->client_id = tern_strndup((const char *)cn->username.ptr, cn->username.len);
+    } else if (cn->client_id.len == 0) {
         if (!lc->auth.allow_zero_length_clientid || c->version == TERN_MQTT_31 ||
             (!v5 && !cn->clean_start)) {
             return refuse(c, TERN_CONNACK3_IDENTIFIER_REJECTED, TERN_RC_CLIENT_IDENTIFIER_NOT_VALID,
@@ -512,6 +514,12 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
             return refuse(c, TERN_CONNACK3_IDENTIFIER_REJECTED, TERN_RC_CLIENT_IDENTIFIER_NOT_VALID,
                           "client id contains NUL");
         }
+        const char *pfx = cfg->clientid_prefixes;
+        if (pfx &&
+            (cn->client_id.len < strlen(pfx) || memcmp(cn->client_id.ptr, pfx, strlen(pfx)) != 0)) {
+            return refuse(c, TERN_CONNACK3_IDENTIFIER_REJECTED, TERN_RC_CLIENT_IDENTIFIER_NOT_VALID,
+                          "client id does not start with clientid_prefixes");
+        }
         c->client_id = tern_strndup((const char *)cn->client_id.ptr, cn->client_id.len);
     }
     if (c->client_id == NULL) {
@@ -523,10 +531,6 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
     if (!cn->has_username && !lc->auth.allow_anonymous) {
         return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_NOT_AUTHORIZED,
                       "anonymous clients not allowed");
-    }
-    if (lc->auth.password_file != NULL) {
-        return refuse(c, TERN_CONNACK3_BAD_USERNAME_PASSWORD, TERN_RC_BAD_USER_NAME_OR_PASSWORD,
-                      "password_file is not supported yet");
     }
     tern_free(c->username);
     c->username = NULL;
