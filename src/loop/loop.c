@@ -15,7 +15,8 @@
  *   connection that hangs up cannot make a level-triggered loop spin.
  * - Timers form a binary min-heap of pointers ordered by `key_ms`; `slot` is index + 1, so a
  *   timer knows where it is and removal is O(log n). `key_ms <= due_ms` always holds for an
- *   armed timer; when key_ms is reached but due_ms is later, the timer is re-keyed, not fired.
+ *   armed timer; a timer that reaches the top with key_ms != due_ms is re-keyed, not fired,
+ *   so firing follows deadline order even for lazily moved timers.
  * - The mailbox is a mutex-protected intrusive FIFO (`mb_head/mb_tail`) that producers append
  *   to; the loop thread moves the whole list to its private `local` list under the lock and runs
  *   messages from there with no lock held. `wake_pending` coalesces eventfd writes: a producer
@@ -184,6 +185,7 @@ void tern_loop_free(struct tern_loop *loop)
     }
     struct tern_loop *prev = current_loop;
     current_loop = loop;
+    loop->running = true; /* a message cannot run a turn from here */
     /* Run what is still queued so its owners can release it; messages may post more. */
     while (drain_mailbox(loop, SIZE_MAX) > 0) {
     }
