@@ -12,8 +12,10 @@
  *   soon as it has no subscription, no group and no child (prune());
  * - a group has at least one member; a (session, node) pair appears once in `subs`, and a
  *   session once per group;
- * - `sessions` maps each session with subscriptions to the list of (node, group) places it is
- *   in, one per subscription, so removal never scans the tree;
+ * - `sessions` maps each session with subscriptions to the list of (node, group, index) places
+ *   it is in, one per subscription, and each `struct sub` points back at its place
+ *   (owner->refs[ref]); so finding, replacing and removing a subscription costs O(the
+ *   session's subscriptions), never a scan of a node's subscribers or of the tree;
  * - `count` equals the number of plain subscriptions plus group memberships.
  * The only state written under the read lock is each group's round-robin cursor (atomic).
  */
@@ -34,13 +36,17 @@
 #define STACK_IDS    64
 #define PICK_RETRIES 4
 
+struct sess;
+
 struct sub {
     void *session;
     struct tern_sub_opts opts;
+    struct sess *owner; /* the session's entry in tree->sessions */
+    size_t ref;         /* index of this subscription's place in owner->refs */
 };
 
 struct group {
-    struct sub *members; /* in subscription order */
+    struct sub *members; /* order changes on removal (the last member fills the hole) */
     size_t n;
     size_t cap;
     _Atomic size_t next; /* round-robin cursor: index of the next member to try (mod n) */
@@ -67,6 +73,7 @@ struct node {
 struct subref {
     struct node *node;
     struct group *group; /* NULL for a plain subscription */
+    size_t idx;          /* index in node->subs or group->members */
 };
 
 struct sess {
@@ -271,14 +278,10 @@ static void group_detach(struct node *n, struct group *g)
     tern_free(g);
 }
 
-static struct sub *sub_find(struct sub *subs, size_t n, const void *session)
+/* The array a place indexes into. */
+static struct sub *place_array(const struct subref *r)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (subs[i].session == session) {
-            return &subs[i];
-        }
-    }
-    return NULL;
+    return r->group != NULL ? r->group->members : r->node->subs;
 }
 
 /* ---- per-session index ---- */
@@ -318,36 +321,40 @@ static void sess_release_if_empty(struct tern_subtree *t, struct sess *s)
     tern_free(s);
 }
 
-static void sess_forget(struct sess *s, const struct node *n, const struct group *g)
+/* Index of the session's place at (n, g) in s->refs, or -1. O(subscriptions of s). */
+static long sess_find(const struct sess *s, const struct node *n, const struct group *g)
 {
     for (size_t i = 0; i < s->n; i++) {
         if (s->refs[i].node == n && s->refs[i].group == g) {
-            s->refs[i] = s->refs[--s->n];
-            return;
+            return (long)i;
         }
     }
+    return -1;
 }
 
-/* Remove the session's place `r` from the tree (not from the session's list). */
-static void remove_place(struct tern_subtree *t, struct subref r, const void *session)
+/*
+ * Remove the subscription at place j of session s, from the tree and from s->refs, in O(1):
+ * the last element of each array fills the hole and its back index is updated. Prunes the node.
+ * Another place of s is never pruned (its node still holds s).
+ */
+static void remove_place(struct tern_subtree *t, struct sess *s, size_t j)
 {
+    struct subref r = s->refs[j];
     struct node *n = r.node;
-    if (r.group == NULL) {
-        struct sub *s = sub_find(n->subs, n->nsubs, session);
-        if (s != NULL) {
-            *s = n->subs[--n->nsubs];
-        }
-    } else {
-        struct group *g = r.group;
-        struct sub *s = sub_find(g->members, g->n, session);
-        if (s != NULL) {
-            size_t i = (size_t)(s - g->members);
-            memmove(&g->members[i], &g->members[i + 1], (g->n - i - 1) * sizeof *s);
-            g->n--;
-        }
-        if (g->n == 0) {
-            group_detach(n, g);
-        }
+    struct sub *arr = place_array(&r);
+    size_t *count = r.group != NULL ? &r.group->n : &n->nsubs;
+    size_t last = --*count;
+    if (r.idx != last) {
+        arr[r.idx] = arr[last];
+        arr[r.idx].owner->refs[arr[r.idx].ref].idx = r.idx;
+    }
+    if (r.group != NULL && r.group->n == 0) {
+        group_detach(n, r.group);
+    }
+    last = --s->n;
+    if (j != last) {
+        s->refs[j] = s->refs[last];
+        place_array(&s->refs[j])[s->refs[j].idx].ref = j;
     }
     prune(n, &t->nodes);
 }
@@ -418,11 +425,9 @@ static int subscribe_locked(struct tern_subtree *t, const uint8_t *group, size_t
         sess_release_if_empty(t, s);
         return TERN_ENOMEM;
     }
-    struct sub *list;
     size_t *count, *cap;
     struct group *g = NULL;
     if (group == NULL) {
-        list = n->subs;
         count = &n->nsubs;
         cap = &n->capsubs;
     } else {
@@ -441,13 +446,12 @@ static int subscribe_locked(struct tern_subtree *t, const uint8_t *group, size_t
             atomic_init(&g->next, 0);
             n->groups[n->ngroups++] = g;
         }
-        list = g->members;
         count = &g->n;
         cap = &g->cap;
     }
-    struct sub *old = sub_find(list, *count, session);
-    if (old != NULL) {
-        old->opts = *opts;
+    long j = sess_find(s, n, g);
+    if (j >= 0) {
+        place_array(&s->refs[j])[s->refs[j].idx].opts = *opts;
         *existed = true;
         return TERN_OK;
     }
@@ -458,8 +462,8 @@ static int subscribe_locked(struct tern_subtree *t, const uint8_t *group, size_t
         }
         goto oom;
     }
-    (*arr)[(*count)++] = (struct sub){.session = session, .opts = *opts};
-    s->refs[s->n++] = (struct subref){.node = n, .group = g};
+    (*arr)[*count] = (struct sub){.session = session, .opts = *opts, .owner = s, .ref = s->n};
+    s->refs[s->n++] = (struct subref){.node = n, .group = g, .idx = (*count)++};
     atomic_fetch_add_explicit(&t->count, 1, memory_order_relaxed);
     return TERN_OK;
 oom:
@@ -521,13 +525,11 @@ int tern_subtree_unsubscribe(struct tern_subtree *tree, const uint8_t *filter, s
     pthread_rwlock_wrlock(&tree->lock);
     struct sess *s = sess_get(tree, session);
     struct node *n = s != NULL ? path(tree, f, flen, false) : NULL;
-    if (n != NULL) {
-        struct group *g = group != NULL ? group_find(n, group, group_len) : NULL;
-        bool found = group == NULL ? sub_find(n->subs, n->nsubs, session) != NULL
-                                   : g != NULL && sub_find(g->members, g->n, session) != NULL;
-        if (found) {
-            sess_forget(s, n, g);
-            remove_place(tree, (struct subref){.node = n, .group = g}, session);
+    struct group *g = n != NULL && group != NULL ? group_find(n, group, group_len) : NULL;
+    if (n != NULL && (group == NULL || g != NULL)) {
+        long j = sess_find(s, n, g);
+        if (j >= 0) {
+            remove_place(tree, s, (size_t)j);
             sess_release_if_empty(tree, s);
             atomic_fetch_sub_explicit(&tree->count, 1, memory_order_relaxed);
             rc = TERN_OK;
@@ -549,7 +551,7 @@ size_t tern_subtree_remove_session(struct tern_subtree *tree, void *session)
         /* Each place holds a subscription of this session, so no later place's node can be
          * pruned by an earlier removal. */
         while (s->n > 0) {
-            remove_place(tree, s->refs[--s->n], session);
+            remove_place(tree, s, s->n - 1);
             removed++;
         }
         sess_release_if_empty(tree, s);

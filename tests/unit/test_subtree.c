@@ -457,6 +457,99 @@ static void test_bad_input(void)
     tern_subtree_free(t);
 }
 
+/* Receivers per session index into many[] (for the many-subscribers test). */
+static int many[1000];
+
+struct many_got {
+    int plain[1000];
+    int shared[1000];
+    uint8_t qos[1000];
+};
+
+static void many_deliver(const struct tern_subtree_receiver *r, void *ud)
+{
+    struct many_got *g = ud;
+    size_t i = (size_t)((int *)r->session - many);
+    if (i < 1000) {
+        if (r->group != NULL) {
+            g->shared[i]++;
+        } else {
+            g->plain[i]++;
+            g->qos[i] = r->qos;
+        }
+    }
+}
+
+/*
+ * 1000 sessions on the same filter and in the same group: removals from the middle, the front
+ * and the back move other subscriptions inside the node's arrays; every remaining one must
+ * still be found, replaced and removed correctly (back indexes kept right).
+ */
+static void test_many_on_one_filter(void)
+{
+    struct tern_subtree *t = tern_subtree_new();
+    for (int i = 0; i < 1000; i++) {
+        CHECK_ERR(sub(t, "x/y", &many[i], 0, 0), TERN_OK);
+        CHECK_ERR(sub(t, "$share/g/x/y", &many[i], 0, 0), TERN_OK);
+        CHECK_ERR(sub(t, "own/+", &many[i], 0, 0), TERN_OK);
+    }
+    CHECK_EQ(tern_subtree_count(t), 3000);
+    /* unsubscribe every third session's plain subscription, front to back */
+    for (int i = 0; i < 1000; i += 3) {
+        CHECK_ERR(unsub(t, "x/y", &many[i]), TERN_OK);
+    }
+    /* replace the options of the others: the right entry must change */
+    for (int i = 1; i < 1000; i += 3) {
+        CHECK_ERR(sub(t, "x/y", &many[i], 2, 0), TERN_OK);
+    }
+    struct many_got *g = calloc(1, sizeof *g);
+    CHECK(g != NULL);
+    if (g == NULL) {
+        tern_subtree_free(t);
+        return;
+    }
+    CHECK_EQ(tern_subtree_match(t, (const uint8_t *)"x/y", 3, NULL, many_deliver, NULL, g),
+             666 + 1);
+    int shared = 0;
+    for (int i = 0; i < 1000; i++) {
+        CHECK_EQ(g->plain[i], i % 3 == 0 ? 0 : 1);
+        if (i % 3 == 1) {
+            CHECK_EQ(g->qos[i], 2);
+        } else if (i % 3 == 2) {
+            CHECK_EQ(g->qos[i], 0);
+        }
+        shared += g->shared[i];
+    }
+    CHECK_EQ(shared, 1);
+    /* remove sessions in an interleaved order: back half descending, front half ascending */
+    for (int i = 999; i >= 500; i--) {
+        CHECK_EQ(tern_subtree_remove_session(t, &many[i]), i % 3 == 0 ? 2 : 3);
+    }
+    for (int i = 0; i < 500; i += 2) {
+        CHECK_EQ(tern_subtree_remove_session(t, &many[i]), i % 3 == 0 ? 2 : 3);
+    }
+    /* the odd sessions below 500 remain, each exactly as subscribed */
+    memset(g, 0, sizeof *g);
+    for (int k = 0; k < 750; k++) { /* every member gets its turn in the group */
+        CHECK(tern_subtree_match(t, (const uint8_t *)"x/y", 3, NULL, many_deliver, NULL, g) >= 1);
+    }
+    for (int i = 0; i < 1000; i++) {
+        bool alive = i < 500 && i % 2 == 1;
+        CHECK_EQ(g->plain[i], alive && i % 3 != 0 ? 750 : 0);
+        CHECK_EQ(g->shared[i], alive ? 3 : 0); /* 750 deliveries over 250 members */
+        CHECK_EQ(tern_subtree_session_count(t, &many[i]), alive ? (i % 3 == 0 ? 2 : 3) : 0);
+    }
+    for (int i = 1; i < 500; i += 2) {
+        CHECK_ERR(unsub(t, "$share/g/x/y", &many[i]), TERN_OK);
+        CHECK_ERR(unsub(t, "own/+", &many[i]), TERN_OK);
+        CHECK_ERR(unsub(t, "x/y", &many[i]), i % 3 == 0 ? TERN_ENOTFOUND : TERN_OK);
+    }
+    CHECK_EQ(tern_subtree_count(t), 0);
+    CHECK_EQ(tern_subtree_node_count(t), 0);
+    free(g);
+    tern_subtree_free(t);
+}
+
 /* Every allocation of a subscribe may fail: the tree must stay exactly as before. */
 static void test_alloc_failures(void)
 {
@@ -579,6 +672,7 @@ static const struct tern_test tests[] = {
     {"unsubscribe_prunes", test_unsubscribe_prunes},
     {"remove_session", test_remove_session},
     {"replace_keeps_one", test_replace_keeps_one},
+    {"many_on_one_filter", test_many_on_one_filter},
     {"bad_input", test_bad_input},
     {"alloc_failures", test_alloc_failures},
     {"concurrent", test_concurrent},
