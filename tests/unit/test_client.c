@@ -20,7 +20,9 @@
 #include "tern/client.h"
 #include "transport/net.h"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -447,14 +449,14 @@ static bool srv_accept(struct srv *s)
 
 /* Read the next whole packet the client sends into *pkt (views into s->buf until the next
  * call). Returns its size, or 0 when none arrived within the bound. */
-static size_t srv_read(struct srv *s, struct tern_packet *pkt, size_t *consumed)
+static size_t srv_read_n(struct srv *s, struct tern_packet *pkt, size_t *consumed, int tries)
 {
     if (*consumed > 0) {
         memmove(s->buf, s->buf + *consumed, s->len - *consumed);
         s->len -= *consumed;
         *consumed = 0;
     }
-    for (int i = 0; i < 400; i++) {
+    for (int i = 0; i < tries; i++) {
         uint8_t reason;
         ssize_t n = tern_packet_decode(s->buf, s->len, s->version, 0, pkt, &reason);
         if (n > 0) {
@@ -471,6 +473,11 @@ static size_t srv_read(struct srv *s, struct tern_packet *pkt, size_t *consumed)
         poll(&p, 1, 5);
     }
     return 0;
+}
+
+static size_t srv_read(struct srv *s, struct tern_packet *pkt, size_t *consumed)
+{
+    return srv_read_n(s, pkt, consumed, 400);
 }
 
 static void srv_send(struct srv *s, const struct tern_packet *pkt)
@@ -595,7 +602,7 @@ static void test_qos1_receive_maximum(void)
     CHECK(srv_read(&s, &pkt, &used) > 0);
     CHECK(pkt.type == TERN_PUBLISH && pkt.u.publish.packet_id == ids[1]);
     /* The third waits for a slot. */
-    CHECK_EQ(srv_read(&s, &pkt, &used), 0);
+    CHECK_EQ(srv_read_n(&s, &pkt, &used, 20), 0);
     CHECK_EQ(tern_client_pending(c), 3);
     srv_ack(&s, TERN_PUBACK, ids[0]);
     CHECK_EQ(r.publishes_done, 1);
@@ -787,6 +794,206 @@ static void test_refused_connack(void)
     end_client(&s);
 }
 
+/* ---- threads: the client's own thread, blocking helpers, concurrent publishers ----------- */
+
+/* A broker on its own thread for the threaded test: acknowledges every flow and echoes each
+ * PUBLISH back as QoS 0 once the client has subscribed. Blocking socket, bounded by EOF. */
+struct echo_broker {
+    int lfd;
+    uint16_t port;
+    int received; /* PUBLISH packets taken (first delivery of each id per flow) */
+    bool ok;
+};
+
+static void *echo_broker_main(void *arg)
+{
+    struct echo_broker *b = arg;
+    struct pollfd p = {b->lfd, POLLIN, 0};
+    if (poll(&p, 1, 5000) != 1) {
+        return NULL;
+    }
+    int fd;
+    char peer[64];
+    if (tern_net_accept(b->lfd, &fd, peer, sizeof(peer)) != TERN_OK) {
+        return NULL;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    static uint8_t in[1 << 16];
+    size_t len = 0;
+    bool subscribed = false;
+    for (;;) {
+        ssize_t r = recv(fd, in + len, sizeof(in) - len, 0);
+        if (r <= 0) {
+            break;
+        }
+        len += (size_t)r;
+        size_t off = 0;
+        for (;;) {
+            struct tern_packet pkt, out;
+            uint8_t reason;
+            ssize_t n = tern_packet_decode(in + off, len - off, TERN_MQTT_5, 0, &pkt, &reason);
+            if (n <= 0) {
+                break;
+            }
+            memset(&out, 0, sizeof(out));
+            bool reply = true;
+            switch (pkt.type) {
+            case TERN_CONNECT:
+                out.type = TERN_CONNACK;
+                break;
+            case TERN_SUBSCRIBE:
+                out.type = TERN_SUBACK;
+                out.u.suback.packet_id = pkt.u.subscribe.packet_id;
+                out.u.suback.reasons.ptr = (const uint8_t *)"\x00";
+                out.u.suback.reasons.len = 1;
+                subscribed = true;
+                break;
+            case TERN_PUBLISH:
+                if (!pkt.u.publish.dup) {
+                    b->received++;
+                }
+                if (subscribed) {
+                    struct tern_packet echo = pkt;
+                    echo.u.publish.qos = 0;
+                    echo.u.publish.dup = false;
+                    echo.u.publish.packet_id = 0;
+                    uint8_t buf[512];
+                    ssize_t m = tern_packet_encode(buf, sizeof(buf), TERN_MQTT_5, &echo);
+                    if (m > 0) {
+                        send(fd, buf, (size_t)m, MSG_NOSIGNAL);
+                    }
+                }
+                out.type = pkt.u.publish.qos == 1 ? TERN_PUBACK : TERN_PUBREC;
+                out.u.ack.packet_id = pkt.u.publish.packet_id;
+                reply = pkt.u.publish.qos > 0;
+                break;
+            case TERN_PUBREL:
+                out.type = TERN_PUBCOMP;
+                out.u.ack.packet_id = pkt.u.ack.packet_id;
+                break;
+            case TERN_DISCONNECT:
+                b->ok = true;
+                reply = false;
+                break;
+            default:
+                reply = false;
+                break;
+            }
+            if (reply) {
+                uint8_t buf[64];
+                ssize_t m = tern_packet_encode(buf, sizeof(buf), TERN_MQTT_5, &out);
+                if (m > 0) {
+                    send(fd, buf, (size_t)m, MSG_NOSIGNAL);
+                }
+            }
+            off += (size_t)n;
+        }
+        memmove(in, in + off, len - off);
+        len -= off;
+    }
+    close(fd);
+    return NULL;
+}
+
+#define PUB_THREADS 4
+#define PUB_EACH    50
+
+struct publisher {
+    struct tern_client *c;
+    int index;
+    int failures;
+};
+
+static void *publisher_main(void *arg)
+{
+    struct publisher *p = arg;
+    char topic[32], payload[32];
+    snprintf(topic, sizeof(topic), "echo/%d", p->index);
+    for (int k = 0; k < PUB_EACH; k++) {
+        int n = snprintf(payload, sizeof(payload), "%d-%d", p->index, k);
+        uint8_t reason = 0xFF;
+        int r = tern_client_publish_wait(p->c, topic, payload, (size_t)n, (uint8_t)(1 + k % 2),
+                                         false, NULL, 0, 10000, &reason);
+        if (r != TERN_OK || reason != 0) {
+            p->failures++;
+        }
+    }
+    return NULL;
+}
+
+static void test_threaded_blocking_helpers(void)
+{
+    struct echo_broker b;
+    memset(&b, 0, sizeof(b));
+    CHECK_ERR(tern_net_listen_tcp("127.0.0.1", 0, 4, 0, &b.lfd, &b.port), TERN_OK);
+    pthread_t bt;
+    CHECK_EQ(pthread_create(&bt, NULL, echo_broker_main, &b), 0);
+    struct tern_client_options o;
+    tern_client_options_init(&o);
+    o.host = "127.0.0.1";
+    o.port = b.port;
+    o.version = TERN_MQTT_5;
+    o.auto_reconnect = false;
+    struct tern_client *c = NULL;
+    CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
+    CHECK_ERR(tern_client_loop_start(c), TERN_OK);
+    CHECK_ERR(tern_client_loop_start(c), TERN_EEXIST);
+    CHECK_ERR(tern_client_process(c, 0), TERN_EEXIST);
+    uint8_t reason = 0xFF;
+    CHECK_ERR(tern_client_connect_wait(c, 5000, &reason), TERN_OK);
+    CHECK_EQ(reason, 0);
+    const char *f[1] = {"echo/#"};
+    uint8_t opt[1] = {0};
+    uint8_t granted[1] = {0xFF};
+    CHECK_ERR(tern_client_subscribe_wait(c, f, opt, 1, NULL, 0, 5000, granted), TERN_OK);
+    CHECK_EQ(granted[0], 0);
+    struct publisher pubs[PUB_THREADS];
+    pthread_t pt[PUB_THREADS];
+    for (int i = 0; i < PUB_THREADS; i++) {
+        pubs[i].c = c;
+        pubs[i].index = i;
+        pubs[i].failures = 0;
+        CHECK_EQ(pthread_create(&pt[i], NULL, publisher_main, &pubs[i]), 0);
+    }
+    /* Meanwhile this thread takes the echoes from the receive queue. */
+    int got[PUB_THREADS] = {0};
+    int total = 0;
+    while (total < PUB_THREADS * PUB_EACH) {
+        struct tern_message *m = NULL;
+        int r = tern_client_receive(c, 10000, &m);
+        if (r != TERN_OK) {
+            CHECK_ERR(r, TERN_OK);
+            break;
+        }
+        int idx = m->topic_len == 6 ? m->topic[5] - '0' : -1;
+        if (idx >= 0 && idx < PUB_THREADS) {
+            /* Each publisher's messages arrive in the order it sent them. */
+            char want[32];
+            int n = snprintf(want, sizeof(want), "%d-%d", idx, got[idx]);
+            CHECK((size_t)n == m->payload_len && memcmp(m->payload, want, (size_t)n) == 0);
+            got[idx]++;
+        }
+        total++;
+        tern_message_free(m);
+    }
+    for (int i = 0; i < PUB_THREADS; i++) {
+        pthread_join(pt[i], NULL);
+        CHECK_EQ(pubs[i].failures, 0);
+        CHECK_EQ(got[i], PUB_EACH);
+    }
+    CHECK_EQ(tern_client_pending(c), 0);
+    CHECK_ERR(tern_client_disconnect_wait(c, 0, NULL, 0, 5000), TERN_OK);
+    CHECK(!tern_client_is_connected(c));
+    CHECK_ERR(tern_client_loop_stop(c), TERN_OK);
+    CHECK_ERR(tern_client_loop_stop(c), TERN_ENOTFOUND);
+    tern_client_free(c);
+    pthread_join(bt, NULL);
+    CHECK(b.ok);
+    CHECK_EQ(b.received, PUB_THREADS * PUB_EACH);
+    close(b.lfd);
+}
+
 static const struct tern_test tests[] = {
     {"url_parse", test_url_parse},
     {"pidset", test_pidset},
@@ -804,6 +1011,7 @@ static const struct tern_test tests[] = {
     {"resend_with_dup_after_reconnect", test_resend_with_dup_after_reconnect},
     {"resubscribe_and_alias", test_resubscribe_and_alias},
     {"refused_connack", test_refused_connack},
+    {"threaded_blocking_helpers", test_threaded_blocking_helpers},
     {NULL, NULL},
 };
 
