@@ -110,7 +110,7 @@ def test_MQTT_4_7_3_invalid_filter_refused_per_filter(version):
         eq(c.expect(PUBLISH).payload, b"still here", "payload")
 
 
-def test_MQTT_3_8_3_4_no_local_v5():
+def test_MQTT_3_8_3_3_no_local_v5():
     with broker() as b:
         c = client(b.port, "nl", version=5)
         c.subscribe([("nl", 0x04)])

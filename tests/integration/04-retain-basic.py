@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Retained messages (3.3.1.3, 3.8.3.1 Retain Handling / Retain As Published)."""
 
-from ternlib import (PUBACK, PUBLISH, broker, check, client, eq, publish, versions)
+from ternlib import (PINGRESP, PUBACK, PUBLISH, broker, check, client, eq, publish, versions)
 
 
 def test_MQTT_3_3_1_6_retained_delivered_on_subscribe_with_flag(version):
@@ -18,7 +18,9 @@ def test_MQTT_3_3_1_7_retained_replaced(version):
     with broker() as b:
         pub = client(b.port, "pub", version=version)
         pub.publish("r/a", b"one", retain=True, qos=1)
-        pub.publish("r/a", b"two", retain=True, qos=1)
+        pub.publish("r/a", b"two", retain=True, qos=0)  # a QoS 0 retained message replaces
+        pub.send(b"\xc0\x00")
+        pub.expect(PINGRESP)  # packets are handled in order: the QoS 0 publish is done
         sub = client(b.port, "sub", version=version)
         sub.subscribe("r/a")
         eq(sub.expect(PUBLISH).payload, b"two", "latest retained")
@@ -35,8 +37,9 @@ def test_MQTT_3_3_1_10_empty_payload_clears(version):
         sub.expect_nothing()
 
 
-def test_MQTT_3_3_1_12_live_publish_retain_flag_cleared(version):
-    """A retained message forwarded to an existing subscription has RETAIN 0 (3.1.1 / RAP 0)."""
+def test_MQTT_3_3_1_9_live_publish_retain_flag_cleared(version):
+    """A retained message forwarded to an existing subscription has RETAIN 0 (3.1.1
+    [MQTT-3.3.1-9]; 5.0 [MQTT-3.3.1-12] with Retain As Published 0)."""
     with broker() as b:
         sub = client(b.port, "sub", version=version)
         sub.subscribe("live")
@@ -100,3 +103,16 @@ def test_retain_not_available(version):
         last = pub.expect_closed()
         if version == 5:
             check(last is not None and last.reason == 0x9A, "DISCONNECT 0x9A expected")
+
+
+def test_MQTT_3_3_1_12_retain0_does_not_touch_retained(version):
+    with broker() as b:
+        pub = client(b.port, "pub", version=version)
+        pub.publish("r0", b"kept", retain=True, qos=1)
+        pub.publish("r0", b"live", retain=False, qos=1)
+        pub.publish("r0/new", b"not stored", retain=False, qos=1)
+        sub = client(b.port, "sub", version=version)
+        sub.subscribe("r0/#")
+        p = sub.expect(PUBLISH)
+        eq((p.topic, p.payload, p.retain), (b"r0", b"kept", True), "retained untouched")
+        sub.expect_nothing()

@@ -60,7 +60,7 @@ def test_expired_retained_not_delivered(version):
 
 
 @versions(*V5)
-def test_MQTT_3_3_2_12_topic_alias_inbound(version):
+def test_topic_alias_inbound(version):
     with broker() as b:
         s = client(b.port, "s", version=5)
         s.subscribe("al/x")
