@@ -605,6 +605,32 @@ def test_sub_reconnects_and_resubscribes():
         m.stop()
 
 
+def test_broker_restart_persistent_session_qos12():
+    """tern sub with a persistent session at QoS 2 keeps receiving across a broker restart:
+    messages published while it is away are kept in its session and delivered on reconnect."""
+    port = ternlib.free_port()
+    m = Mosquitto(port=port, extra="allow_anonymous true\npersistence true\n"
+                                   "persistence_location ./\nautosave_interval 1")
+    os.chmod(m.dir, 0o777)  # mosquitto started as root writes its database as "mosquitto"
+    m.start()
+    try:
+        sub = tern_sub(port, "-c", "-i", "restart-sub", "-q", "2", "-t", "rs/#", "-C", "6",
+                       "-F", "%t %p")
+        wait_subscribed(port, "rs")
+        for i, q in enumerate((1, 2, 1)):
+            ok(tern("pub", "-p", port, "-t", "rs/%d" % i, "-q", q, "-m", "m%d" % i))
+        time.sleep(0.3)
+        m.stop()
+        m.start()
+        for i, q in enumerate((2, 1, 2), start=3):
+            ok(tern("pub", "-p", port, "-t", "rs/%d" % i, "-q", q, "-m", "m%d" % i))
+        rc, out, err = finish(sub)
+        eq(rc, 0, "subscriber exit (stderr %r)" % err)
+        eq(out.splitlines(), [b"rs/%d m%d" % (i, i) for i in range(6)], "all six, in order")
+    finally:
+        m.stop()
+
+
 # ------------------------------------------------------------------------------ errors, help
 
 def test_connection_refused():
