@@ -199,8 +199,10 @@ struct tern_client_callbacks {
                        const uint8_t *props, size_t props_len, void *userdata);
     /* An application message arrived. QoS 1 is acknowledged after this returns. */
     void (*on_message)(struct tern_client *c, const struct tern_message *msg, void *userdata);
-    /* An outgoing publish finished: QoS 0 once written to the socket buffer, QoS 1 on PUBACK,
-     * QoS 2 on PUBCOMP (or a PUBREC with an error reason). reason >= 0x80 is a failure. */
+    /* An outgoing publish finished: QoS 0 once handed to the connection's output buffer
+     * (packet_id 0), QoS 1 on PUBACK, QoS 2 on PUBCOMP (or a PUBREC with an error reason), or
+     * refused locally (reason QOS_NOT_SUPPORTED / RETAIN_NOT_SUPPORTED / PACKET_TOO_LARGE when
+     * the server's CONNACK limits forbid it). reason >= 0x80 is a failure. */
     void (*on_publish)(struct tern_client *c, uint16_t packet_id, uint8_t reason,
                        const uint8_t *props, size_t props_len, void *userdata);
     /* SUBACK: one reason per filter (the granted QoS, or >= 0x80 for a refusal). */
@@ -225,9 +227,9 @@ struct tern_client_callbacks {
 /* ---- lifetime ---------------------------------------------------------------------------- */
 
 /*
- * Create a client. Every string and array in `o` is copied. Returns TERN_OK and sets *out,
- * TERN_EINVAL (bad option: version, QoS, client id too long for 3.1...), TERN_EUNSUPPORTED
- * (an URL scheme not supported yet: mqtts, ws, wss), or TERN_ENOMEM.
+ * Create a client from `o` (NULL: all defaults). Every string and array in `o` is copied. Returns
+ * TERN_OK and sets *out, TERN_EINVAL (bad option: version, QoS, client id too long for 3.1...),
+ * TERN_EUNSUPPORTED (an URL scheme not supported yet: mqtts, ws, wss), or TERN_ENOMEM.
  */
 int tern_client_new(const struct tern_client_options *o, struct tern_client **out);
 
@@ -262,8 +264,8 @@ int tern_client_disconnect(struct tern_client *c, uint8_t reason, const struct t
  * Publish `payload_len` bytes (binary) to `topic` at `qos` (0..2). `props` are 5.0 PUBLISH
  * properties (ignored for 3.x). The message is copied; while not connected it is queued and
  * sent once connected (QoS 1/2 are also kept until acknowledged, and resent with DUP after a
- * reconnect). On TERN_OK, *packet_id (may be NULL) receives the id passed to on_publish (a
- * client-assigned id for QoS 0 too, never sent on the wire). Returns TERN_OK, TERN_EINVAL (bad
+ * reconnect). On TERN_OK, *packet_id (may be NULL) receives the packet id that on_publish
+ * will report (0 for QoS 0). Returns TERN_OK, TERN_EINVAL (bad
  * QoS, NULL topic), TERN_EBADTOPIC / TERN_EBADUTF8 (invalid topic name), TERN_ETOOBIG (larger
  * than the server's Maximum Packet Size or the protocol allows), TERN_EOVERFLOW (max_queued_out
  * reached or no free packet id), TERN_ENOMEM.
@@ -349,7 +351,7 @@ int tern_client_process(struct tern_client *c, unsigned events);
 int tern_client_connect_wait(struct tern_client *c, int timeout_ms, uint8_t *reason);
 
 /*
- * Publish and wait until the flow completes (QoS 0: written to the socket). *reason (may be
+ * Publish and wait until the flow completes (QoS 0: handed to the connection). *reason (may be
  * NULL) receives the PUBACK/PUBREC/PUBCOMP reason. Returns TERN_OK, TERN_EDENIED (reason >=
  * 0x80), TERN_ETIMEDOUT, TERN_ECLOSED (connection lost without reconnect), or the codes of
  * tern_client_publish. timeout_ms < 0 waits forever.
