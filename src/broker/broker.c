@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #define ACCEPTS_PER_EVENT 64
+#define HOUSEKEEPING_MS   10000u
 
 struct tern_broker *tern__broker;
 static _Thread_local struct tern_worker *current_worker;
@@ -217,6 +218,26 @@ static void sys_timer_fire(struct tern_loop *loop, struct tern_timer *t)
     (void)tern_loop_timer_after(loop, t, (uint64_t)b->cfg->sys_interval * 1000u, sys_timer_fire);
 }
 
+static bool retained_expired(const uint8_t *topic, size_t len, void *msg, void *ud)
+{
+    (void)topic;
+    (void)len;
+    return tern_msg_expired(msg, *(const uint64_t *)ud);
+}
+
+/* Worker 0, every HOUSEKEEPING_MS: drop retained messages whose expiry has passed (they are
+ * also skipped at delivery, this only returns their memory). */
+static void house_timer_fire(struct tern_loop *loop, struct tern_timer *t)
+{
+    struct tern_broker *b = tern__broker;
+    uint64_t now = tern_loop_now(loop);
+    size_t n = tern_retain_remove_if(b->retain, retained_expired, &now);
+    if (n) {
+        tern_log(TERN_LOG_DEBUG, "%zu expired retained message(s) removed", n);
+    }
+    (void)tern_loop_timer_after(loop, t, HOUSEKEEPING_MS, house_timer_fire);
+}
+
 static void worker_shutdown(struct tern_worker *w)
 {
     /* Close every connection without wills; 5.0 clients are told the server shuts down. */
@@ -237,6 +258,7 @@ static void worker_shutdown(struct tern_worker *w)
     w->npending = 0;
     tern__worker_free_stimers(w);
     tern_loop_timer_stop(w->loop, &w->sys_timer);
+    tern_loop_timer_stop(w->loop, &w->house_timer);
     tern_loop_hook_remove(w->loop, &w->flush_hook);
 }
 
@@ -411,6 +433,7 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
             return TERN_ENOMEM;
         }
         tern_timer_init(&w->sys_timer);
+        tern_timer_init(&w->house_timer);
         tern_loop_hook_add(w->loop, &w->flush_hook, flush_hook, w);
     }
     for (size_t i = 0; i < b->nlisteners; i++) {
@@ -420,6 +443,8 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
             return rc;
         }
     }
+    (void)tern_loop_timer_start(b->workers[0].loop, &b->workers[0].house_timer,
+                                tern_time_mono_ms() + HOUSEKEEPING_MS, house_timer_fire);
     if (cfg->sys_interval) {
         tern__sys_publish(b);
         (void)tern_loop_timer_start(b->workers[0].loop, &b->workers[0].sys_timer,

@@ -193,3 +193,33 @@ def test_max_keepalive_v311_rejects():
         c = Conn(b.port, version=4)
         c.send(connect("mk", 4, keepalive=100))
         c.expect_bytes(b"\x20\x02\x00\x02")
+
+
+def test_unix_socket_listener(version):
+    import os
+    import tempfile
+    path = os.path.join(tempfile.mkdtemp(prefix="ternd-unix-"), "mqtt.sock")
+    with broker("listener 0 %s\n" % path) as b:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(path)
+        s.sendall(connect("ux", version))
+        data = s.recv(100)
+        eq(data[:1], b"\x20", "CONNACK over the Unix socket")
+        eq(data[3], 0, "accepted")
+        s.close()
+
+
+def test_max_connections(version):
+    with broker("max_connections 2\n") as b:
+        c1 = client(b.port, "m1", version=version)
+        c2 = client(b.port, "m2", version=version)
+        c3 = Conn(b.port, version=version)
+        c3.send(connect("m3", version))
+        c3.expect_closed()
+        c1.close()
+        time.sleep(0.2)
+        c4 = client(b.port, "m4", version=version)
+        c4.send(b"\xc0\x00")
+        c4.expect(PINGRESP)
+        c2.close()

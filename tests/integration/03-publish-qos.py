@@ -3,8 +3,8 @@
 
 import struct
 
-from ternlib import (PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, ack, broker, check, client, eq,
-                     publish)
+from ternlib import (PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, ack, broker, check,
+                     client, eq, publish)
 
 
 def test_MQTT_4_3_2_qos1_inbound_puback(version):
@@ -173,3 +173,75 @@ def test_qos1_receive_window_max_inflight(version):
         for p in (p2, p3):
             sub.send(ack(PUBACK, p.mid, version))
         eq(sorted(sub.expect(PUBLISH).payload for _ in range(2)), [b"3", b"4"], "rest")
+
+
+def test_concurrent_publishers_all_delivered(version):
+    """Several publishers on different worker threads, QoS 1 and 2, several subscribers: every
+    subscriber gets every message exactly once and each publisher's messages in order."""
+    import threading
+    with broker() as b:
+        subs = [client(b.port, "cs%d" % i, version=version) for i in range(3)]
+        for s in subs:
+            s.subscribe([("cc/#", 2)])
+        n_pub, n_msg = 4, 60
+        errors = []
+
+        def run_pub(i):
+            try:
+                p = client(b.port, "cp%d" % i, version=version)
+                for k in range(n_msg):
+                    p.publish("cc/%d" % i, b"%d" % k, qos=1 + (k % 2), mid=k + 1)
+                p.close()
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=run_pub, args=(i,)) for i in range(n_pub)]
+        for t in threads:
+            t.start()
+        for s in subs:
+            seen = {i: [] for i in range(n_pub)}
+            count = 0
+            while count < n_pub * n_msg:
+                p = s.recv()
+                if p.type == PUBREL:
+                    s.send(ack(PUBCOMP, p.mid, version))
+                    continue
+                eq(p.type, PUBLISH, "packet type")
+                count += 1
+                seen[int(p.topic.split(b"/")[1])].append(int(p.payload))
+                if p.qos == 1:
+                    s.send(ack(PUBACK, p.mid, version))
+                elif p.qos == 2:
+                    s.send(ack(PUBREC, p.mid, version))
+            for i in range(n_pub):
+                eq(seen[i], list(range(n_msg)), "publisher %d order" % i)
+            while True:  # complete the last QoS 2 flows; nothing else may arrive
+                try:
+                    rel = s.recv(timeout=0.3)
+                except OSError:
+                    break
+                eq(rel.type, PUBREL, "only PUBREL left")
+                s.send(ack(PUBCOMP, rel.mid, version))
+        for t in threads:
+            t.join()
+        check(not errors, "publisher errors: %r" % errors)
+
+
+def test_slow_subscriber_does_not_block_others(version):
+    """A subscriber that never reads: the broker bounds what it holds for it (queue limit,
+    drops logged) and keeps serving a reading subscriber of the same messages."""
+    import socket as so
+    with broker("max_queued_messages 100\n") as b:
+        slow = client(b.port, "slow", version=version)
+        slow.sock.setsockopt(so.SOL_SOCKET, so.SO_RCVBUF, 4096)
+        slow.subscribe("flood")
+        fast = client(b.port, "fast", version=version)
+        fast.subscribe("flood")
+        pub = client(b.port, "pub", version=version)
+        payload = b"y" * 4000
+        n = 1500  # 6 MB: far more than the slow subscriber's socket, output and queue bounds
+        for i in range(n):
+            pub.publish("flood", payload, qos=1, mid=(i % 65535) + 1)
+            eq(fast.expect(PUBLISH).payload, payload, "fast subscriber")
+        check("client slow: queue full" in b.output(), "drops for the slow client logged")
+        slow.close()
