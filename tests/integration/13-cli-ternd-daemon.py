@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The ternd daemon's own command line and signals (the `tern` CLI has 13-cli-*.py): --version, --help, --test-config, -p quick start,
-SIGHUP reload, SIGINT/SIGTERM clean stop."""
+"""The ternd daemon's own command line and signals (the `tern` CLI has the other 13-cli files):
+--version, --help, --test-config, -p quick start, SIGHUP reload, SIGINT/SIGTERM clean stop."""
 
 import os
 import signal
