@@ -6,7 +6,7 @@ mosquitto_sub, retained messages, wills, -C / -W exits, request/response, reconn
 
 Each test starts its own mosquitto on a free 127.0.0.1 port with a generated config.
 13-cli-ternd.py runs the same tests against ternd by replacing the `Mosquitto` class.
-The tern binary is $TERN, else the newest build/*/tools/tern.
+The tern binary is $TERN, else the one built beside $TERND, else build/dev's.
 """
 
 import base64
@@ -28,13 +28,23 @@ RUN_TIMEOUT = 20
 
 
 def tern_path():
+    """$TERN; else the tern built beside $TERND; else build/dev's; else the newest build."""
     p = os.environ.get("TERN")
     if p:
         return os.path.abspath(p)
-    cands = glob.glob(os.path.join(ternlib.ROOT, "build", "*", "tools", "tern"))
-    if not cands:
+    cands = []
+    if os.environ.get("TERND"):
+        bdir = os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(os.environ["TERND"]))))
+        cands.append(os.path.join(bdir, "tools", "tern"))
+    cands.append(os.path.join(ternlib.ROOT, "build", "dev", "tools", "tern"))
+    for c in cands:
+        if os.path.exists(c):
+            return c
+    built = glob.glob(os.path.join(ternlib.ROOT, "build", "*", "tools", "tern"))
+    if not built:
         raise Skip("tern binary not built (set TERN)")
-    return max(cands, key=os.path.getmtime)
+    return max(built, key=os.path.getmtime)
 
 
 def need(tool):

@@ -29,7 +29,7 @@ class Ternd(base.Mosquitto):
         self.port = port or ternlib.free_port()
         import tempfile
         self.dir = tempfile.mkdtemp(prefix="tern-cli-ternd-")
-        self.extra = extra + "\nthreads 2"
+        self.extra = extra + "\nthreads %s" % os.environ.get("TERN_TEST_THREADS", "2")
         self.proc = None
 
     def argv(self, conf):
