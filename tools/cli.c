@@ -958,6 +958,12 @@ int cli_connect(struct cli *o, struct tern_client *c)
     case TERN_ESYS:
         cli_err(o, "Error: cannot connect to %s: %s", host, strerror(errno));
         return 1;
+    case TERN_EMALFORMED:
+    case TERN_EPROTOCOL:
+    case TERN_ETOOBIG:
+        cli_err(o, "Error: %s did not answer with a valid CONNACK (%s): is it an MQTT broker?",
+                host, tern_strerror(r));
+        return 1;
     default:
         cli_err(o, "Error: connecting to %s: %s", host, tern_strerror(r));
         return 1;

@@ -650,6 +650,27 @@ def test_connection_refused():
     check(b"Connection refused" in res.stderr, "message: %r" % res.stderr)
 
 
+def test_not_an_mqtt_server():
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    port = lsock.getsockname()[1]
+    proc = spawn([tern_path(), "pub", "-p", port, "-t", "x", "-m", "y"])
+    try:
+        lsock.settimeout(10)
+        conn, _ = lsock.accept()
+        conn.recv(1024)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        rc, out, err = finish(proc)
+        eq(rc, 1, "exit code")
+        check(b"valid CONNACK" in err and b"MQTT broker" in err, "message: %r" % err)
+        conn.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        lsock.close()
+
+
 @versions(4, 5)
 def test_connack_refused_exit_code(version):
     with Mosquitto(extra="allow_anonymous false") as m:
