@@ -994,6 +994,69 @@ static void test_threaded_blocking_helpers(void)
     close(b.lfd);
 }
 
+/* Every allocation of client creation, publishing (with properties) and the CLI decoders may
+ * fail: the call reports TERN_ENOMEM (or succeeds) and frees what it took (ASan's leak check
+ * runs at exit). */
+static void test_alloc_failures(void)
+{
+    struct tern_property props[2];
+    memset(props, 0, sizeof(props));
+    props[0].id = TERN_PROPERTY_USER_PROPERTY;
+    props[0].data = "k";
+    props[0].len = 1;
+    props[0].data2 = "v";
+    props[0].len2 = 1;
+    props[1].id = TERN_PROPERTY_SESSION_EXPIRY_INTERVAL;
+    props[1].value = 10;
+    int failures_seen = 0;
+    for (uint64_t n = 1; n < 40; n++) {
+        struct tern_client_options o;
+        tern_client_options_init(&o);
+        o.version = TERN_MQTT_5;
+        o.client_id = "alloc";
+        o.username = "u";
+        o.password = "p";
+        o.password_len = 1;
+        o.will_topic = "w";
+        o.will_payload = "x";
+        o.will_payload_len = 1;
+        o.will_props = props;
+        o.will_props_count = 1;
+        o.connect_props = &props[1];
+        o.connect_props_count = 1;
+        struct tern_client *c = NULL;
+        tern_alloc_fail_after(n);
+        int r = tern_client_new(&o, &c);
+        if (r != TERN_OK) {
+            CHECK_ERR(r, TERN_ENOMEM);
+            CHECK(c == NULL);
+            failures_seen++;
+            tern_alloc_fail_after(0);
+            continue;
+        }
+        r = tern_client_publish(c, "t", "payload", 7, 1, false, props, 1, NULL);
+        CHECK(r == TERN_OK || r == TERN_ENOMEM);
+        tern_alloc_fail_after(0);
+        tern_client_free(c);
+    }
+    CHECK(failures_seen > 5);
+    for (uint64_t n = 1; n < 4; n++) {
+        uint8_t *out = NULL;
+        size_t len;
+        tern_alloc_fail_after(n);
+        int r = tern__fmt_hex_decode("00ff", 4, &out, &len);
+        tern_alloc_fail_after(0);
+        CHECK(r == TERN_OK || r == TERN_ENOMEM);
+        tern_free(out);
+        out = NULL;
+        tern_alloc_fail_after(n);
+        r = tern__client_props_build(props, 2, TERN_CONNECT, false, &out, &len);
+        tern_alloc_fail_after(0);
+        CHECK(r == TERN_OK || r == TERN_ENOMEM);
+        tern_free(out);
+    }
+}
+
 static const struct tern_test tests[] = {
     {"url_parse", test_url_parse},
     {"pidset", test_pidset},
@@ -1012,6 +1075,7 @@ static const struct tern_test tests[] = {
     {"resubscribe_and_alias", test_resubscribe_and_alias},
     {"refused_connack", test_refused_connack},
     {"threaded_blocking_helpers", test_threaded_blocking_helpers},
+    {"alloc_failures", test_alloc_failures},
     {NULL, NULL},
 };
 
