@@ -100,7 +100,9 @@ static const char *const help_payload =
     "  -s, --stdin-file       payload is everything read from stdin\n"
     "  -n, --null-message     empty payload\n"
     "  --hex-input            -m / -f / -s / -l data is hex text (\"48 65 6c 6c 6f\",\n"
-    "                         \"0x48,0x65\"...), decoded to the bytes sent\n";
+    "                         \"0x48,0x65\"...), decoded to the bytes sent\n"
+    "  --escapes              -m / -f / -s / -l data may contain \\xNN, \\0, \\n, \\r, \\t,\n"
+    "                         \\e, \\\\ ... escapes, decoded to the bytes sent\n";
 
 static const char *const help_output =
     "Output:\n"
@@ -430,6 +432,8 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
             o->stdin_all = true;
         } else if (pay && is_opt(a, NULL, "--hex-input")) {
             o->hex_input = true;
+        } else if (pay && is_opt(a, NULL, "--escapes")) {
+            o->escapes = true;
         } else if (cmd == CLI_PUB && is_opt(a, "-l", "--stdin-line")) {
             o->stdin_line = true;
         } else if (cmd == CLI_PUB && is_opt(a, "-r", "--retain")) {
@@ -676,6 +680,10 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
         cli_err(o, "Error: --will-payload needs --will-topic.");
         return 1;
     }
+    if (o->hex_input && o->escapes) {
+        cli_err(o, "Error: give only one of --hex-input, --escapes.");
+        return 1;
+    }
     if (o->hex_out + o->json_out + (o->format != NULL) > 1) {
         cli_err(o, "Error: give only one of -F, --hex, --json.");
         return 1;
@@ -773,12 +781,17 @@ int cli_load_payload(struct cli *o)
     } else {
         return 0; /* -n: empty; -l: read later */
     }
-    if (o->hex_input) {
+    if (o->hex_input || o->escapes) {
         uint8_t *dec;
         size_t dlen;
-        if (tern__fmt_hex_decode((const char *)src, len, &dec, &dlen) != TERN_OK) {
+        int r = o->hex_input ? tern__fmt_hex_decode((const char *)src, len, &dec, &dlen)
+                             : tern__fmt_unescape((const char *)src, len, &dec, &dlen);
+        if (r != TERN_OK) {
             tern_free(owned);
-            cli_err(o, "Error: --hex-input: the message is not hex text (pairs of 0-9a-f).");
+            cli_err(o, o->hex_input
+                           ? "Error: --hex-input: the message is not hex text (pairs of 0-9a-f)."
+                           : "Error: --escapes: invalid escape (use \\xNN, \\0, \\n, \\t, "
+                             "\\\\...).");
             return 1;
         }
         tern_free(owned);

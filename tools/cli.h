@@ -72,6 +72,7 @@ struct cli {
     bool stdin_all;
     bool retain;
     bool hex_input;
+    bool escapes;
     long repeat;
     double repeat_delay;
     uint8_t *payload; /* owned, loaded by cli_load_payload */

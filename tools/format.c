@@ -737,3 +737,46 @@ bad:
     tern_free(buf);
     return TERN_EINVAL;
 }
+
+int tern__fmt_unescape(const char *s, size_t n, uint8_t **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    uint8_t *buf = tern_malloc(n + 1);
+    if (buf == NULL) {
+        return TERN_ENOMEM;
+    }
+    static const char from[] = "0abefnrtv\\";
+    static const char to[] = "\0\a\b\x1b\f\n\r\t\v\\";
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\\') {
+            buf[len++] = (uint8_t)s[i];
+            continue;
+        }
+        if (++i >= n) {
+            goto bad;
+        }
+        if (s[i] == 'x') {
+            int hi = i + 1 < n ? hexval(s[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0) {
+                goto bad;
+            }
+            buf[len++] = (uint8_t)(hi << 4 | lo);
+            i += 2;
+            continue;
+        }
+        const char *hit = memchr(from, s[i], sizeof(from) - 1);
+        if (hit == NULL) {
+            goto bad;
+        }
+        buf[len++] = (uint8_t)to[hit - from];
+    }
+    *out = buf;
+    *out_len = len;
+    return TERN_OK;
+bad:
+    tern_free(buf);
+    return TERN_EINVAL;
+}

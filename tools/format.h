@@ -63,4 +63,12 @@ bool tern__fmt_json_valid(const uint8_t *p, size_t n);
  */
 int tern__fmt_hex_decode(const char *s, size_t n, uint8_t **out, size_t *out_len);
 
+/*
+ * Decode C-style escapes (--escapes): \xNN (exactly two hex digits), \0, \a, \b, \e, \f,
+ * \n, \r, \t, \v and \\; other bytes are copied as they are. Output in a new allocation
+ * *out (taken by the caller, tern_free). Returns TERN_OK or TERN_EINVAL (an unknown escape, a
+ * bad \x, a trailing backslash).
+ */
+int tern__fmt_unescape(const char *s, size_t n, uint8_t **out, size_t *out_len);
+
 #endif /* TERN_TOOLS_FORMAT_H */

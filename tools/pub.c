@@ -49,9 +49,12 @@ static void on_log(struct tern_client *c, int level, const char *msg, void *user
 static int publish(struct cli *o, struct tern_client *c, const uint8_t *data, size_t len)
 {
     uint8_t *dec = NULL;
-    if (o->hex_input && o->stdin_line) {
-        if (tern__fmt_hex_decode((const char *)data, len, &dec, &len) != TERN_OK) {
-            cli_err(o, "Error: --hex-input: a line is not hex text.");
+    if ((o->hex_input || o->escapes) && o->stdin_line) {
+        int r = o->hex_input ? tern__fmt_hex_decode((const char *)data, len, &dec, &len)
+                             : tern__fmt_unescape((const char *)data, len, &dec, &len);
+        if (r != TERN_OK) {
+            cli_err(o, "Error: %s: a line cannot be decoded.",
+                    o->hex_input ? "--hex-input" : "--escapes");
             return 1;
         }
         data = dec;

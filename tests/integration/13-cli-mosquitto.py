@@ -286,6 +286,18 @@ def test_hex_input_prefixless():
         check(b"hex" in bad.stderr, "error mentions hex: %r" % bad.stderr)
 
 
+def test_escapes_input():
+    with Mosquitto() as m:
+        sub = tern_sub(m.port, "-t", "esc", "-C", "2", "-F", "%x")
+        wait_subscribed(m.port, "esc")
+        ok(tern("pub", "-p", m.port, "-t", "esc", "--escapes", "-m", "A\\x00\\xff\\n\\\\"))
+        ok(tern("pub", "-p", m.port, "-t", "esc", "-m", "A\\x00"))
+        rc, out, err = finish(sub)
+        eq(out, b"4100ff0a5c\n415c783030\n", "--escapes decodes, plain -m does not")
+        bad = tern("pub", "-p", m.port, "-t", "esc", "--escapes", "-m", "\\x4")
+        check(bad.returncode == 1 and b"--escapes" in bad.stderr, "bad escape refused")
+
+
 # ------------------------------------------------------------------------------ -F formats
 
 FORMATS = [

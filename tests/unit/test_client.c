@@ -347,6 +347,26 @@ static void test_hex_decode(void)
     CHECK_ERR(tern__fmt_hex_decode("zz", 2, &out, &len), TERN_EINVAL);
 }
 
+static void test_unescape(void)
+{
+    uint8_t *out;
+    size_t len;
+    const char *in = "a\\x00\\xFFb\\n\\t\\\\\\0\\e";
+    CHECK_ERR(tern__fmt_unescape(in, strlen(in), &out, &len), TERN_OK);
+    CHECK_EQ(len, 9);
+    CHECK_MEM(out,
+              "a\x00\xff"
+              "b\n\t\\\0\x1b",
+              9);
+    tern_free(out);
+    CHECK_ERR(tern__fmt_unescape("\\x4", 3, &out, &len), TERN_EINVAL);
+    CHECK_ERR(tern__fmt_unescape("\\q", 2, &out, &len), TERN_EINVAL);
+    CHECK_ERR(tern__fmt_unescape("end\\", 4, &out, &len), TERN_EINVAL);
+    CHECK_ERR(tern__fmt_unescape("plain", 5, &out, &len), TERN_OK);
+    CHECK(len == 5 && memcmp(out, "plain", 5) == 0);
+    tern_free(out);
+}
+
 /* ---- state machine against a scripted broker --------------------------------------------- */
 
 struct rec {
@@ -1069,6 +1089,7 @@ static const struct tern_test tests[] = {
     {"json_valid", test_json_valid},
     {"hexdump_base64", test_hexdump_base64},
     {"hex_decode", test_hex_decode},
+    {"unescape", test_unescape},
     {"qos1_receive_maximum", test_qos1_receive_maximum},
     {"qos2_both_directions", test_qos2_both_directions},
     {"resend_with_dup_after_reconnect", test_resend_with_dup_after_reconnect},
