@@ -653,6 +653,95 @@ def test_broker_restart_persistent_session_qos12():
         m.stop()
 
 
+# ------------------------------------------------------------------------------ libtern.so
+
+LIB_PROGRAM = r"""
+#include <tern/client.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        return 1;
+    }
+    struct tern_client_options o;
+    tern_client_options_init(&o);
+    o.host = "127.0.0.1";
+    o.port = (uint16_t)strtol(argv[1], NULL, 10);
+    o.version = 5;
+    struct tern_client *c;
+    if (tern_client_new(&o, &c) != TERN_OK || tern_client_loop_start(c) != TERN_OK) {
+        return 2;
+    }
+    uint8_t reason = 0;
+    int r = tern_client_connect_wait(c, 5000, &reason);
+    if (r != TERN_OK) {
+        fprintf(stderr, "connect: %s\n", tern_strerror(r));
+        return 3;
+    }
+    const char *filters[1] = {"lib/t"};
+    uint8_t opts[1] = {TERN_SUB_QOS(1)};
+    if (tern_client_subscribe_wait(c, filters, opts, 1, NULL, 0, 5000, NULL) != TERN_OK) {
+        return 4;
+    }
+    static const unsigned char payload[] = {0, 1, 2, 0, 255};
+    if (tern_client_publish_wait(c, "lib/t", payload, sizeof payload, 2, false, NULL, 0, 5000,
+                                 &reason) != TERN_OK) {
+        return 5;
+    }
+    struct tern_message *m = NULL;
+    if (tern_client_receive(c, 5000, &m) != TERN_OK) {
+        return 6;
+    }
+    int same = m->payload_len == sizeof payload && memcmp(m->payload, payload, sizeof payload) == 0;
+    printf("%s %zu %d %s\n", m->topic, m->payload_len, same, tern_reason_string(reason));
+    tern_message_free(m);
+    tern_client_disconnect_wait(c, 0, NULL, 0, 5000);
+    tern_client_free(c);
+    return same ? 0 : 7;
+}
+"""
+
+
+def test_shared_library_api():
+    """libtern.so.1 exports only the public API and works for a program built against
+    include/tern/client.h alone."""
+    need("cc")
+    libdir = os.path.join(os.path.dirname(os.path.dirname(tern_path())), "src", "client")
+    lib = os.path.join(libdir, "libtern.so")
+    if not os.path.exists(lib):
+        raise Skip("libtern.so not built")
+    dyn = subprocess.run(["readelf", "-d", lib], capture_output=True, text=True).stdout
+    check("[libtern.so.1]" in dyn, "SONAME libtern.so.1")
+    syms = subprocess.run(["nm", "-D", "--defined-only", lib], capture_output=True,
+                          text=True).stdout.split()
+    exported = {x.split("@")[0] for x in syms[2::3]} - {"TERN_1"}
+    public = ("tern_client_", "tern_message_", "tern_property_", "tern_reason_string",
+              "tern_strerror", "tern_errname")
+    leaked = sorted(x for x in exported if not x.startswith(public))
+    eq(leaked, [], "symbols exported beyond the public API")
+    check("tern_client_publish_wait" in exported, "public API exported")
+    with open(os.path.join(libdir, "tern.pc")) as f:
+        check("-ltern" in f.read(), "tern.pc")
+    with Mosquitto() as m, tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "prog.c")
+        with open(src, "w") as f:
+            f.write(LIB_PROGRAM)
+        flags = []
+        if "libasan" in dyn:  # a sanitizer build: the program needs the same runtime
+            flags = ["-fsanitize=address,undefined"]
+        exe = os.path.join(d, "prog")
+        subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-I",
+                        os.path.join(ternlib.ROOT, "include"), src, "-o", exe, "-L", libdir,
+                        "-ltern", "-Wl,-rpath," + libdir] + flags, check=True, timeout=60)
+        res = subprocess.run([exe, str(m.port)], capture_output=True, timeout=30)
+        eq((res.returncode, res.stdout), (0, b"lib/t 5 1 SUCCESS\n"),
+           "program output (stderr %r)" % res.stderr)
+
+
 # ------------------------------------------------------------------------------ errors, help
 
 def test_connection_refused():
