@@ -793,6 +793,8 @@ def test_unsupported_transport_and_usage_errors():
     check(res.returncode == 1 and b"QoS" in res.stderr, "bad qos")
     res = tern("sub", "-t", "x", "--bogus")
     check(res.returncode == 1 and b"unknown option" in res.stderr, "unknown option")
+    res = tern("sub", "-t", "x", "-c")
+    check(res.returncode == 1 and b"client id" in res.stderr, "-c without -i")
     res = tern("frobnicate")
     eq(res.returncode, 1, "unknown command")
 
