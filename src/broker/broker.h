@@ -47,7 +47,7 @@ struct tern_worker {
     size_t nconns;
     struct tern__sess_timer *stimers; /* armed session expiry / will-delay timers */
     struct tern_timer sys_timer;      /* worker 0: $SYS publication */
-    struct tern_timer stop_timer;     /* shutdown drain */
+    struct tern_timer house_timer;    /* worker 0: housekeeping (expired retained) */
 };
 
 struct tern_listener {

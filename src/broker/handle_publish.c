@@ -101,10 +101,11 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
     if (pub->qos == 2) {
         pthread_mutex_lock(&s->mtx);
         bool dup = tern_session_qos2_has(s, pub->packet_id);
-        bool full = !dup && s->qos2_in_count >= b->receive_maximum;
+        /* 5.0 bounds the window by our Receive Maximum; in 3.x the 16-bit id space does. */
+        bool full = !dup && c->version == TERN_MQTT_5 && s->qos2_in_count >= b->receive_maximum;
         int arc = (dup || full) ? TERN_OK : tern_session_qos2_add(s, pub->packet_id);
         pthread_mutex_unlock(&s->mtx);
-        if (full && c->version == TERN_MQTT_5) {
+        if (full) {
             tern__conn_close(c, TERN_RC_RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
             return TERN_EPROTOCOL;
         }

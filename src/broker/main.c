@@ -3,7 +3,7 @@
  * ternd: the Tern MQTT broker daemon. Parses the command line, loads the configuration, sets
  * up logging, starts the broker and waits for signals on the main thread (sigwait: no work in
  * signal handlers). SIGTERM/SIGINT stop the broker cleanly; SIGHUP re-reads the configuration
- * file and applies what can change while running (today: log types/level); the rest needs a
+ * file and applies what can change while running (today: the log level); the rest needs a
  * restart and the log says so.
  */
 #include "broker/broker.h"
@@ -62,10 +62,16 @@ static int parse_port(const char *s, uint16_t *out)
     return 0;
 }
 
-static void apply_logging(const struct tern_config *cfg, bool verbose)
+/* Destination and timestamps are fixed at start-up (worker threads read them unlocked); the
+ * level is an atomic in the log module, so a reload may change it. */
+static void apply_log_dest(const struct tern_config *cfg)
 {
     log_out = (cfg->log_dest & TERN_LOGD_STDOUT) ? stdout : stderr;
     log_ts = cfg->log_timestamp;
+}
+
+static void apply_logging(const struct tern_config *cfg, bool verbose)
+{
     enum tern_log_level lv = TERN_LOG_ERROR;
     if (verbose || (cfg->log_types & TERN_LOGT_DEBUG)) {
         lv = TERN_LOG_DEBUG;
@@ -163,6 +169,7 @@ int main(int argc, char **argv)
         tern_config_free(&cfg);
         return 1;
     }
+    apply_log_dest(&cfg);
     tern_log_set_callback(log_cb, NULL);
     apply_logging(&cfg, verbose);
 
@@ -193,8 +200,9 @@ int main(int argc, char **argv)
             struct tern_config fresh;
             if (conf && load(&fresh, conf, 0) == TERN_OK) {
                 apply_logging(&fresh, verbose);
-                tern_log(TERN_LOG_NOTICE, "configuration reloaded: logging updated; listener, "
-                                          "limit and security changes need a restart");
+                tern_log(TERN_LOG_NOTICE, "configuration reloaded: log level updated; listener, "
+                                          "limit, security and log destination changes need a "
+                                          "restart");
             } else {
                 tern_log(TERN_LOG_ERROR, "configuration reload failed; keeping the old one");
             }
