@@ -212,6 +212,7 @@ def test_unix_socket_listener(version):
 
 def test_max_connections(version):
     with broker("max_connections 2\n") as b:
+        time.sleep(0.3)  # the harness's readiness probe connection must be gone first
         c1 = client(b.port, "m1", version=version)
         c2 = client(b.port, "m2", version=version)
         c3 = Conn(b.port, version=version)
