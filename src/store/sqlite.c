@@ -1248,8 +1248,13 @@ static enum open_result open_db(struct sql_store *ss, const struct tern_store_sq
     return OPEN_OK;
 
 fail:
-    set_err(eb, el, "%s: %s: %s%s%s", ss->path, stage, sqlite3_errstr(rc),
-            ss->db != NULL ? ": " : "", ss->db != NULL ? sqlite3_errmsg(ss->db) : "");
+    if (is_corrupt(rc)) {
+        set_err(eb, el, "%s: corrupt, truncated or not a database (%s: %s)", ss->path, stage,
+                sqlite3_errstr(rc));
+    } else {
+        const char *msg = ss->db != NULL ? sqlite3_errmsg(ss->db) : sqlite3_errstr(rc);
+        set_err(eb, el, "%s: %s: %s", ss->path, stage, msg);
+    }
     *err = is_corrupt(rc) ? TERN_ECORRUPT : map_rc(rc) == TERN_ENOMEM ? TERN_ENOMEM : TERN_ESTORE;
     close_db(ss);
     return is_corrupt(rc) ? OPEN_CORRUPT : OPEN_FAIL;
