@@ -44,7 +44,6 @@ enum stmt_id {
     ST_MSG_GC,
     ST_SESS_PUT,
     ST_SESS_DEL,
-    ST_SESS_UNREF,
     ST_SESS_DEL_SUBS,
     ST_SESS_DEL_SMSGS,
     ST_SESS_DEL_QOS2,
@@ -87,11 +86,8 @@ static const char *const stmt_sql[ST_COUNT_] = {
     [ST_SESS_PUT] = "INSERT OR REPLACE INTO session(client, version, expiry_s, disconnected_ms, "
                     "will) VALUES(?1, ?2, ?3, ?4, ?5)",
     [ST_SESS_DEL] = "DELETE FROM session WHERE client = ?1",
-    [ST_SESS_UNREF] = "UPDATE msg SET refs = refs - (SELECT count(*) FROM smsg WHERE "
-                      "smsg.client = ?1 AND smsg.msg_id = msg.id) "
-                      "WHERE id IN (SELECT msg_id FROM smsg WHERE client = ?1)",
     [ST_SESS_DEL_SUBS] = "DELETE FROM sub WHERE client = ?1",
-    [ST_SESS_DEL_SMSGS] = "DELETE FROM smsg WHERE client = ?1",
+    [ST_SESS_DEL_SMSGS] = "DELETE FROM smsg WHERE client = ?1 RETURNING msg_id",
     [ST_SESS_DEL_QOS2] = "DELETE FROM qos2 WHERE client = ?1",
     [ST_SUB_PUT] = "INSERT OR REPLACE INTO sub(client, filter, options, sub_id) "
                    "VALUES(?1, ?2, ?3, ?4)",
@@ -465,6 +461,33 @@ static int sq_session_put(struct tern_store *s, const struct tern_store_session 
     return err;
 }
 
+/*
+ * Step a "DELETE ... RETURNING msg_id" statement and release each returned message. SQLite
+ * makes every change on the first step and buffers the rows, so updating msg between steps is
+ * safe. *count gets the rows (may be NULL).
+ */
+static int delete_release(struct sql_store *ss, sqlite3_stmt *st, const char *what, size_t *count)
+{
+    int rc, err = TERN_OK;
+    size_t n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        n++;
+        uint64_t id = (uint64_t)sqlite3_column_int64(st, 0);
+        if (err == TERN_OK) {
+            /* ss->st[ST_MSG_REF] is a different statement from st. */
+            err = msg_ref(ss, id, -1, NULL);
+        }
+    }
+    if (rc != SQLITE_DONE && err == TERN_OK) {
+        err = fail(ss, rc, what);
+    }
+    done(st);
+    if (count != NULL) {
+        *count = n;
+    }
+    return err;
+}
+
 /* Run a statement whose only parameter is the client id. */
 static int run_client(struct sql_store *ss, enum stmt_id id, const char *cid, size_t len,
                       const char *what)
@@ -477,10 +500,18 @@ static int run_client(struct sql_store *ss, enum stmt_id id, const char *cid, si
 static int sq_session_del(struct tern_store *s, const char *cid, size_t len)
 {
     struct sql_store *ss = SQ(s);
-    int err = run_client(ss, ST_SESS_UNREF, cid, len, "release session messages");
-    if (err == TERN_OK) {
-        err = run_client(ss, ST_SESS_DEL_SMSGS, cid, len, "delete session messages");
+    /* Session messages first, releasing each message (one update by key per row). */
+    int err = TERN_OK, brc = SQLITE_OK;
+    sqlite3_stmt *st = stmt(ss, ST_SESS_DEL_SMSGS, &err);
+    if (st == NULL) {
+        return err;
     }
+    BIND(bind_blob(st, 1, cid, len));
+    if (brc != SQLITE_OK) {
+        done(st);
+        return fail(ss, brc, "delete session messages");
+    }
+    err = delete_release(ss, st, "delete session messages", NULL);
     if (err == TERN_OK) {
         err = run_client(ss, ST_SESS_DEL_SUBS, cid, len, "delete subscriptions");
     }
@@ -573,33 +604,6 @@ static int sq_smsg_update(struct tern_store *s, const struct tern_store_smsg *q)
     err = finish_bound(ss, st, brc, "update session message");
     if (err == TERN_OK && sqlite3_changes(ss->db) == 0) {
         err = TERN_ENOTFOUND;
-    }
-    return err;
-}
-
-/*
- * Step a "DELETE ... RETURNING msg_id" statement and release each returned message. SQLite
- * makes every change on the first step and buffers the rows, so updating msg between steps is
- * safe. *count gets the rows (may be NULL).
- */
-static int delete_release(struct sql_store *ss, sqlite3_stmt *st, const char *what, size_t *count)
-{
-    int rc, err = TERN_OK;
-    size_t n = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        n++;
-        uint64_t id = (uint64_t)sqlite3_column_int64(st, 0);
-        if (err == TERN_OK) {
-            /* ss->st[ST_MSG_REF] is a different statement from st. */
-            err = msg_ref(ss, id, -1, NULL);
-        }
-    }
-    if (rc != SQLITE_DONE && err == TERN_OK) {
-        err = fail(ss, rc, what);
-    }
-    done(st);
-    if (count != NULL) {
-        *count = n;
     }
     return err;
 }

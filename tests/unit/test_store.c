@@ -1279,7 +1279,7 @@ static void t_crash(void)
         clock_gettime(CLOCK_MONOTONIC, &t0);
         long wait_ms = 50 + (long)((seed >> 16) % 250);
         CHECK(fcntl(pfd[0], F_SETFL, O_NONBLOCK) == 0);
-        uint64_t n, last = 0, reported = 0;
+        uint64_t n, last = next - 1, reported = 0; /* nothing new reported yet */
         for (;;) {
             ssize_t r = read(pfd[0], &n, sizeof n);
             if (r == sizeof n) {
