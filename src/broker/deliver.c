@@ -281,7 +281,11 @@ void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t q
         tern_qmsg_free(q);
         return;
     }
-    if ((cfg->max_queued_messages && s->queue.count >= cfg->max_queued_messages) ||
+    /* memory_limit: once messages hold more than the budget, messages that would wait in a
+     * queue are dropped (and counted) instead of growing the broker further. */
+    bool over_budget = cfg->memory_limit && tern_msg_bytes_total() > cfg->memory_limit &&
+                       (s->conn == NULL || s->queue.count > 0);
+    if (over_budget || (cfg->max_queued_messages && s->queue.count >= cfg->max_queued_messages) ||
         (cfg->max_queued_bytes && s->queue.bytes + tern_msg_size(msg) > cfg->max_queued_bytes)) {
         drop = true;
         s->dropped++;

@@ -13,6 +13,7 @@
 #include "broker/retain.h"
 #include "common/alloc.h"
 #include "common/log.h"
+#include "protocol/topic.h"
 #include "tern/error.h"
 
 #include <string.h>
@@ -121,6 +122,10 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
 
     uint8_t reason = TERN_RC_SUCCESS;
     bool route = true;
+    if (tern_topic_level_count(topic.ptr, topic.len) > cfg->max_topic_levels) {
+        tern__conn_close(c, TERN_RC_TOPIC_NAME_INVALID, "topic deeper than max_topic_levels");
+        return TERN_EPROTOCOL;
+    }
     if (topic.len > 0 && topic.ptr[0] == '$') {
         /* Clients may not publish to '$' topics (e.g. $SYS): acknowledged and dropped. */
         tern_log(TERN_LOG_INFO, "client %s: PUBLISH to %.*s denied ('$' topic)", c->client_id,

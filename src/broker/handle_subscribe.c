@@ -95,8 +95,10 @@ int tern__handle_subscribe(struct tern_conn *c, const struct tern_packet *pkt)
         o.retain_handling = v5 ? (uint8_t)TERN_SUBOPT_RETAIN_HANDLING(e.options) : 0;
         o.sub_id = sub_id;
         bool existed = false;
-        int rc =
-            tern_subtree_subscribe(b->subs, e.filter.ptr, e.filter.len, c->session, &o, &existed);
+        int rc = tern_topic_level_count(e.filter.ptr, e.filter.len) > b->cfg->max_topic_levels
+                     ? TERN_EOVERFLOW
+                     : tern_subtree_subscribe(b->subs, e.filter.ptr, e.filter.len, c->session, &o,
+                                              &existed);
         send_ret[n] = false;
         if (rc == TERN_OK) {
             codes[n] = o.qos;

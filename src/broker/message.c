@@ -13,6 +13,14 @@
 
 #include <string.h>
 
+/* Bytes held by live messages (struct included), for memory_limit. */
+static _Atomic size_t msg_bytes;
+
+size_t tern_msg_bytes_total(void)
+{
+    return atomic_load_explicit(&msg_bytes, memory_order_relaxed);
+}
+
 struct tern_msg *tern_msg_new(const uint8_t *topic, size_t topic_len, const uint8_t *payload,
                               size_t payload_len, const uint8_t *props, size_t props_len,
                               uint8_t qos, bool retain, uint32_t expiry_s, const void *origin)
@@ -30,6 +38,7 @@ struct tern_msg *tern_msg_new(const uint8_t *topic, size_t topic_len, const uint
     }
     uint8_t *p = (uint8_t *)(m + 1);
     atomic_init(&m->refs, 1);
+    atomic_fetch_add_explicit(&msg_bytes, total, memory_order_relaxed);
     m->qos = qos;
     m->retain = retain;
     m->topic_len = (uint16_t)topic_len;
@@ -81,6 +90,8 @@ void tern_msg_unref(struct tern_msg *m)
         return;
     }
     if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+        size_t total = sizeof(struct tern_msg) + m->topic_len + m->props_len + m->payload_len;
+        atomic_fetch_sub_explicit(&msg_bytes, total, memory_order_relaxed);
         tern_free(m);
     }
 }

@@ -55,6 +55,9 @@ static inline struct tern_msg *tern_msg_ref(struct tern_msg *m)
 /* Drop one reference; frees the message with the last one. NULL is a no-op. */
 void tern_msg_unref(struct tern_msg *m);
 
+/* Bytes held by every live message in the process (memory_limit accounting). */
+size_t tern_msg_bytes_total(void);
+
 /* True when the message has expired at monotonic time now_ms. */
 static inline bool tern_msg_expired(const struct tern_msg *m, uint64_t now_ms)
 {

@@ -133,3 +133,14 @@ def test_many_subscribers_fan_out(version):
             for i in range(20):
                 p = s.expect(PUBLISH)
                 eq(p.topic, ("fan/%d" % i).encode(), "order kept per publisher")
+
+
+def test_max_topic_levels(version):
+    with broker("max_topic_levels 4\n") as b:
+        c = client(b.port, "lv", version=version)
+        sa = c.subscribe([("a/b/c/d", 0), ("a/b/c/d/e", 0)])
+        eq(sa.reasons, [0, 0x97 if version == 5 else 0x80], "deep filter refused")
+        c.send(publish("a/b/c/d/e", b"x", version=version))
+        last = c.expect_closed()
+        if version == 5:
+            check(last is not None and last.reason == 0x90, "DISCONNECT 0x90, got %r" % last)

@@ -187,3 +187,26 @@ def test_queue_qos0_messages_option(version):
         pub.publish("q0", b"zero")
         s2 = persistent(b.port, "q0", version)
         eq(s2.expect(PUBLISH).payload, b"zero", "queued QoS 0")
+
+
+def test_memory_limit_bounds_offline_queue(version):
+    with broker("memory_limit 200000\nmax_queued_messages 0\n") as b:
+        s = persistent(b.port, "ml", version)
+        s.subscribe([("ml", 1)])
+        s.send(disconnect(version))
+        s.expect_closed()
+        s.close()
+        pub = client(b.port, "pub", version=version)
+        for i in range(100):
+            pub.publish("ml", b"z" * 10000, qos=1, mid=i + 1)
+        s2 = persistent(b.port, "ml", version)
+        got = 0
+        while True:
+            try:
+                p = s2.recv(timeout=0.5)
+            except OSError:
+                break
+            got += 1
+            s2.send(ack(PUBACK, p.mid, version))
+        check(10 <= got <= 30, "about 200 kB of 10 kB messages kept, got %d" % got)
+        check("dropped" in b.output(), "drops logged")
