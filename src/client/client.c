@@ -16,6 +16,8 @@
  *   message holds its packet id in `pids` from publish until completion, across reconnects.
  * - At most srv_recv_max QoS 1/2 messages are in flight (the server's Receive Maximum); the
  *   output buffer stops taking queued messages above OUT_HIGH_WATER bytes.
+ * - by_pid[id] points at the QoS 1/2 message holding that id (acks are found in O(1)); it is
+ *   set when the id is taken and cleared when the message completes.
  * - Incoming QoS 2 ids wait in `in_qos2` between PUBREC and PUBREL, so a duplicate PUBLISH is
  *   acknowledged again but delivered once.
  */
@@ -185,6 +187,7 @@ struct tern_client {
 
     /* Session. */
     struct tern__pidset pids;
+    struct out_msg **by_pid; /* [65536]: QoS 1/2 message holding each id; allocated lazily */
     struct tern__pidset in_qos2;
     struct out_list queue;
     struct out_list inflight;
@@ -388,14 +391,11 @@ static void list_unlink(struct out_list *l, struct out_msg *m)
     l->count--;
 }
 
+/* The in-flight message with this id in this state, in O(1) through by_pid. */
 static struct out_msg *inflight_find(struct tern_client *c, uint16_t pid, uint8_t state)
 {
-    for (struct out_msg *m = c->inflight.head; m != NULL; m = m->next) {
-        if (m->pid == pid && m->state == state) {
-            return m;
-        }
-    }
-    return NULL;
+    struct out_msg *m = c->by_pid != NULL ? c->by_pid[pid] : NULL;
+    return m != NULL && m->state == state ? m : NULL;
 }
 
 /* A publish flow ended: release its id, tell the application, free it. */
@@ -405,6 +405,7 @@ static void out_complete(struct tern_client *c, struct out_msg *m, struct out_li
     list_unlink(from, m);
     if (m->qos > 0) {
         tern__pidset_del(&c->pids, m->pid);
+        c->by_pid[m->pid] = NULL;
     }
     waiter_done(m->w, reason >= 0x80 ? TERN_EDENIED : TERN_OK, reason);
     uint16_t pid = m->pid;
@@ -1511,6 +1512,7 @@ void tern_client_free(struct tern_client *c)
     tern_buf_fini(&c->out);
     free_list(&c->queue);
     free_list(&c->inflight);
+    tern_free(c->by_pid);
     while (c->reqs != NULL) {
         struct req *r = c->reqs;
         c->reqs = r->next;
@@ -1669,11 +1671,16 @@ static int publish_locked(struct tern_client *c, const char *topic, const void *
     m->state = OUT_QUEUED;
     m->w = w;
     if (qos > 0) {
+        if (c->by_pid == NULL && (c->by_pid = tern_calloc(65536, sizeof(*c->by_pid))) == NULL) {
+            tern_free(m);
+            return TERN_ENOMEM;
+        }
         m->pid = tern__pidset_alloc(&c->pids);
         if (m->pid == 0) {
             tern_free(m);
             return TERN_EOVERFLOW;
         }
+        c->by_pid[m->pid] = m;
     }
     list_push(&c->queue, m);
     if (packet_id != NULL) {
