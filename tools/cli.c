@@ -1078,14 +1078,18 @@ int cli_print_message(struct cli *o, const struct tern_message *m)
         }
         r = r ? r : tern__fmt_hexdump(&b, m->payload, m->payload_len);
         eol = false;
+    } else if (o->verbose && (m->payload_len > 0 || eol)) {
+        /* As mosquitto_sub, which scripts expect: an empty payload reads "topic (null)", and
+         * with -N it prints nothing. */
+        r = tern_buf_append(&b, m->topic, m->topic_len);
+        r = r ? r : tern_buf_append(&b, " ", 1);
+        r = r ? r
+              : (m->payload_len > 0 ? tern_buf_append(&b, m->payload, m->payload_len)
+                                    : tern_buf_append(&b, "(null)", 6));
+    } else if (m->payload_len > 0) {
+        r = tern_buf_append(&b, m->payload, m->payload_len);
     } else {
-        if (o->verbose) {
-            r = tern_buf_append(&b, m->topic, m->topic_len);
-            r = r ? r : tern_buf_append(&b, " ", 1);
-        }
-        if (m->payload_len > 0) {
-            r = r ? r : tern_buf_append(&b, m->payload, m->payload_len);
-        }
+        eol = false; /* like mosquitto_sub: an empty payload prints nothing at all */
     }
     if (eol) {
         r = r ? r : tern_buf_append(&b, "\n", 1);

@@ -331,6 +331,21 @@ def test_formats_identical_to_mosquitto_sub():
             ok(tern("pub", "-p", m.port, "-t", "f/x", "-n", "-r"))
 
 
+def test_plain_and_verbose_output_identical_to_mosquitto_sub():
+    need("mosquitto_sub")
+    with Mosquitto() as m:
+        for mode in ([], ["-v"], ["-v", "-N"]):
+            mine = tern_sub(m.port, "-t", "pv/#", "-C", "3", *mode)
+            theirs = spawn(["mosquitto_sub", "-p", m.port, "-t", "pv/#", "-C", "3"] + mode)
+            wait_subscribed(m.port, "pv")
+            ok(tern("pub", "-p", m.port, "-t", "pv/a", "-m", "text"))
+            ok(tern("pub", "-p", m.port, "-t", "pv/b", "-n"))
+            ok(tern("pub", "-p", m.port, "-t", "pv/c", "-m", "x y"))
+            rc1, out1, err1 = finish(mine)
+            rc2, out2, err2 = finish(theirs)
+            eq(out1, out2, "output with %r" % mode)
+
+
 def test_format_j_fields():
     with Mosquitto() as m:
         sub = tern_sub(m.port, "-t", "jj", "-C", "2", "-F", "%j", "-q", "1")
