@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for the broker's message and session modules (src/broker/message.c, session.c):
+ * message copies, reference counts, expiry arithmetic and forwarded-property filtering; queue
+ * lists (order, counts, bytes, removal by packet id); packet id allocation skipping ids in
+ * flight and wrapping; the inbound QoS 2 id set; the registry; allocation failures.
+ */
+#include "test.h"
+
+#include "broker/message.h"
+#include "broker/session.h"
+#include "common/alloc.h"
+#include "protocol/mqtt.h"
+#include "protocol/props.h"
+
+#include <string.h>
+
+static struct tern_msg *mk(const char *topic, const char *payload, uint8_t qos)
+{
+    return tern_msg_new((const uint8_t *)topic, strlen(topic), (const uint8_t *)payload,
+                        strlen(payload), NULL, 0, qos, false, 0, NULL);
+}
+
+static void test_msg_copies_and_refs(void)
+{
+    char topic[] = "a/b";
+    uint8_t payload[] = {0, 1, 2, 0xff};
+    struct tern_msg *m = tern_msg_new((const uint8_t *)topic, 3, payload, sizeof payload, NULL, 0,
+                                      2, true, 0, &payload);
+    CHECK(m != NULL);
+    topic[0] = 'x';
+    payload[0] = 9;
+    CHECK_MEM(m->topic, "a/b", 3);
+    CHECK_EQ(m->payload_len, 4);
+    CHECK_EQ(m->payload[0], 0);
+    CHECK_EQ(m->payload[3], 0xff);
+    CHECK_EQ(m->qos, 2);
+    CHECK(m->retain);
+    CHECK(m->origin == &payload);
+    size_t before = tern_msg_bytes_total();
+    CHECK(before >= sizeof *m + 7);
+    tern_msg_ref(m);
+    CHECK_EQ(atomic_load(&m->refs), 2);
+    tern_msg_unref(m);
+    CHECK_EQ(tern_msg_bytes_total(), before);
+    tern_msg_unref(m);
+    CHECK_EQ(tern_msg_bytes_total(), before - (sizeof *m + 7));
+    tern_msg_unref(NULL);
+}
+
+static void test_msg_expiry(void)
+{
+    struct tern_msg *m =
+        tern_msg_new((const uint8_t *)"t", 1, NULL, 0, NULL, 0, 0, false, 10, NULL);
+    CHECK(m != NULL);
+    uint64_t t0 = m->created_ms;
+    CHECK(!tern_msg_expired(m, t0));
+    CHECK_EQ(tern_msg_remaining_s(m, t0), 10);
+    CHECK_EQ(tern_msg_remaining_s(m, t0 + 1), 10); /* rounds up while not expired */
+    CHECK_EQ(tern_msg_remaining_s(m, t0 + 9001), 1);
+    CHECK(!tern_msg_expired(m, t0 + 9999));
+    CHECK(tern_msg_expired(m, t0 + 10000));
+    CHECK_EQ(tern_msg_remaining_s(m, t0 + 10000), 0);
+    tern_msg_unref(m);
+    struct tern_msg *n = mk("t", "", 0);
+    CHECK(!tern_msg_expired(n, UINT64_MAX));
+    CHECK_EQ(tern_msg_remaining_s(n, 12345), 0);
+    tern_msg_unref(n);
+}
+
+static void test_msg_filter_props(void)
+{
+    uint8_t in[256], out[256];
+    struct tern_props_builder b;
+    tern_props_builder_init(&b, in, sizeof in);
+    tern_props_add_pair(&b, TERN_PROP_USER_PROPERTY, "k", 1, "1", 1);
+    tern_props_add_u16(&b, TERN_PROP_TOPIC_ALIAS, 3);
+    tern_props_add_u32(&b, TERN_PROP_MESSAGE_EXPIRY_INTERVAL, 60);
+    tern_props_add_str(&b, TERN_PROP_CONTENT_TYPE, "text", 4);
+    tern_props_add_varint(&b, TERN_PROP_SUBSCRIPTION_IDENTIFIER, 7);
+    tern_props_add_pair(&b, TERN_PROP_USER_PROPERTY, "k", 1, "2", 1);
+    struct tern_props p = tern_props_builder_result(&b);
+    struct tern_props_builder o;
+    tern_props_builder_init(&o, out, sizeof out);
+    tern_msg_filter_props(&o, p);
+    struct tern_props f = tern_props_builder_result(&o);
+    struct tern_prop_iter it;
+    struct tern_prop x;
+    tern_props_iter_init(&it, f);
+    uint8_t ids[8];
+    size_t n = 0;
+    while (tern_props_next(&it, &x) == 1 && n < sizeof ids) {
+        ids[n++] = x.id;
+        if (x.id == TERN_PROP_USER_PROPERTY) {
+            CHECK_EQ(x.val_len, 1);
+        }
+    }
+    CHECK_EQ(n, 3);
+    CHECK_EQ(ids[0], TERN_PROP_USER_PROPERTY);
+    CHECK_EQ(ids[1], TERN_PROP_CONTENT_TYPE);
+    CHECK_EQ(ids[2], TERN_PROP_USER_PROPERTY);
+}
+
+static struct tern_qmsg *q(struct tern_msg *m, uint16_t pid)
+{
+    struct tern_qmsg *e = tern_calloc(1, sizeof *e);
+    e->msg = tern_msg_ref(m);
+    e->packet_id = pid;
+    return e;
+}
+
+static void test_qlist(void)
+{
+    struct tern_msg *m = mk("topic", "12345", 1); /* size 10 */
+    struct tern_qlist l = {NULL, NULL, 0, 0};
+    CHECK(tern_qlist_pop(&l) == NULL);
+    for (uint16_t i = 1; i <= 5; i++) {
+        tern_qlist_push(&l, q(m, i));
+    }
+    CHECK_EQ(l.count, 5);
+    CHECK_EQ(l.bytes, 50);
+    CHECK(tern_qlist_find_pid(&l, 3) != NULL);
+    CHECK(tern_qlist_find_pid(&l, 9) == NULL);
+    struct tern_qmsg *e = tern_qlist_take_pid(&l, 5); /* tail */
+    CHECK(e != NULL && e->packet_id == 5);
+    tern_qmsg_free(e);
+    e = tern_qlist_take_pid(&l, 1); /* head */
+    CHECK(e != NULL && e->packet_id == 1);
+    tern_qmsg_free(e);
+    e = tern_qlist_take_pid(&l, 3); /* middle */
+    tern_qmsg_free(e);
+    CHECK(tern_qlist_take_pid(&l, 3) == NULL);
+    CHECK_EQ(l.count, 2);
+    CHECK_EQ(l.bytes, 20);
+    tern_qlist_push(&l, q(m, 6)); /* tail pointer still right after removing the tail */
+    e = tern_qlist_pop(&l);
+    CHECK_EQ(e->packet_id, 2);
+    tern_qmsg_free(e);
+    e = tern_qlist_pop(&l);
+    CHECK_EQ(e->packet_id, 4);
+    tern_qmsg_free(e);
+    e = tern_qlist_pop(&l);
+    CHECK_EQ(e->packet_id, 6);
+    tern_qmsg_free(e);
+    CHECK(l.head == NULL && l.tail == NULL && l.count == 0 && l.bytes == 0);
+    tern_qlist_push(&l, q(m, 1));
+    tern_qlist_push(&l, q(m, 2));
+    tern_qlist_clear(&l);
+    CHECK_EQ(l.count, 0);
+    CHECK_EQ(atomic_load(&m->refs), 1); /* every entry released its reference */
+    tern_msg_unref(m);
+}
+
+static void test_packet_ids(void)
+{
+    struct tern_session *s = tern_session_new("c", 1);
+    CHECK(s != NULL);
+    struct tern_msg *m = mk("t", "", 1);
+    CHECK_EQ(tern_session_next_pid(s), 1);
+    tern_qlist_push(&s->inflight, q(m, 2));
+    tern_qlist_push(&s->inflight, q(m, 3));
+    CHECK_EQ(tern_session_next_pid(s), 4); /* 2 and 3 are in flight */
+    s->next_pid = 65535;
+    CHECK_EQ(tern_session_next_pid(s), 65535);
+    CHECK_EQ(tern_session_next_pid(s), 1); /* wraps, never 0 */
+    CHECK_EQ(tern_session_next_pid(s), 4);
+    tern_msg_unref(m);
+    tern_session_unref(s);
+}
+
+static void test_packet_ids_exhausted(void)
+{
+    struct tern_session *s = tern_session_new("c", 1);
+    struct tern_msg *m = mk("t", "", 1);
+    for (uint32_t i = 1; i <= 65535; i++) {
+        tern_qlist_push(&s->inflight, q(m, (uint16_t)i));
+    }
+    CHECK_EQ(tern_session_next_pid(s), 0);
+    tern_qmsg_free(tern_qlist_take_pid(&s->inflight, 40000));
+    CHECK_EQ(tern_session_next_pid(s), 40000);
+    tern_msg_unref(m);
+    tern_session_unref(s); /* frees the 65534 entries */
+}
+
+static void test_qos2_ids(void)
+{
+    struct tern_session *s = tern_session_new("c", 1);
+    for (uint16_t i = 1; i <= 20; i++) {
+        CHECK_ERR(tern_session_qos2_add(s, i), TERN_OK);
+    }
+    CHECK_ERR(tern_session_qos2_add(s, 7), TERN_EEXIST);
+    CHECK(tern_session_qos2_has(s, 20));
+    CHECK(tern_session_qos2_remove(s, 7));
+    CHECK(!tern_session_qos2_has(s, 7));
+    CHECK(!tern_session_qos2_remove(s, 7));
+    CHECK(tern_session_qos2_has(s, 20));
+    CHECK_EQ(s->qos2_in_count, 19);
+    tern_session_unref(s);
+}
+
+static void test_registry(void)
+{
+    tern_registry_init();
+    struct tern_session *a = tern_session_new("alpha", 5);
+    struct tern_session *b = tern_session_new("beta", 4);
+    tern_registry_lock();
+    CHECK(tern_registry_find_locked("alpha", 5) == NULL);
+    CHECK_ERR(tern_registry_add_locked(a), TERN_OK);
+    CHECK_ERR(tern_registry_add_locked(b), TERN_OK);
+    CHECK(tern_registry_find_locked("alpha", 5) == a);
+    CHECK(tern_registry_find_locked("alph", 4) == NULL);
+    CHECK_EQ(atomic_load(&a->refs), 2);
+    tern_registry_remove_locked(a);
+    tern_registry_remove_locked(a); /* not listed any more: no-op */
+    CHECK_EQ(atomic_load(&a->refs), 1);
+    CHECK(tern_registry_find_locked("alpha", 5) == NULL);
+    tern_registry_unlock();
+    CHECK_EQ(tern_registry_count(), 1);
+    tern_session_unref(a);
+    tern_session_unref(b); /* the registry still holds beta */
+    tern_registry_lock();
+    CHECK(tern_registry_find_locked("beta", 4) == b);
+    tern_registry_unlock();
+    tern_registry_fini(); /* drops the last reference (ASan checks the free) */
+    CHECK_EQ(tern_registry_count(), 0);
+}
+
+static void test_alloc_failures(void)
+{
+    tern_alloc_fail_after(1);
+    CHECK(mk("t", "x", 0) == NULL);
+    tern_alloc_fail_after(1);
+    CHECK(tern_session_new("id", 2) == NULL);
+    tern_alloc_fail_after(2); /* the client id copy */
+    CHECK(tern_session_new("id", 2) == NULL);
+    struct tern_session *s = tern_session_new("id", 2);
+    tern_alloc_fail_after(1);
+    CHECK_ERR(tern_session_qos2_add(s, 1), TERN_ENOMEM);
+    CHECK(!tern_session_qos2_has(s, 1));
+    tern_alloc_fail_after(0);
+    tern_session_unref(s);
+}
+
+static const struct tern_test tests[] = {
+    {"msg_copies_and_refs", test_msg_copies_and_refs},
+    {"msg_expiry", test_msg_expiry},
+    {"msg_filter_props", test_msg_filter_props},
+    {"qlist", test_qlist},
+    {"packet_ids", test_packet_ids},
+    {"packet_ids_exhausted", test_packet_ids_exhausted},
+    {"qos2_ids", test_qos2_ids},
+    {"registry", test_registry},
+    {"alloc_failures", test_alloc_failures},
+    {NULL, NULL},
+};
+
+TERN_TEST_MAIN("session", tests)
