@@ -143,7 +143,7 @@ def ok(res, what="tern"):
 
 # ------------------------------------------------------------------------------ QoS interop
 
-@versions(4, 5)
+@versions(3, 4, 5)
 def test_tern_pub_to_mosquitto_sub(version):
     need("mosquitto_sub")
     with Mosquitto() as m:
@@ -158,7 +158,7 @@ def test_tern_pub_to_mosquitto_sub(version):
             eq(out, b"a/x|%d|hello %d\n" % (qos, qos), "mosquitto_sub output")
 
 
-@versions(4, 5)
+@versions(3, 4, 5)
 def test_mosquitto_pub_to_tern_sub(version):
     need("mosquitto_pub")
     with Mosquitto() as m:
@@ -172,7 +172,7 @@ def test_mosquitto_pub_to_tern_sub(version):
             eq(out, b"b/y msg%d\n" % qos, "tern sub output")
 
 
-@versions(4, 5)
+@versions(3, 4, 5)
 def test_tern_to_tern_all_qos(version):
     with Mosquitto() as m:
         sub = tern_sub(m.port, "-t", "c/#", "-q", "2", "-C", "3", "-F", "%t %q %r %p",
@@ -191,7 +191,7 @@ def test_tern_to_tern_all_qos(version):
 BINARY = bytes(range(256)) + b"\x00\x00\xff\xfe\xc3\x28 tail \x00"
 
 
-@versions(4, 5)
+@versions(3, 4, 5)
 def test_binary_file_roundtrip_exact(version):
     with Mosquitto() as m, tempfile.NamedTemporaryFile() as f:
         f.write(BINARY)
