@@ -376,8 +376,9 @@ struct tern_store_retained_iter {
     size_t lo_len;
     uint8_t *hi; /* first key past the range; NULL = none */
     size_t hi_len;
-    uint8_t *after; /* 65535 bytes: the longest topic */
+    uint8_t *after; /* last topic read, grown on demand */
     size_t after_len;
+    size_t after_cap;
     bool has_after;
     bool done;
     int64_t now_ms;
@@ -390,14 +391,22 @@ struct iter_call {
     size_t want;
     size_t matched;
     int stop; /* non-zero: the callback's return value */
+    int err;  /* TERN_ENOMEM when the place could not be saved */
 };
 
 static int iter_row(void *arg, const uint8_t *topic, size_t len, const struct tern_store_msg *m)
 {
     struct iter_call *c = arg;
     struct tern_store_retained_iter *it = c->it;
-    if (len > 65535) {
-        len = 65535; /* cannot happen: topics are checked on the way in */
+    if (len > it->after_cap) {
+        size_t cap = len < 2 * it->after_cap ? 2 * it->after_cap : len;
+        uint8_t *p = tern_realloc(it->after, cap);
+        if (p == NULL) {
+            c->err = TERN_ENOMEM; /* the row is neither reported nor passed */
+            return 1;
+        }
+        it->after = p;
+        it->after_cap = cap;
     }
     memcpy(it->after, topic, len);
     it->after_len = len;
@@ -430,7 +439,8 @@ struct tern_store_retained_iter *tern_store_retained_iter_new(struct tern_store 
     it->s = s;
     it->now_ms = now_ms;
     it->filter = tern_malloc(len);
-    it->after = tern_malloc(65535);
+    it->after_cap = len < 64 ? 128 : 2 * len;
+    it->after = tern_malloc(it->after_cap);
     /* Prefix: bytes before the first wildcard; for "x/#" drop the '/' too ("x/#" matches "x"). */
     size_t plen = len;
     for (size_t i = 0; i < len; i++) {
@@ -486,7 +496,7 @@ ssize_t tern_store_retained_iter_next(struct tern_store_retained_iter *it, size_
         budget = ITER_PAGE;
     }
     pthread_mutex_lock(&s->mtx);
-    while (!it->done && c.matched < max && c.stop == 0 && budget > 0) {
+    while (!it->done && c.matched < max && c.stop == 0 && c.err == 0 && budget > 0) {
         struct tern__store_range r = {
             .lo = it->lo,
             .lo_len = it->lo_len,
@@ -502,6 +512,10 @@ ssize_t tern_store_retained_iter_next(struct tern_store_retained_iter *it, size_
         if (n < 0) {
             pthread_mutex_unlock(&s->mtx);
             return n;
+        }
+        if (c.err != 0) {
+            pthread_mutex_unlock(&s->mtx);
+            return c.err;
         }
         /* A short page (not stopped by the callback) means the range is exhausted. */
         bool stopped = c.stop != 0 || (c.matched > before && c.matched == max);

@@ -239,6 +239,8 @@ int tern_store_load(struct tern_store *s, int64_t now_ms, const struct tern_stor
  * tern_store_retained_iter_done says when the range is exhausted. Nothing is held open between
  * calls: a topic set behind the iterator's place is not reported, one set ahead of it is.
  * Messages expired at wall-clock now_ms are skipped (tern_store_retained_sweep deletes them).
+ * On an error (TERN_ENOMEM, TERN_ESTORE) the matches already passed to fn stay reported and the
+ * next call resumes after them: nothing is reported twice.
  */
 struct tern_store_retained_iter;
 typedef int (*tern_store_retained_fn)(void *arg, const uint8_t *topic, size_t len,
