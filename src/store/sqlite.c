@@ -1304,6 +1304,11 @@ int tern_store_sqlite_open(const char *path, const struct tern_store_sqlite_opts
 {
     static const struct tern_store_sqlite_opts defaults = {.sync = TERN_STORE_SYNC_NORMAL};
     const struct tern_store_sqlite_opts *o = opts != NULL ? opts : &defaults;
+    char local[512];
+    if (errbuf == NULL || errlen == 0) { /* the move-aside log line still needs the reason */
+        errbuf = local;
+        errlen = sizeof local;
+    }
     set_err(errbuf, errlen, "%s", "");
     if (out == NULL || path == NULL || path[0] == '\0') {
         set_err(errbuf, errlen, "store: no database path");
@@ -1330,7 +1335,7 @@ int tern_store_sqlite_open(const char *path, const struct tern_store_sqlite_opts
     }
     enum open_result r = open_db(ss, o, &err, errbuf, errlen);
     if (r == OPEN_CORRUPT && o->on_corrupt == TERN_STORE_CORRUPT_MOVE_ASIDE) {
-        tern_log(TERN_LOG_ERROR, "store %s", errbuf != NULL ? errbuf : path);
+        tern_log(TERN_LOG_ERROR, "store %s", errbuf);
         err = move_aside(path, errbuf, errlen);
         if (err != TERN_OK) {
             goto fail;
@@ -1340,6 +1345,7 @@ int tern_store_sqlite_open(const char *path, const struct tern_store_sqlite_opts
     if (r != OPEN_OK) {
         goto fail;
     }
+    set_err(errbuf, errlen, "%s", ""); /* a move-aside was logged; the open succeeded */
     *out = &ss->base;
     return TERN_OK;
 

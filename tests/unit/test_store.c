@@ -1099,6 +1099,7 @@ static void t_corrupt_garbage(void)
     o.on_corrupt = TERN_STORE_CORRUPT_MOVE_ASIDE;
     CHECK_ERR(tern_store_sqlite_open(path, &o, &s, err, sizeof err), TERN_OK);
     CHECK(s != NULL);
+    CHECK_STR(err, "");
     if (s != NULL) {
         CHECK_STR(dump(s), "");
         CHECK_ERR(tern_store_begin(s), TERN_OK);
