@@ -1032,6 +1032,9 @@ static void on_suback(struct tern_client *c, uint8_t type, const struct tern_sub
     }
     uint16_t pid = r->pid;
     tern_free(r);
+    if (type == TERN_SUBACK) {
+        cl_log(c, TERN_CLIENT_LOG_INFO, "subscribed (packet id %u)", pid);
+    }
     if (type == TERN_SUBACK && c->cb.on_subscribe != NULL) {
         c->cb.on_subscribe(c, pid, a->reasons.ptr, a->reasons.len, a->props.ptr, a->props.len,
                            c->ud);

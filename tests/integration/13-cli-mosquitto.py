@@ -13,6 +13,7 @@ import base64
 import glob
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -116,22 +117,39 @@ def spawn(argv):
 
 def finish(proc, timeout=RUN_TIMEOUT):
     out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, out, err
+    return proc.returncode, out, getattr(proc, "early_err", b"") + err
 
 
 def vflag(version):
     return {3: "mqttv31", 4: "mqttv311", 5: "mqttv5"}[version]
 
 
-def wait_subscribed(port, topic, version=4):
-    """Return once a subscriber started before really receives on `topic`: publish probes
-    with a raw connection until the subscriber prints one (the subscriber filters them out by
-    counting). Simpler: give the subscriber time to connect and subscribe."""
-    time.sleep(0.4)
+def wait_subscribed(proc):
+    """Return once a subscriber started in the background has its SUBACK: a tern sub started
+    by tern_sub() says so on stderr (-d); for other tools, give them a moment."""
+    if not getattr(proc, "tern_debug", False):
+        time.sleep(0.4)
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+        if not r:
+            break
+        line = proc.stderr.readline()
+        if not line:
+            break
+        proc.early_err += line
+        if b"subscribed (packet id" in line:
+            return
+    raise ternlib.TestFailure("subscriber not subscribed: %r" % proc.early_err)
 
 
 def tern_sub(port, *args, version=4):
-    return spawn([tern_path(), "sub", "-p", port, "-V", vflag(version)] + list(args))
+    """tern sub in the background, with -d so wait_subscribed() can see its SUBACK."""
+    proc = spawn([tern_path(), "sub", "-d", "-p", port, "-V", vflag(version)] + list(args))
+    proc.tern_debug = True
+    proc.early_err = b""
+    return proc
 
 
 def ok(res, what="tern"):
@@ -150,7 +168,7 @@ def test_tern_pub_to_mosquitto_sub(version):
         for qos in (0, 1, 2):
             sub = spawn(["mosquitto_sub", "-p", m.port, "-V", vflag(version), "-t", "a/#",
                          "-q", "2", "-C", "1", "-F", "%t|%q|%p"])
-            wait_subscribed(m.port, "a/x")
+            wait_subscribed(sub)
             ok(tern("pub", "-p", m.port, "-V", vflag(version), "-t", "a/x", "-q", qos,
                     "-m", "hello %d" % qos))
             rc, out, err = finish(sub)
@@ -164,7 +182,7 @@ def test_mosquitto_pub_to_tern_sub(version):
     with Mosquitto() as m:
         for qos in (0, 1, 2):
             sub = tern_sub(m.port, "-t", "b/#", "-q", "2", "-C", "1", "-v", version=version)
-            wait_subscribed(m.port, "b/y")
+            wait_subscribed(sub)
             subprocess.run(["mosquitto_pub", "-p", str(m.port), "-V", vflag(version), "-t",
                             "b/y", "-q", str(qos), "-m", "msg%d" % qos], check=True, timeout=10)
             rc, out, err = finish(sub)
@@ -177,7 +195,7 @@ def test_tern_to_tern_all_qos(version):
     with Mosquitto() as m:
         sub = tern_sub(m.port, "-t", "c/#", "-q", "2", "-C", "3", "-F", "%t %q %r %p",
                        version=version)
-        wait_subscribed(m.port, "c")
+        wait_subscribed(sub)
         for qos in (0, 1, 2):
             ok(tern("pub", "-p", m.port, "-V", vflag(version), "-t", "c/%d" % qos, "-q", qos,
                     "-m", "v%d" % qos))
@@ -198,7 +216,7 @@ def test_binary_file_roundtrip_exact(version):
         f.flush()
         # tern -> tern, -N keeps the bytes exact
         sub = tern_sub(m.port, "-t", "bin", "-C", "1", "-N", "-q", "1", version=version)
-        wait_subscribed(m.port, "bin")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", m.port, "-V", vflag(version), "-t", "bin", "-f", f.name, "-q", 1))
         rc, out, err = finish(sub)
         eq(rc, 0, "exit")
@@ -206,7 +224,7 @@ def test_binary_file_roundtrip_exact(version):
         # tern -> mosquitto_sub
         if shutil.which("mosquitto_sub"):
             sub = spawn(["mosquitto_sub", "-p", m.port, "-t", "bin", "-C", "1", "-N"])
-            wait_subscribed(m.port, "bin")
+            wait_subscribed(sub)
             ok(tern("pub", "-p", m.port, "-V", vflag(version), "-t", "bin", "-f", f.name))
             rc, out, err = finish(sub)
             eq(out, BINARY, "payload bytes seen by mosquitto_sub")
@@ -219,14 +237,14 @@ def test_hex_output_matches_xxd():
         f.flush()
         want = subprocess.run(["xxd", f.name], capture_output=True, check=True).stdout
         sub = tern_sub(m.port, "-t", "hx", "-C", "1", "--hex")
-        wait_subscribed(m.port, "hx")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", m.port, "-t", "hx", "-f", f.name))
         rc, out, err = finish(sub)
         eq(rc, 0, "exit")
         eq(out, want, "--hex output vs xxd")
         # with -v the topic and length come first
         sub = tern_sub(m.port, "-t", "hx", "-C", "1", "--hex", "-v")
-        wait_subscribed(m.port, "hx")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", m.port, "-t", "hx", "-m", "hi"))
         rc, out, err = finish(sub)
         eq(out, b"hx (2 bytes)\n00000000: 6869                                     hi\n",
@@ -237,7 +255,7 @@ def test_hex_output_matches_xxd():
 def test_json_output(version):
     with Mosquitto() as m:
         sub = tern_sub(m.port, "-t", "j/#", "-C", "2", "--json", "-q", "1", version=version)
-        wait_subscribed(m.port, "j")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", m.port, "-V", vflag(version), "-t", "j/text", "-m", "héllo \"q\"\n",
                 "-q", "1"))
         ok(tern("pub", "-p", m.port, "-V", vflag(version), "-t", "j/bin", "--hex-input",
@@ -259,7 +277,7 @@ def test_json_output(version):
 def test_json_properties_v5():
     with Mosquitto() as m:
         sub = tern_sub(m.port, "-t", "p", "-C", "1", "--json", version=5)
-        wait_subscribed(m.port, "p")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", m.port, "-t", "p", "-m", "x", "-D", "publish", "user-property",
                 "k", "v1", "-D", "publish", "user-property", "k", "v2", "-D", "publish",
                 "content-type", "text/plain", "-D", "publish", "correlation-data", "abc"))
@@ -276,7 +294,7 @@ def test_hex_input_prefixless():
         f.write(b"de ad be ef 00 0a\n")
         f.flush()
         sub = tern_sub(m.port, "-t", "h", "-C", "2", "-F", "%x")
-        wait_subscribed(m.port, "h")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", m.port, "-t", "h", "--hex-input", "-m", "0x48,0x00,0x49"))
         ok(tern("pub", "-p", m.port, "-t", "h", "--hex-input", "-f", f.name))
         rc, out, err = finish(sub)
@@ -289,7 +307,7 @@ def test_hex_input_prefixless():
 def test_escapes_input():
     with Mosquitto() as m:
         sub = tern_sub(m.port, "-t", "esc", "-C", "2", "-F", "%x")
-        wait_subscribed(m.port, "esc")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", m.port, "-t", "esc", "--escapes", "-m", "A\\x00\\xff\\n\\\\"))
         ok(tern("pub", "-p", m.port, "-t", "esc", "-m", "A\\x00"))
         rc, out, err = finish(sub)
@@ -315,7 +333,8 @@ def test_formats_identical_to_mosquitto_sub():
             mine = tern_sub(m.port, "-t", "f/#", "-C", "2", "-F", fmt, version=5)
             theirs = spawn(["mosquitto_sub", "-p", m.port, "-V", "mqttv5", "-t", "f/#", "-C", "2",
                             "-F", fmt])
-            wait_subscribed(m.port, "f")
+            wait_subscribed(mine)
+            wait_subscribed(theirs)
             subprocess.run(["mosquitto_pub", "-p", str(m.port), "-V", "mqttv5", "-t",
                             "f/topic-long", "-m", "ab\tc", "-D", "publish", "content-type", "ct",
                             "-D", "publish", "response-topic", "rt", "-D", "publish",
@@ -337,7 +356,8 @@ def test_plain_and_verbose_output_identical_to_mosquitto_sub():
         for mode in ([], ["-v"], ["-v", "-N"]):
             mine = tern_sub(m.port, "-t", "pv/#", "-C", "3", *mode)
             theirs = spawn(["mosquitto_sub", "-p", m.port, "-t", "pv/#", "-C", "3"] + mode)
-            wait_subscribed(m.port, "pv")
+            wait_subscribed(mine)
+            wait_subscribed(theirs)
             ok(tern("pub", "-p", m.port, "-t", "pv/a", "-m", "text"))
             ok(tern("pub", "-p", m.port, "-t", "pv/b", "-n"))
             ok(tern("pub", "-p", m.port, "-t", "pv/c", "-m", "x y"))
@@ -349,7 +369,7 @@ def test_plain_and_verbose_output_identical_to_mosquitto_sub():
 def test_format_j_fields():
     with Mosquitto() as m:
         sub = tern_sub(m.port, "-t", "jj", "-C", "2", "-F", "%j", "-q", "1")
-        wait_subscribed(m.port, "jj")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", m.port, "-t", "jj", "-m", 'say "hi"', "-q", "1"))
         ok(tern("pub", "-p", m.port, "-t", "jj", "-m", '{"t":21.5}'))
         rc, out, err = finish(sub)
@@ -358,7 +378,7 @@ def test_format_j_fields():
            ("jj", 1, 0, 8, 'say "hi"'), "%j fields")
         check("mid" in a and "tst" in a, "mid and tst present")
         sub = tern_sub(m.port, "-t", "jj", "-C", "1", "-F", "%J")
-        wait_subscribed(m.port, "jj")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", m.port, "-t", "jj", "-m", '{"t":21.5}'))
         rc, out, err = finish(sub)
         eq(json.loads(out)["payload"], {"t": 21.5}, "%J embeds the JSON payload")
@@ -390,7 +410,8 @@ def test_will_on_kill(version):
         victim = tern_sub(m.port, "-t", "nothing", "--will-topic", "will/t", "--will-payload",
                           "gone", "--will-qos", "1", "-k", "5", "-i", "victim%d" % version,
                           version=version)
-        time.sleep(0.6)
+        wait_subscribed(watcher)
+        wait_subscribed(victim)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         rc, out, err = finish(watcher)
@@ -402,7 +423,8 @@ def test_will_not_sent_on_clean_exit():
         watcher = tern_sub(m.port, "-t", "will/c", "-W", "2")
         res_sub = tern_sub(m.port, "-t", "x", "--will-topic", "will/c", "--will-payload", "bad",
                            "-C", "1")
-        time.sleep(0.5)
+        wait_subscribed(watcher)
+        wait_subscribed(res_sub)
         ok(tern("pub", "-p", m.port, "-t", "x", "-m", "1"))
         rc, out, err = finish(res_sub)
         eq(rc, 0, "subscriber exits after -C 1")
@@ -413,7 +435,7 @@ def test_will_not_sent_on_clean_exit():
 def test_count_exit():
     with Mosquitto() as m:
         sub = tern_sub(m.port, "-t", "cnt", "-C", "2")
-        wait_subscribed(m.port, "cnt")
+        wait_subscribed(sub)
         for i in range(4):
             ok(tern("pub", "-p", m.port, "-t", "cnt", "-m", str(i)))
         rc, out, err = finish(sub)
@@ -433,7 +455,7 @@ def test_timeout_exit_code():
 def test_filter_out_and_unsubscribe():
     with Mosquitto() as m:
         sub = tern_sub(m.port, "-t", "ft/#", "-T", "ft/skip/#", "-C", "1", "-v")
-        wait_subscribed(m.port, "ft")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", m.port, "-t", "ft/skip/a", "-m", "no"))
         ok(tern("pub", "-p", m.port, "-t", "ft/ok", "-m", "yes"))
         rc, out, err = finish(sub)
@@ -443,7 +465,7 @@ def test_filter_out_and_unsubscribe():
 def test_stdin_lines():
     with Mosquitto() as m:
         sub = tern_sub(m.port, "-t", "ln", "-C", "4", "-F", "[%p]", "-q", "1")
-        wait_subscribed(m.port, "ln")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", m.port, "-t", "ln", "-l", "-q", "1", stdin=b"one\ntwo\n\nlast"))
         rc, out, err = finish(sub)
         eq(out, b"[one]\n[two]\n[]\n[last]\n", "one message per line")
@@ -452,7 +474,7 @@ def test_stdin_lines():
 def test_stdin_file_and_repeat():
     with Mosquitto() as m:
         sub = tern_sub(m.port, "-t", "sf", "-C", "3", "-N", "-F", "<%p>")
-        wait_subscribed(m.port, "sf")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", m.port, "-t", "sf", "-s", "--repeat", "3", stdin=b"a\x00b\n"))
         rc, out, err = finish(sub)
         eq(out, b"<a\x00b\n>" * 3, "stdin payload repeated")
@@ -464,7 +486,7 @@ def test_large_payload_10mb():
         f.write(data)
         f.flush()
         sub = tern_sub(m.port, "-t", "big", "-C", "1", "-N", "-q", "1")
-        wait_subscribed(m.port, "big")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", m.port, "-t", "big", "-f", f.name, "-q", "1"))
         rc, out, err = finish(sub, timeout=40)
         eq(rc, 0, "exit")
@@ -487,7 +509,7 @@ def test_persistent_session(version):
 def test_unsubscribe_option():
     with Mosquitto() as m:
         sub = tern_sub(m.port, "-t", "un/#", "-t", "keep", "-U", "un/#", "-C", "1", "-v")
-        wait_subscribed(m.port, "un")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", m.port, "-t", "un/a", "-m", "dropped"))
         ok(tern("pub", "-p", m.port, "-t", "keep", "-m", "kept"))
         rc, out, err = finish(sub)
@@ -499,7 +521,7 @@ def test_retained_only_and_remove_retained():
         for t in ("ro/1", "ro/2"):
             ok(tern("pub", "-p", m.port, "-t", t, "-m", t, "-r", "-q", "1"))
         sub = tern_sub(m.port, "-t", "ro/#", "--retained-only", "-v")
-        wait_subscribed(m.port, "ro")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", m.port, "-t", "ro/3", "-m", "fresh"))
         rc, out, err = finish(sub)
         eq((rc, sorted(out.splitlines())), (0, [b"ro/1 ro/1", b"ro/2 ro/2"]),
@@ -516,7 +538,8 @@ def test_will_with_v5_properties():
         victim = tern_sub(m.port, "-t", "x", "--will-topic", "wp", "--will-payload", "bye",
                           "-D", "will", "user-property", "why", "crash", "-D", "will",
                           "content-type", "text/plain", version=5)
-        time.sleep(0.6)
+        wait_subscribed(watcher)
+        wait_subscribed(victim)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         rc, out, err = finish(watcher)
@@ -624,7 +647,7 @@ def test_sub_reconnects_and_resubscribes():
     m = Mosquitto(port=port).start()
     try:
         sub = tern_sub(port, "-t", "rc/#", "-C", "2", "-q", "1", "-v")
-        wait_subscribed(port, "rc")
+        wait_subscribed(sub)
         ok(tern("pub", "-p", port, "-t", "rc/a", "-m", "before", "-q", "1"))
         m.stop()
         time.sleep(0.3)
@@ -653,7 +676,7 @@ def test_broker_restart_persistent_session_qos12():
     try:
         sub = tern_sub(port, "-c", "-i", "restart-sub", "-q", "2", "-t", "rs/#", "-C", "6",
                        "-F", "%t %p")
-        wait_subscribed(port, "rs")
+        wait_subscribed(sub)
         for i, q in enumerate((1, 2, 1)):
             ok(tern("pub", "-p", port, "-t", "rs/%d" % i, "-q", q, "-m", "m%d" % i))
         time.sleep(0.3)
@@ -817,7 +840,7 @@ def test_unsupported_transport_and_usage_errors():
 def test_url_option():
     with Mosquitto() as m:
         sub = spawn([tern_path(), "sub", "-L", "mqtt://127.0.0.1:%d/u/t" % m.port, "-C", "1"])
-        wait_subscribed(m.port, "u/t")
+        wait_subscribed(sub)
         ok(tern("pub", "-L", "mqtt://127.0.0.1:%d/u/t" % m.port, "-m", "via-url"))
         rc, out, err = finish(sub)
         eq(out, b"via-url\n", "-L topic and port")
