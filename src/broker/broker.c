@@ -34,6 +34,7 @@
 
 #define ACCEPTS_PER_EVENT 64
 #define HOUSEKEEPING_MS   10000u
+#define ACCEPT_PAUSE_MS   200u
 
 struct tern_broker *tern__broker;
 static _Thread_local struct tern_worker *current_worker;
@@ -184,9 +185,14 @@ void tern__worker_adopt(struct tern_worker *w, int fd, const char *peer, struct 
     tern_loop_send(w->loop, &a->msg, adopt_msg);
 }
 
+static void resume_accept(struct tern_loop *loop, struct tern_timer *t)
+{
+    struct tern_listener *l = tern_container_of(t, struct tern_listener, pause_timer);
+    (void)tern_loop_mod_fd(loop, l->fd, TERN_LOOP_READ);
+}
+
 static void on_listen(struct tern_loop *loop, int fd, unsigned events, void *ud)
 {
-    (void)loop;
     (void)events;
     struct tern_listener *l = ud;
     struct tern_broker *b = tern__broker;
@@ -197,9 +203,20 @@ static void on_listen(struct tern_loop *loop, int fd, unsigned events, void *ud)
         if (rc == TERN_EAGAIN) {
             return;
         }
+        if (rc == TERN_EOVERFLOW) {
+            /* Out of descriptors: the listener stays readable (level-triggered), so stop
+             * watching it for a while instead of spinning. */
+            tern_log(TERN_LOG_WARNING,
+                     "accept on port %u: out of file descriptors, pausing "
+                     "for %u ms",
+                     (unsigned)l->port, ACCEPT_PAUSE_MS);
+            (void)tern_loop_mod_fd(loop, fd, 0);
+            (void)tern_loop_timer_after(loop, &l->pause_timer, ACCEPT_PAUSE_MS, resume_accept);
+            return;
+        }
         if (rc != TERN_OK) {
             tern_log(TERN_LOG_WARNING, "accept on port %u failed: %s", (unsigned)l->port,
-                     rc == TERN_EOVERFLOW ? "out of file descriptors" : strerror(errno));
+                     strerror(errno));
             return;
         }
         unsigned n = atomic_fetch_add(&b->next_worker, 1) % b->nworkers;
@@ -259,6 +276,9 @@ static void worker_shutdown(struct tern_worker *w)
     tern__worker_free_stimers(w);
     tern_loop_timer_stop(w->loop, &w->sys_timer);
     tern_loop_timer_stop(w->loop, &w->house_timer);
+    for (size_t j = 0; w->id == 0 && j < w->broker->nlisteners; j++) {
+        tern_loop_timer_stop(w->loop, &w->broker->listeners[j].pause_timer);
+    }
     tern_loop_hook_remove(w->loop, &w->flush_hook);
 }
 

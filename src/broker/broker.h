@@ -55,6 +55,7 @@ struct tern_listener {
     uint16_t port;
     const struct tern_listener_config *cfg;
     _Atomic long nconns;
+    struct tern_timer pause_timer; /* worker 0: accepting paused after EMFILE/ENFILE */
 };
 
 /* Counters for $SYS; relaxed atomics, updated from every worker. */

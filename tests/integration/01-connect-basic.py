@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """CONNECT and CONNACK (MQTT 3.1.1 section 3.1/3.2, MQTT 5.0 section 3.1/3.2)."""
 
+import os
 import socket
 import time
 
@@ -224,3 +225,58 @@ def test_max_connections(version):
         c4.send(b"\xc0\x00")
         c4.expect(PINGRESP)
         c2.close()
+
+
+def test_out_of_file_descriptors_pauses_accept():
+    """With the descriptor limit reached the broker pauses accepting (no busy loop) and
+    serves new clients again once descriptors are free."""
+    import resource
+    import subprocess
+    import tempfile
+    from ternlib import free_port, ternd_path
+    port = free_port()
+    conf = os.path.join(tempfile.mkdtemp(prefix="ternd-emfile-"), "t.conf")
+    with open(conf, "w") as f:
+        f.write("listener %d 127.0.0.1\nallow_anonymous true\nthreads 1\n" % port)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+
+    p = subprocess.Popen([ternd_path(), "-c", conf], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, preexec_fn=limit)
+    socks = []
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                check(time.monotonic() < deadline, "ternd did not start")
+                time.sleep(0.05)
+        for _ in range(80):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(0.3)
+
+        def cpu():
+            with open("/proc/%d/stat" % p.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime + stime, clock ticks
+
+        c0 = cpu()
+        time.sleep(1.0)
+        used = cpu() - c0
+        check(used < os.sysconf("SC_CLK_TCK") * 0.5, "broker spun: %d ticks in 1 s" % used)
+        for s in socks:
+            s.close()
+        socks = []
+        time.sleep(0.5)
+        c = client(port, "after")
+        c.send(b"\xc0\x00")
+        c.expect(PINGRESP)
+        c.close()
+    finally:
+        for s in socks:
+            s.close()
+        p.terminate()
+        p.wait(timeout=10)
