@@ -130,16 +130,19 @@ def wait_subscribed(proc):
     if not getattr(proc, "tern_debug", False):
         time.sleep(0.4)
         return
+    # Raw reads on the fd: a buffered readline() could hold the line we wait for in Python's
+    # buffer while select() reports the pipe empty.
+    fd = proc.stderr.fileno()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        r, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+        r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
         if not r:
             break
-        line = proc.stderr.readline()
-        if not line:
+        chunk = os.read(fd, 65536)
+        if not chunk:
             break
-        proc.early_err += line
-        if b"subscribed (packet id" in line:
+        proc.early_err += chunk
+        if b"subscribed (packet id" in proc.early_err:
             return
     raise ternlib.TestFailure("subscriber not subscribed: %r" % proc.early_err)
 
