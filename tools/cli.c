@@ -688,6 +688,10 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
         cli_err(o, "Error: give only one of -F, --hex, --json.");
         return 1;
     }
+    if (o->password != NULL && o->username == NULL && o->version != 5) {
+        cli_err(o, "Warning: Not using password since username not set.");
+        o->password = NULL;
+    }
     if (o->no_clean && o->id == NULL && o->id_prefix == NULL) {
         cli_err(o, "Error: -c needs a client id (-i or -I): a persistent session is found again "
                    "by its client id.");

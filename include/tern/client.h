@@ -139,7 +139,7 @@ struct tern_client_options {
     bool clean_start;     /* default true (Clean Session in 3.x) */
     uint16_t keepalive;   /* seconds, default 60; 0 disables PINGREQ */
     const char *username; /* NULL: none */
-    const void *password; /* NULL: none; binary, password_len bytes */
+    const void *password; /* NULL: none; binary, password_len bytes; 3.x needs a username */
     size_t password_len;
     /* Last will: sent when will_topic != NULL. Payload binary. */
     const char *will_topic;

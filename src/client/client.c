@@ -1396,6 +1396,9 @@ static int copy_options(struct tern_client *c, const struct tern_client_options 
         return TERN_ENOMEM;
     }
     if (o->password != NULL) {
+        if (o->username == NULL && c->version != TERN_MQTT_5) {
+            return TERN_EINVAL; /* 3.x has no password without a user name */
+        }
         c->has_password = true;
         c->password_len = o->password_len;
         if (o->password_len > 0 && (c->password = memdup(o->password, o->password_len)) == NULL) {

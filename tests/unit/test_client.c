@@ -175,6 +175,11 @@ static void test_options(void)
     o.url = NULL;
     o.version = 6;
     CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL);
+    o.version = 4;
+    o.password = "secret";
+    o.password_len = 6;
+    CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL); /* 3.x: no password without user name */
+    o.password = NULL;
     o.version = 3;
     o.client_id = "this-id-is-longer-than-23-characters";
     CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL);
