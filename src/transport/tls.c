@@ -122,28 +122,25 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errl
  */
 static void ssl_errors(char *buf, size_t len)
 {
-    unsigned long first = 0;
-    const char *data = NULL;
-    int flags = 0;
+    bool have = false;
     unsigned long e;
-    const char *d;
-    int fl;
-    while ((e = ERR_get_error_all(NULL, NULL, NULL, &d, &fl)) != 0) {
-        if (first == 0) {
-            first = e;
-            data = (fl & ERR_TXT_STRING) && d && *d ? d : NULL;
-            flags = fl;
-            /* `data` stays valid only until the next ERR call: copy now. */
-            const char *reason = ERR_reason_error_string(e);
-            if (reason) {
-                snprintf(buf, len, "%s%s%s", reason, data ? " " : "", data ? data : "");
-            } else {
-                ERR_error_string_n(e, buf, len);
-            }
+    const char *data;
+    int flags;
+    while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0) {
+        if (have) {
+            continue; /* drain the rest */
+        }
+        have = true;
+        /* `data` is valid only until the next ERR call: format now. */
+        bool text = (flags & ERR_TXT_STRING) && data && *data;
+        const char *reason = ERR_reason_error_string(e);
+        if (reason) {
+            snprintf(buf, len, "%s%s%s", reason, text ? " " : "", text ? data : "");
+        } else {
+            ERR_error_string_n(e, buf, len);
         }
     }
-    (void)flags;
-    if (first == 0) {
+    if (!have) {
         snprintf(buf, len, "unknown TLS error");
     }
 }
