@@ -954,7 +954,22 @@ static const char *v3_text(int code)
 int cli_connect(struct cli *o, struct tern_client *c)
 {
     uint8_t reason = 0;
-    int r = tern_client_connect_wait(c, -1, &reason);
+    int r;
+    /* Wait in slices so SIGINT / SIGTERM end a connect that hangs (e.g. SYNs dropped). The
+     * client's own connect timeout still applies: when it gives up, the wait reports it. */
+    for (;;) {
+        r = tern_client_connect_wait(c, 250, &reason);
+        if (r != TERN_ETIMEDOUT) {
+            break;
+        }
+        if (cli_stop) {
+            cli_err(o, "Interrupted while connecting.");
+            return 1;
+        }
+        if (tern_client_fd(c) < 0 && tern_client_timeout_ms(c) < 0) {
+            break; /* the attempt itself timed out */
+        }
+    }
     if (r == TERN_OK) {
         return 0;
     }

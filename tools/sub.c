@@ -18,6 +18,7 @@ struct sub {
     struct tern_client *c;
     long printed;
     bool done;
+    bool up; /* connected once: from then on connection problems are reported here */
 };
 
 static bool filtered_out(struct cli *o, const struct tern_message *m)
@@ -64,7 +65,7 @@ static void on_disconnect(struct tern_client *c, int err, uint8_t reason, bool r
 {
     (void)c;
     struct sub *s = userdata;
-    if (err != TERN_OK && !s->done) {
+    if (err != TERN_OK && !s->done && s->up) {
         if (reason != 0) {
             cli_err(s->o, "%s: %s (%s)", reconnecting ? "Connection lost, reconnecting" : "Error",
                     tern_strerror(err), tern_reason_string(reason));
@@ -93,7 +94,7 @@ int cli_sub(int argc, char **argv)
     cli_signals();
     struct tern_client *c = NULL;
     rc = cli_client_new(&o, &c);
-    struct sub st = {&o, c, 0, false};
+    struct sub st = {&o, c, 0, false, false};
     if (rc == 0) {
         struct tern_client_callbacks cb;
         memset(&cb, 0, sizeof(cb));
@@ -104,6 +105,7 @@ int cli_sub(int argc, char **argv)
         }
         tern_client_set_callbacks(c, &cb, &st);
         rc = cli_connect(&o, c);
+        st.up = rc == 0;
     }
     uint64_t deadline = o.timeout > 0 ? tern_time_mono_ms() + (uint64_t)o.timeout * 1000u : 0;
     if (rc == 0 && o.ntopics > 0) {
