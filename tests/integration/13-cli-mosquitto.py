@@ -353,6 +353,22 @@ def test_formats_identical_to_mosquitto_sub():
             ok(tern("pub", "-p", m.port, "-t", "f/x", "-n", "-r"))
 
 
+def test_message_id_formats_identical_to_mosquitto_sub():
+    need("mosquitto_sub")
+    fmt = "%m|%5m|%-5m|%05m|%q|%l|%X"
+    with Mosquitto() as m:
+        mine = tern_sub(m.port, "-t", "mid", "-C", "3", "-q", "1", "-F", fmt)
+        theirs = spawn(["mosquitto_sub", "-p", m.port, "-t", "mid", "-C", "3", "-q", "1", "-F",
+                        fmt])
+        wait_subscribed(mine)
+        wait_subscribed(theirs)
+        for i in range(3):
+            ok(tern("pub", "-p", m.port, "-t", "mid", "-q", "1", "-m", "v%d" % i))
+        rc1, out1, err1 = finish(mine)
+        rc2, out2, err2 = finish(theirs)
+        eq(out1, out2, "output for -F %r" % fmt)
+
+
 def test_plain_and_verbose_output_identical_to_mosquitto_sub():
     need("mosquitto_sub")
     with Mosquitto() as m:
