@@ -133,7 +133,8 @@ static void ssl_errors(char *buf, size_t len)
         have = true;
         /* `data` is valid only until the next ERR call: format now. */
         bool text = (flags & ERR_TXT_STRING) && data && *data;
-        const char *reason = ERR_reason_error_string(e);
+        const char *reason =
+            ERR_SYSTEM_ERROR(e) ? strerror(ERR_GET_REASON(e)) : ERR_reason_error_string(e);
         if (reason) {
             snprintf(buf, len, "%s%s%s", reason, text ? " " : "", text ? data : "");
         } else {
@@ -709,9 +710,8 @@ static int ctx_build(struct tern_tls_ctx *ctx, char *err, size_t errlen)
             return TERN_ECONFIG;
         }
         if (SSL_CTX_check_private_key(c) != 1) {
-            ssl_errors(why, sizeof why);
-            set_err(err, errlen, "keyfile %s does not match certfile %s: %s", o->keyfile,
-                    o->certfile, why);
+            ERR_clear_error(); /* OpenSSL's reason here ("no certificate assigned") misleads */
+            set_err(err, errlen, "keyfile %s does not match certfile %s", o->keyfile, o->certfile);
             return TERN_ECONFIG;
         }
         if (o->chainfile && (rc = load_chain(c, o->chainfile, err, errlen)) != TERN_OK) {

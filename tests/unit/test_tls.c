@@ -20,12 +20,16 @@
 #include "transport/tls.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define WAIT_MS   10000
@@ -196,7 +200,7 @@ struct conn {
     /* TLS records seen from the server to the client. */
     unsigned char hdr[5];
     size_t hdr_have, body_left;
-    size_t records, app_records, max_app_payload;
+    size_t records, app_records, max_app_payload, max_payload;
 };
 
 /*
@@ -260,6 +264,9 @@ static void parse_records(struct conn *k, const unsigned char *p, size_t n)
             if (k->hdr_have == 5) {
                 k->body_left = (size_t)k->hdr[3] << 8 | k->hdr[4];
                 k->records++;
+                if (k->body_left > k->max_payload) {
+                    k->max_payload = k->body_left;
+                }
                 if (k->hdr[0] == 23) { /* application_data (all of TLS 1.3 after hello) */
                     k->app_records++;
                     if (k->body_left > k->max_app_payload) {
@@ -932,7 +939,7 @@ static size_t record_sizes(struct tern_tls_options *so, struct tern_tls_options 
         send_recv(&k, false, data, n);
         /* The proxy may still hold the tail; it has parsed everything it forwarded. */
         *records = k.app_records - before;
-        max = k.max_app_payload;
+        max = k.max_payload; /* every record, handshake ones included */
         tern_free(data);
         conn_close(&k);
     }
@@ -1584,6 +1591,211 @@ static void test_alloc_failures(void)
     tern_tls_ctx_unref(cctx);
 }
 
+/* ---- interop: OpenSSL's own client against a Tern server stream ---------------------------- */
+
+extern char **environ;
+
+/*
+ * Run `openssl s_client` (common arguments + `extra`) against one server stream made from
+ * `sctx`: it sends "ping\n", the server answers "pong from tern\n" and closes with
+ * close_notify. What s_client printed goes to `out`; the server's view of the max fragment
+ * length, ALPN and client CN to the other outputs. False when the exchange did not complete.
+ */
+static bool s_client_case(struct tern_tls_ctx *sctx, const char *const *extra, char *out,
+                          size_t outlen, unsigned *mfl, char *alpn, size_t alpnlen, char *cn,
+                          size_t cnlen)
+{
+    int lfd;
+    uint16_t port;
+    if (tern_net_listen_tcp("127.0.0.1", 0, 4, 0, &lfd, &port) != TERN_OK) {
+        CHECK(!"listen");
+        return false;
+    }
+    char connect[32];
+    snprintf(connect, sizeof connect, "127.0.0.1:%u", (unsigned)port);
+    const char *argv[32] = {"openssl", "s_client",     "-connect",
+                            connect,   "-servername",  "localhost",
+                            "-CAfile", cert("ca.crt"), "-verify_return_error",
+                            "-quiet"};
+    int argc = 10;
+    for (int i = 0; extra[i] && argc < 31; i++) {
+        argv[argc++] = extra[i];
+    }
+    argv[argc] = NULL;
+    int in[2], outp[2];
+    CHECK_EQ(pipe(in), 0);
+    CHECK_EQ(pipe(outp), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
+    posix_spawn_file_actions_addclose(&fa, in[1]);
+    posix_spawn_file_actions_addclose(&fa, outp[0]);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    int sr = posix_spawnp(&pid, "openssl", &fa, NULL, (char *const *)(uintptr_t)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(in[0]);
+    close(outp[1]);
+    CHECK_EQ(sr, 0);
+    bool ok = sr == 0;
+    if (ok) {
+        ssize_t w = write(in[1], "ping\n", 5);
+        CHECK_EQ(w, 5);
+    }
+    close(in[1]);
+
+    struct tern_stream *s = NULL;
+    int fd = -1;
+    for (int i = 0; ok && i < 100 && fd < 0; i++) {
+        struct pollfd p = {.fd = lfd, .events = POLLIN};
+        poll(&p, 1, WAIT_MS);
+        if (tern_net_accept(lfd, &fd, NULL, 0) != TERN_OK) {
+            fd = -1;
+        }
+    }
+    close(lfd);
+    ok = ok && fd >= 0;
+    struct tern_stream *tcp = NULL;
+    if (ok) {
+        CHECK_ERR(tern_stream_socket_new(fd, NULL, &tcp), TERN_OK);
+        CHECK_ERR(tern_tls_stream_new_server(sctx, tcp, &s), TERN_OK);
+        ok = s != NULL;
+    }
+    char got[16];
+    size_t have = 0;
+    bool replied = false, shut = false;
+    size_t outhave = 0;
+    bool child_eof = false;
+    for (int i = 0; ok && i < 1000 && !child_eof; i++) {
+        if (have < 5) {
+            ssize_t r = tern_stream_read(s, got + have, 5 - have);
+            if (r > 0) {
+                have += (size_t)r;
+            } else if (r != TERN_EAGAIN) {
+                CHECK_ERR(r, TERN_OK);
+                fprintf(stderr, "  server: %s\n", tern_tls_stream_error(s));
+                ok = false;
+                break;
+            }
+        }
+        if (have == 5 && !replied) {
+            CHECK_MEM(got, "ping\n", 5);
+            *mfl = tern_tls_stream_max_fragment_length(s);
+            const char *a = tern_tls_stream_alpn(s);
+            snprintf(alpn, alpnlen, "%s", a ? a : "");
+            if (tern_tls_stream_peer_cn(s, cn, cnlen) != TERN_OK) {
+                cn[0] = '\0';
+            }
+            CHECK_EQ(tern_stream_write(s, "pong from tern\n", 15), 15);
+            replied = true;
+        }
+        if (replied && !shut) {
+            int r = tern_stream_shutdown(s);
+            shut = r == TERN_OK;
+            if (r != TERN_OK && r != TERN_EAGAIN) {
+                CHECK_ERR(r, TERN_OK);
+                ok = false;
+            }
+        }
+        struct pollfd p[2] = {
+            {.fd = s->fd,
+             .events =
+                 (short)(POLLIN | ((tern_stream_want(s) & TERN_STREAM_WANT_WRITE) ? POLLOUT : 0))},
+            {.fd = outp[0], .events = POLLIN},
+        };
+        int pr = poll(p, 2, WAIT_MS);
+        if (pr <= 0) {
+            CHECK(!"s_client exchange timed out");
+            ok = false;
+            break;
+        }
+        if (p[1].revents) {
+            ssize_t n = read(outp[0], out + outhave, outlen - 1 - outhave);
+            if (n > 0) {
+                outhave += (size_t)n;
+            } else {
+                child_eof = true;
+            }
+        }
+        if (shut && (p[0].revents & POLLIN)) {
+            char sink[64];
+            ssize_t r = tern_stream_read(s, sink, sizeof sink); /* its close_notify */
+            if (r < 0 && r != TERN_EAGAIN) {
+                tern_stream_close(s);
+                s = NULL;
+                for (int j = 0; j < 100 && !child_eof; j++) {
+                    struct pollfd q = {.fd = outp[0], .events = POLLIN};
+                    if (poll(&q, 1, WAIT_MS) <= 0) {
+                        break;
+                    }
+                    ssize_t n = read(outp[0], out + outhave, outlen - 1 - outhave);
+                    if (n > 0) {
+                        outhave += (size_t)n;
+                    } else {
+                        child_eof = true;
+                    }
+                }
+                break;
+            }
+        }
+    }
+    out[outhave] = '\0';
+    tern_stream_close(s);
+    close(outp[0]);
+    if (sr == 0) {
+        int status = 0;
+        pid_t w = 0;
+        for (int i = 0; i < 100 && w == 0; i++) {
+            w = waitpid(pid, &status, WNOHANG);
+            if (w == 0) {
+                struct pollfd none = {.fd = -1};
+                poll(&none, 0, 100);
+            }
+        }
+        if (w == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            CHECK(!"s_client did not exit");
+        }
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    return ok && have == 5 && replied;
+}
+
+static void test_openssl_s_client(void)
+{
+    if (!certs()) {
+        return;
+    }
+    /* TLS 1.3, ECC with chain, ALPN, a 512-byte max fragment length requested by s_client. */
+    struct tern_tls_options so = server_opts("ecc");
+    so.alpn = "mqtt";
+    struct tern_tls_ctx *sctx = make_ctx(&so);
+    char out[256], alpn[32], cn[64];
+    unsigned mfl = 0;
+    static const char *const a1[] = {"-alpn", "mqtt", "-maxfraglen", "512", NULL};
+    if (sctx && s_client_case(sctx, a1, out, sizeof out, &mfl, alpn, sizeof alpn, cn, sizeof cn)) {
+        CHECK(contains(out, "pong from tern\n"));
+        CHECK_EQ(mfl, 512);
+        CHECK(strcmp(alpn, "mqtt") == 0);
+    }
+    tern_tls_ctx_unref(sctx);
+    /* TLS 1.2 with a client certificate. */
+    so = server_opts("rsa");
+    so.require_certificate = true;
+    so.cafile = cert("ca.crt");
+    so.crlfile = cert("crl.pem");
+    sctx = make_ctx(&so);
+    const char *a2[] = {"-tls1_2", "-cert", cert("client.crt"), "-key", cert("client.key"), NULL};
+    if (sctx && s_client_case(sctx, a2, out, sizeof out, &mfl, alpn, sizeof alpn, cn, sizeof cn)) {
+        CHECK(contains(out, "pong from tern\n"));
+        CHECK(strcmp(cn, "client1") == 0);
+        CHECK_EQ(mfl, 0);
+    }
+    tern_tls_ctx_unref(sctx);
+}
+
 static const struct tern_test tests[] = {
     {"tls13_rsa", test_tls13_rsa},
     {"tls12_rsa", test_tls12_rsa},
@@ -1605,6 +1817,7 @@ static const struct tern_test tests[] = {
     {"options", test_options},
     {"loop_echo", test_loop_echo},
     {"alloc_failures", test_alloc_failures},
+    {"openssl_s_client", test_openssl_s_client},
     {NULL, NULL},
 };
 
