@@ -877,3 +877,23 @@ def test_help():
         eq(res.returncode, 0, "tern %s --help" % cmd)
         for fl in flags:
             check(fl in res.stdout, "tern %s --help mentions %r" % (cmd, fl))
+
+
+def test_man_pages_cover_help():
+    """Every option `tern CMD --help` lists is documented in tools/man/tern-CMD.1."""
+    need("man")
+    import re
+    for cmd in ("pub", "sub", "rr"):
+        page = os.path.join(ternlib.ROOT, "tools", "man", "tern-%s.1" % cmd)
+        env = dict(os.environ, MANWIDTH="300", MANPAGER="cat", PAGER="cat")
+        text = subprocess.run(["man", "-l", page], capture_output=True, env=env,
+                              timeout=30).stdout.decode()
+        check("tern %s" % cmd in text, "man page for %s renders" % cmd)
+        help_text = tern(cmd, "--help").stdout.decode()
+        opts = set(re.findall(r"^ {2}(-{1,2}[A-Za-z][\w-]*)", help_text, re.M))
+        opts |= set(re.findall(r", (--[a-z][\w-]*)", help_text))
+        check(len(opts) > 15, "options found in help: %r" % sorted(opts))
+        missing = sorted(o for o in opts if not re.search(r"(?<![\w-])%s(?![\w-])" %
+                                                          re.escape(o), text))
+        eq(missing, [], "options of tern %s --help missing from its man page" % cmd)
+

@@ -71,7 +71,7 @@ def _wrap(fn):
 # Tests that start no broker add nothing when run twice.
 _NO_BROKER = {"test_keepalive_and_ping_timeout", "test_connection_refused",
               "test_unsupported_transport_and_usage_errors", "test_help",
-              "test_not_an_mqtt_server"}
+              "test_not_an_mqtt_server", "test_man_pages_cover_help"}
 
 for _name, _fn in inspect.getmembers(base, inspect.isfunction):
     if (_name.startswith("test_") and _fn.__module__ == base.__name__
