@@ -185,6 +185,84 @@ static void small_buffers(int fd)
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
 }
 
+/*
+ * A wrapper below TLS that moves at most a few bytes per call and refuses every third call
+ * with TERN_EAGAIN, so OpenSSL sees short reads and writes everywhere (records split across
+ * reads, ciphertext taken a byte at a time). Used when `trickle_mode` is set.
+ */
+struct trickle {
+    struct tern_stream base;
+    unsigned calls;
+};
+
+static bool trickle_mode;
+
+static size_t trickle_len(struct trickle *t, size_t len)
+{
+    size_t max = 1 + t->calls % 5;
+    return len < max ? len : max;
+}
+
+static ssize_t trickle_read(struct tern_stream *s, void *buf, size_t len)
+{
+    struct trickle *t = (struct trickle *)s;
+    if (++t->calls % 3 == 0) {
+        return TERN_EAGAIN;
+    }
+    return tern_stream_read(s->inner, buf, trickle_len(t, len));
+}
+
+static ssize_t trickle_writev(struct tern_stream *s, const struct iovec *iov, int iovcnt)
+{
+    struct trickle *t = (struct trickle *)s;
+    (void)iovcnt;
+    if (++t->calls % 3 == 0) {
+        return TERN_EAGAIN;
+    }
+    return tern_stream_write(s->inner, iov[0].iov_base, trickle_len(t, iov[0].iov_len));
+}
+
+static int trickle_shutdown(struct tern_stream *s)
+{
+    return tern_stream_shutdown(s->inner);
+}
+
+static void trickle_close(struct tern_stream *s)
+{
+    tern_stream_close(s->inner);
+    tern_free(s);
+}
+
+static const char *trickle_peer(struct tern_stream *s)
+{
+    return tern_stream_peer_name(s->inner);
+}
+
+static const struct tern_stream_ops trickle_ops = {
+    .name = "trickle",
+    .read = trickle_read,
+    .writev = trickle_writev,
+    .shutdown = trickle_shutdown,
+    .close = trickle_close,
+    .peer_name = trickle_peer,
+};
+
+static struct tern_stream *maybe_trickle(struct tern_stream *inner)
+{
+    if (!trickle_mode || !inner) {
+        return inner;
+    }
+    struct trickle *t = tern_calloc(1, sizeof *t);
+    CHECK(t != NULL);
+    if (!t) {
+        return inner;
+    }
+    t->base.ops = &trickle_ops;
+    t->base.fd = inner->fd;
+    t->base.inner = inner;
+    return &t->base;
+}
+
 /* Bytes held by the test's proxy in one direction. */
 struct pipe_buf {
     unsigned char data[65536];
@@ -235,8 +313,8 @@ static bool conn_open(struct conn *k, struct tern_tls_ctx *cctx, struct tern_tls
     struct tern_stream *ci, *si;
     CHECK_ERR(tern_stream_socket_new(cfd, NULL, &ci), TERN_OK);
     CHECK_ERR(tern_stream_socket_new(sfd, NULL, &si), TERN_OK);
-    CHECK_ERR(tern_tls_stream_new_client(cctx, ci, host, &k->c), TERN_OK);
-    CHECK_ERR(tern_tls_stream_new_server(sctx, si, &k->s), TERN_OK);
+    CHECK_ERR(tern_tls_stream_new_client(cctx, maybe_trickle(ci), host, &k->c), TERN_OK);
+    CHECK_ERR(tern_tls_stream_new_server(sctx, maybe_trickle(si), &k->s), TERN_OK);
     CHECK(k->c && tern_tls_stream_is_tls(k->c));
     CHECK(k->s && tern_tls_stream_is_tls(k->s));
     return k->c && k->s;
@@ -1796,6 +1874,49 @@ static void test_openssl_s_client(void)
     tern_tls_ctx_unref(sctx);
 }
 
+/* Handshakes and transfers through an inner stream that moves a few bytes per call. */
+static void test_trickle(void)
+{
+    if (!certs()) {
+        return;
+    }
+    trickle_mode = true;
+    for (int v = 0; v < 2; v++) {
+        struct tern_tls_options so = server_opts(v ? "rsa" : "ecc");
+        so.max_version = v ? TERN_TLS_V1_2 : TERN_TLS_V1_3;
+        so.require_certificate = true;
+        so.cafile = cert("ca.crt");
+        struct tern_tls_options co = client_opts();
+        co.certfile = cert("client.crt");
+        co.keyfile = cert("client.key");
+        struct tern_tls_ctx *sctx = make_ctx(&so), *cctx = make_ctx(&co);
+        struct conn k;
+        if (sctx && cctx && conn_open(&k, cctx, sctx, "localhost", false, false)) {
+            CHECK(strcmp(k.c->inner->ops->name, "trickle") == 0);
+            handshake_ok(&k);
+            unsigned char *data = tern_malloc(20000);
+            fill_pattern(data, 20000, 9);
+            send_recv(&k, true, data, 20000);
+            send_recv(&k, false, data, 20000);
+            tern_free(data);
+            /* close_notify leaves a few bytes at a time: shutdown says EAGAIN until done. */
+            int r = TERN_EAGAIN;
+            for (int i = 0; i < 1000 && r == TERN_EAGAIN; i++) {
+                r = tern_stream_shutdown(k.c);
+                if (r == TERN_EAGAIN && !step(&k, 1, true, false)) {
+                    break;
+                }
+            }
+            CHECK_ERR(r, TERN_OK);
+            CHECK_ERR(read_until_error(&k, k.s), TERN_ECLOSED);
+            conn_close(&k);
+        }
+        tern_tls_ctx_unref(sctx);
+        tern_tls_ctx_unref(cctx);
+    }
+    trickle_mode = false;
+}
+
 static const struct tern_test tests[] = {
     {"tls13_rsa", test_tls13_rsa},
     {"tls12_rsa", test_tls12_rsa},
@@ -1810,6 +1931,7 @@ static const struct tern_test tests[] = {
     {"max_send_fragment", test_max_send_fragment},
     {"client_max_fragment_length", test_client_max_fragment_length},
     {"transfer_1mb", test_transfer_1mb},
+    {"trickle", test_trickle},
     {"pending", test_pending},
     {"write_during_handshake", test_write_during_handshake},
     {"shutdown", test_shutdown},
