@@ -388,6 +388,8 @@ struct rec {
     int subacks;
     int disconnects;
     int last_err;
+    uint8_t last_disc_reason;
+    bool last_reconnecting;
 };
 
 static void cb_connect(struct tern_client *c, uint8_t reason, bool sp, const uint8_t *props,
@@ -429,10 +431,12 @@ static void cb_subscribe(struct tern_client *c, uint16_t id, const uint8_t *reas
 
 static void cb_disconnect(struct tern_client *c, int err, uint8_t reason, bool again, void *ud)
 {
-    (void)c, (void)reason, (void)again;
+    (void)c;
     struct rec *r = ud;
     r->disconnects++;
     r->last_err = err;
+    r->last_disc_reason = reason;
+    r->last_reconnecting = again;
 }
 
 static void cb_log(struct tern_client *c, int level, const char *msg, void *ud)
@@ -813,9 +817,62 @@ static void test_refused_connack(void)
     srv_send(&s, &k);
     CHECK_EQ(r.connack_reason, 0x87);
     CHECK_EQ(r.disconnects, 1);
+    CHECK_EQ(r.last_disc_reason, 0x87);
+    CHECK(!r.last_reconnecting);
     CHECK_ERR(r.last_err, TERN_EDENIED);
     CHECK(!tern_client_is_connected(c));
     CHECK_EQ(tern_client_timeout_ms(c), -1); /* no retry after a refusal */
+    end_client(&s);
+}
+
+/* CONNACK limits (Maximum QoS, Retain Available, Maximum Packet Size) refuse locally; messages
+ * published before the connection go out after CONNACK; a server DISCONNECT is reported with
+ * its reason and followed by a reconnect. */
+static void test_connack_limits_and_server_disconnect(void)
+{
+    struct srv s;
+    struct rec r;
+    struct tern_client *c = new_client(&s, &r, TERN_MQTT_5, true);
+    uint16_t early;
+    CHECK_ERR(tern_client_publish(c, "early", "e", 1, 1, false, NULL, 0, &early), TERN_OK);
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    static const uint8_t limits[] = {0x24, 1,            /* Maximum QoS 1 */
+                                     0x25, 0,            /* Retain not available */
+                                     0x27, 0, 0, 0, 64}; /* Maximum Packet Size 64 */
+    handshake(&s, &r, false, limits, sizeof(limits));
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBLISH && pkt.u.publish.packet_id == early);
+    srv_ack(&s, TERN_PUBACK, early);
+    CHECK_EQ(r.publishes_done, 1);
+    static uint8_t big[100];
+    CHECK_ERR(tern_client_publish(c, "q2", "x", 1, 2, false, NULL, 0, NULL), TERN_OK);
+    drive(&s);
+    CHECK_EQ(r.last_pub_reason, 0x9B);
+    CHECK_ERR(tern_client_publish(c, "ret", "x", 1, 0, true, NULL, 0, NULL), TERN_OK);
+    drive(&s);
+    CHECK_EQ(r.last_pub_reason, 0x9A);
+    CHECK_ERR(tern_client_publish(c, "big", big, sizeof(big), 1, false, NULL, 0, NULL), TERN_OK);
+    drive(&s);
+    CHECK_EQ(r.last_pub_reason, 0x95);
+    CHECK_EQ(r.publishes_done, 4);
+    CHECK_EQ(tern_client_pending(c), 0);
+    /* Nothing of those reached the wire. */
+    CHECK_EQ(srv_read_n(&s, &pkt, &used, 20), 0);
+    /* The server says it is shutting down. */
+    struct tern_packet d;
+    memset(&d, 0, sizeof(d));
+    d.type = TERN_DISCONNECT;
+    d.u.disconnect.reason = 0x8B;
+    srv_send(&s, &d);
+    CHECK_EQ(r.disconnects, 1);
+    CHECK_ERR(r.last_err, TERN_ECLOSED);
+    CHECK_EQ(r.last_disc_reason, 0x8B);
+    CHECK(r.last_reconnecting);
+    srv_close(&s);
+    handshake(&s, &r, false, NULL, 0); /* and the client comes back */
+    CHECK_EQ(r.connects, 2);
     end_client(&s);
 }
 
@@ -1100,6 +1157,7 @@ static const struct tern_test tests[] = {
     {"resend_with_dup_after_reconnect", test_resend_with_dup_after_reconnect},
     {"resubscribe_and_alias", test_resubscribe_and_alias},
     {"refused_connack", test_refused_connack},
+    {"connack_limits_and_server_disconnect", test_connack_limits_and_server_disconnect},
     {"threaded_blocking_helpers", test_threaded_blocking_helpers},
     {"alloc_failures", test_alloc_failures},
     {NULL, NULL},
