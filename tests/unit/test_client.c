@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1076,6 +1077,78 @@ static void test_threaded_blocking_helpers(void)
     close(b.lfd);
 }
 
+/* Atomic: the test thread polls them while the client's thread updates them. */
+struct reentrant {
+    _Atomic int echoes;
+    _Atomic int replies;
+    _Atomic int publish_errors;
+};
+
+/* on_message on the client's thread, publishing from inside the callback (the lock is
+ * recursive, and publish only queues). */
+static void reentrant_message(struct tern_client *c, const struct tern_message *m, void *ud)
+{
+    struct reentrant *st = ud;
+    if (strncmp(m->topic, "echo/", 5) == 0) {
+        st->echoes++;
+        if (tern_client_publish(c, "reply/x", m->payload, m->payload_len, 1, false, NULL, 0,
+                                NULL) != TERN_OK) {
+            st->publish_errors++;
+        }
+    } else if (strcmp(m->topic, "reply/x") == 0) {
+        st->replies++;
+    }
+}
+
+static void test_threaded_callbacks_reentrant(void)
+{
+    struct echo_broker b;
+    memset(&b, 0, sizeof(b));
+    CHECK_ERR(tern_net_listen_tcp("127.0.0.1", 0, 4, 0, &b.lfd, &b.port), TERN_OK);
+    pthread_t bt;
+    CHECK_EQ(pthread_create(&bt, NULL, echo_broker_main, &b), 0);
+    struct tern_client_options o;
+    tern_client_options_init(&o);
+    o.host = "127.0.0.1";
+    o.port = b.port;
+    o.version = TERN_MQTT_5;
+    o.auto_reconnect = false;
+    struct tern_client *c = NULL;
+    CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
+    struct reentrant st;
+    atomic_init(&st.echoes, 0);
+    atomic_init(&st.replies, 0);
+    atomic_init(&st.publish_errors, 0);
+    struct tern_client_callbacks cb;
+    memset(&cb, 0, sizeof(cb));
+    cb.on_message = reentrant_message;
+    tern_client_set_callbacks(c, &cb, &st);
+    CHECK_ERR(tern_client_loop_start(c), TERN_OK);
+    CHECK_ERR(tern_client_connect_wait(c, 5000, NULL), TERN_OK);
+    const char *f[1] = {"echo/#"};
+    uint8_t opt[1] = {0};
+    CHECK_ERR(tern_client_subscribe_wait(c, f, opt, 1, NULL, 0, 5000, NULL), TERN_OK);
+    struct tern_message *m = NULL;
+    CHECK_ERR(tern_client_receive(c, 0, &m), TERN_EINVAL); /* a callback is set */
+    for (int i = 0; i < 20; i++) {
+        CHECK_ERR(tern_client_publish_wait(c, "echo/a", "p", 1, 1, false, NULL, 0, 5000, NULL),
+                  TERN_OK);
+    }
+    /* Wait (bounded) until the replies sent from the callback came back too. */
+    for (int i = 0; i < 500 && (st.replies < 20 || tern_client_pending(c) > 0); i++) {
+        struct pollfd p = {-1, 0, 0};
+        poll(&p, 0, 10);
+    }
+    CHECK_ERR(tern_client_disconnect_wait(c, 0, NULL, 0, 5000), TERN_OK);
+    tern_client_free(c); /* stops the thread */
+    pthread_join(bt, NULL);
+    close(b.lfd);
+    CHECK_EQ(st.echoes, 20);
+    CHECK_EQ(st.replies, 20);
+    CHECK_EQ(st.publish_errors, 0);
+    CHECK_EQ(b.received, 40);
+}
+
 /* Every allocation of client creation, publishing (with properties) and the CLI decoders may
  * fail: the call reports TERN_ENOMEM (or succeeds) and frees what it took (ASan's leak check
  * runs at exit). */
@@ -1159,6 +1232,7 @@ static const struct tern_test tests[] = {
     {"refused_connack", test_refused_connack},
     {"connack_limits_and_server_disconnect", test_connack_limits_and_server_disconnect},
     {"threaded_blocking_helpers", test_threaded_blocking_helpers},
+    {"threaded_callbacks_reentrant", test_threaded_callbacks_reentrant},
     {"alloc_failures", test_alloc_failures},
     {NULL, NULL},
 };
