@@ -1417,6 +1417,12 @@ static void test_options(void)
     o.keyfile = NULL;
     ctx_error(&o, TERN_EINVAL, "certfile and keyfile go together");
     o = server_opts("rsa");
+    o.keyfile = cert("server-rsa-enc.key"); /* refused, never a passphrase prompt */
+    ctx_error(&o, TERN_ECONFIG, "server-rsa-enc.key");
+    o = server_opts("rsa");
+    o.chainfile = cert("psk.txt");
+    ctx_error(&o, TERN_ECONFIG, "chainfile");
+    o = server_opts("rsa");
     o.require_certificate = true;
     ctx_error(&o, TERN_EINVAL, "require_certificate needs cafile");
     o = server_opts("rsa");
@@ -1469,6 +1475,24 @@ static void test_options(void)
     }
     tern_tls_ctx_unref(cctx);
     tern_tls_ctx_unref(sctx);
+    /* DH parameters from a file serve a TLS 1.2 DHE suite. */
+    o = server_opts("rsa");
+    o.dhparamfile = cert("dhparam.pem");
+    o.ciphers = "DHE-RSA-AES128-GCM-SHA256";
+    co = client_opts();
+    co.max_version = TERN_TLS_V1_2;
+    sctx = make_ctx(&o);
+    cctx = make_ctx(&co);
+    if (sctx && cctx && conn_open(&k, cctx, sctx, "localhost", false, false)) {
+        handshake_ok(&k);
+        CHECK(tern_tls_stream_cipher(k.c) &&
+              strcmp(tern_tls_stream_cipher(k.c), "DHE-RSA-AES128-GCM-SHA256") == 0);
+        conn_close(&k);
+    }
+    tern_tls_ctx_unref(cctx);
+    tern_tls_ctx_unref(sctx);
+    o.dhparamfile = cert("ca.crt");
+    ctx_error(&o, TERN_ECONFIG, "dhparamfile");
     /* A client demanding TLS 1.3 against a TLS 1.2-only server fails cleanly. */
     o = server_opts("rsa");
     o.max_version = TERN_TLS_V1_2;

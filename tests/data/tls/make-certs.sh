@@ -13,6 +13,7 @@
 #   server-ecc.crt/.key           ECC P-256 server cert, signed by the INTERMEDIATE: a client that
 #                                 trusts only ca.crt needs the chain file inter.crt from the server
 #   server-other.crt/.key         ECC server cert signed by other-ca
+#   server-rsa-enc.key            server-rsa.key encrypted with a passphrase (must be refused)
 #   (every server cert: CN=localhost, SAN DNS:localhost, IP:127.0.0.1)
 #   client.crt/.key               client cert, subject CN=client1,O=Tern Test,C=GB
 #   client-revoked.crt/.key       client cert CN=revoked, listed in crl.pem
@@ -20,6 +21,7 @@
 #   client-other.crt/.key         client cert signed by other-ca
 #   crl.pem                       the root's CRL revoking client-revoked.crt
 #   psk.txt                       PSK file: identity:hexkey lines
+#   dhparam.pem                   DH parameters (the RFC 7919 ffdhe2048 group)
 set -eu
 
 if [ $# -ne 1 ]; then
@@ -107,6 +109,7 @@ make_ca_conf inter
 
 rsa_key server-rsa.key
 issue ca server-rsa "/CN=localhost/O=Tern Test" server
+openssl pkey -in server-rsa.key -aes256 -passout pass:secret -out server-rsa-enc.key
 ec_key server-ecc.key
 issue inter server-ecc "/CN=localhost/O=Tern Test" server
 ec_key server-other.key
@@ -124,6 +127,8 @@ issue other-ca client-other "/O=Other/CN=client1" client
 
 openssl ca -batch -config ca.cnf -revoke client-revoked.crt 2>/dev/null
 openssl ca -batch -config ca.cnf -gencrl -out crl.pem 2>/dev/null
+
+openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048 -out dhparam.pem 2>/dev/null
 
 cat >psk.txt <<PSK
 # identity:hexkey
