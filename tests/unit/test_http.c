@@ -402,10 +402,10 @@ static void test_write_response(void)
     struct tern_http_header out[] = {
         {tern_http_cstr("Upgrade"), tern_http_cstr("websocket")},
         {tern_http_cstr("Connection"), tern_http_cstr("Upgrade")},
-        {tern_http_cstr("Sec-WebSocket-Accept"), tern_http_cstr("s3pPLMBiTxaQ9kYGzzhZK+xOo4Y=")},
+        {tern_http_cstr("Sec-WebSocket-Accept"), tern_http_cstr("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")},
     };
     const char *want = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                       "Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZK+xOo4Y="
+                       "Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
                        "\r\n\r\n";
     char buf[256];
     ssize_t n = tern_http_write_response(buf, sizeof buf, 101, "Switching Protocols", out, 3);
