@@ -578,26 +578,33 @@ static void start_connect(struct tern_client *c)
 {
     int fd = -1;
     c->refused_final = false;
+    c->state = ST_TCP; /* claimed: no second attempt starts while this one resolves */
+    c->deadline_ms = tern_time_mono_ms() + c->connect_timeout_ms;
     cl_log(c, TERN_CLIENT_LOG_DEBUG, "connecting to %s port %u", c->url.host, c->url.port);
+    /*
+     * Name resolution can block for seconds: let other threads use the client meanwhile. Only
+     * the driving thread (this one) opens or closes sockets, and the URL never changes, so
+     * nothing read below can move under us; a disconnect asked meanwhile is handled after.
+     */
+    unlock(c);
     int r = tern_net_connect_tcp(c->url.host, c->url.port, &fd);
+    int saved_errno = errno;
+    lock(c);
     if (r == TERN_OK) {
         char peer[sizeof(c->url.host) + 8];
         snprintf(peer, sizeof(peer), "%s:%u", c->url.host, c->url.port);
         r = tern_stream_socket_new(fd, peer, &c->stream);
     } else if (r == TERN_ESYS) {
         cl_log(c, TERN_CLIENT_LOG_ERROR, "connect to %s:%u: %s", c->url.host, c->url.port,
-               strerror(errno));
+               strerror(saved_errno));
     } else if (r == TERN_EINVAL) {
         cl_log(c, TERN_CLIENT_LOG_ERROR, "cannot resolve host %s", c->url.host);
     }
     if (r != TERN_OK) {
-        c->state = ST_TCP; /* so conn_lost reports a failed attempt */
         conn_lost(c, r, 0);
         return;
     }
     c->fd = c->stream->fd;
-    c->state = ST_TCP;
-    c->deadline_ms = tern_time_mono_ms() + c->connect_timeout_ms;
 }
 
 /* Build the CONNECT properties: the caller's plus the limits we announce. */
