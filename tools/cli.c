@@ -70,7 +70,8 @@ static const char *const help_common =
     "  -V, --protocol-version mqttv5|mqttv311|mqttv31 (also 5, 311, 31)\n"
     "  -k, --keepalive SEC    keepalive in seconds (default 60; 0 = off)\n"
     "  -c, --disable-clean-session  persistent session (5.0: session expiry never, unless -x)\n"
-    "  -x, --session-expiry-interval SEC  5.0 session expiry (-1 or 4294967295 = never)\n"
+    "  -x, --session-expiry-interval SEC  5.0 session expiry (-1 or 4294967295 = never);\n"
+    "                         implies -V 5\n"
     "  -q, --qos 0|1|2        QoS (default 0)\n"
     "  -D, --property CMD NAME VALUE [VALUE2]  MQTT 5 property; CMD is connect, publish,\n"
     "                         subscribe, unsubscribe, disconnect or will; implies -V 5.\n"
@@ -286,7 +287,6 @@ static int parse_property(struct cli *o, int argc, char **argv, int *i)
     }
     }
     ps->count++;
-    o->version = 5;
     return 0;
 }
 
@@ -648,8 +648,16 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
             return 1;
         }
     }
+    size_t nprops = 0;
+    for (int k = 0; k < CLI_P_COUNT; k++) {
+        nprops += o->props[k].count;
+    }
+    bool wants5 = nprops > 0 || o->session_expiry >= 0;
     if (o->version == 0) {
-        o->version = cmd == CLI_RR ? 5 : 4;
+        o->version = (cmd == CLI_RR || wants5) ? 5 : 4; /* -D and -x imply MQTT 5 */
+    } else if (wants5 && o->version != 5) {
+        cli_err(o, "Error: -D and -x need MQTT 5 (-V mqttv5).");
+        return 1;
     }
     /* Checks that need every option. */
     int sources =
@@ -695,10 +703,6 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
     if (o->no_clean && o->id == NULL && o->id_prefix == NULL) {
         cli_err(o, "Error: -c needs a client id (-i or -I): a persistent session is found again "
                    "by its client id.");
-        return 1;
-    }
-    if (o->session_expiry >= 0 && o->version != 5) {
-        cli_err(o, "Error: -x needs MQTT 5 (-V mqttv5).");
         return 1;
     }
     if (o->version == 3 && o->id != NULL && strlen(o->id) > 23) {

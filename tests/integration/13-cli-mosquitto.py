@@ -850,6 +850,9 @@ def test_unsupported_transport_and_usage_errors():
     check(res.returncode == 1 and b"QoS" in res.stderr, "bad qos")
     res = tern("sub", "-t", "x", "--bogus")
     check(res.returncode == 1 and b"unknown option" in res.stderr, "unknown option")
+    res = tern("pub", "-t", "x", "-m", "y", "-V", "mqttv311", "-D", "publish", "content-type",
+               "a")
+    check(res.returncode == 1 and b"MQTT 5" in res.stderr, "-D with 3.1.1 refused")
     res = tern("sub", "-t", "x", "-c")
     check(res.returncode == 1 and b"client id" in res.stderr, "-c without -i")
     res = tern("frobnicate")
