@@ -1117,10 +1117,12 @@ int cli_print_message(struct cli *o, const struct tern_message *m)
     if (eol) {
         r = r ? r : tern_buf_append(&b, "\n", 1);
     }
-    if (r == TERN_OK && b.len > 0) {
-        fwrite(tern_buf_head(&b), 1, b.len, stdout);
+    if (r == TERN_OK && b.len > 0 && fwrite(tern_buf_head(&b), 1, b.len, stdout) != b.len) {
+        r = TERN_EIO;
     }
-    fflush(stdout);
+    if (fflush(stdout) != 0) {
+        r = TERN_EIO; /* e.g. the reader of a pipe went away (SIGPIPE is ignored) */
+    }
     tern_buf_fini(&b);
     return r;
 }

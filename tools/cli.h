@@ -127,7 +127,8 @@ int cli_connect(struct cli *o, struct tern_client *c);
 /* Print an error unless --quiet. */
 __attribute__((format(printf, 2, 3))) void cli_err(const struct cli *o, const char *fmt, ...);
 
-/* Print one received message in the selected output mode (-F, -v, --hex, --json, -N). */
+/* Print one received message in the selected output mode (-F, -v, --hex, --json, -N).
+ * Returns TERN_OK, or TERN_EIO when stdout cannot be written (the caller stops). */
 int cli_print_message(struct cli *o, const struct tern_message *m);
 
 /*

@@ -53,7 +53,10 @@ static void on_message(struct tern_client *c, const struct tern_message *m, void
     if (o->no_retained_print && m->retain) {
         return;
     }
-    cli_print_message(o, m);
+    if (cli_print_message(o, m) == TERN_EIO) {
+        s->done = true; /* nobody reads our output any more */
+        return;
+    }
     s->printed++;
     if (o->count > 0 && s->printed >= o->count) {
         s->done = true;

@@ -471,6 +471,17 @@ def test_timeout_exit_code():
         check(0.9 < took < 5, "took %.2fs" % took)
 
 
+def test_sub_exits_when_output_pipe_closes():
+    with Mosquitto() as m:
+        sub = tern_sub(m.port, "-t", "pipe")
+        wait_subscribed(sub)
+        sub.stdout.close()  # the reader goes away, like `tern sub ... | head -1`
+        ok(tern("pub", "-p", m.port, "-t", "pipe", "-m", "1"))
+        ok(tern("pub", "-p", m.port, "-t", "pipe", "-m", "2"))
+        eq(sub.wait(timeout=10), 0, "exit status once stdout is gone")
+        sub.stderr.close()
+
+
 def test_filter_out_and_unsubscribe():
     with Mosquitto() as m:
         sub = tern_sub(m.port, "-t", "ft/#", "-T", "ft/skip/#", "-C", "1", "-v")
