@@ -1182,6 +1182,9 @@ static void read_in(struct tern_client *c)
         tern_buf_commit(&c->in, (size_t)n);
         parse_input(c);
     }
+    if (c->in.len == 0) {
+        tern_buf_shrink(&c->in, 1u << 20); /* a big message does not pin its buffer */
+    }
 }
 
 /* ---- the driver step --------------------------------------------------------------------- */
