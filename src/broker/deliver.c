@@ -98,56 +98,51 @@ static int send_publish(struct tern_conn *c, const struct tern_qmsg *q, uint64_t
     } else {
         hcap = sizeof hstack;
     }
-    int rc = TERN_OK;
-    for (int pass = 0; pass < 2; pass++) {
-        uint16_t alias = 0;
-        bool fresh = false;
-        if (c->version == TERN_MQTT_5) {
-            struct tern_props_builder bld;
-            tern_props_builder_init(&bld, pbuf, pcap);
-            if (m->props_len) {
-                struct tern_props in = {m->props, m->props_len};
-                struct tern_prop_iter it;
-                struct tern_prop p;
-                tern_props_iter_init(&it, in);
-                while (tern_props_next(&it, &p) == 1) {
-                    tern_props_add_prop(&bld, &p);
-                }
+    uint16_t alias = 0;
+    bool fresh = false;
+    if (c->version == TERN_MQTT_5) {
+        /* Forwarded properties as published, then the per-receiver ones. */
+        struct tern_props_builder bld;
+        tern_props_builder_init(&bld, pbuf, pcap);
+        if (m->props_len) {
+            struct tern_props in = {m->props, m->props_len};
+            struct tern_prop_iter it;
+            struct tern_prop p;
+            tern_props_iter_init(&it, in);
+            while (tern_props_next(&it, &p) == 1) {
+                tern_props_add_prop(&bld, &p);
             }
-            if (m->expiry_ms) {
-                tern_props_add_u32(&bld, TERN_PROP_MESSAGE_EXPIRY_INTERVAL,
-                                   tern_msg_remaining_s(m, now));
-            }
-            for (uint8_t i = 0; i < q->n_sub_ids; i++) {
-                tern_props_add_varint(&bld, TERN_PROP_SUBSCRIPTION_IDENTIFIER, q->sub_ids[i]);
-            }
-            if (pass == 0) {
-                alias = alias_out(c, m, &fresh);
-                if (alias) {
-                    tern_props_add_u16(&bld, TERN_PROP_TOPIC_ALIAS, alias);
-                    if (!fresh) {
-                        pub.topic.len = 0;
-                    }
-                }
-            }
-            pub.props = tern_props_builder_result(&bld);
         }
-        ssize_t n = tern_publish_encode_header(hdr, hcap, c->version, &pub, m->payload_len);
-        if (n < 0 || (size_t)n > hcap) {
-            rc = n < 0 ? (int)n : TERN_ETOOBIG;
-            break;
+        if (m->expiry_ms) {
+            tern_props_add_u32(&bld, TERN_PROP_MESSAGE_EXPIRY_INTERVAL,
+                               tern_msg_remaining_s(m, now));
         }
-        size_t total = (size_t)n + m->payload_len;
-        if (c->peer_max_packet && total > c->peer_max_packet) {
-            if (pass == 0 && alias && fresh) {
-                /* Undo the fresh alias and retry without one (never smaller, so drop). */
-                c->alias_out_used--;
-                tern_free(c->alias_out[alias].topic);
-                c->alias_out[alias].topic = NULL;
+        for (uint8_t i = 0; i < q->n_sub_ids; i++) {
+            tern_props_add_varint(&bld, TERN_PROP_SUBSCRIPTION_IDENTIFIER, q->sub_ids[i]);
+        }
+        alias = alias_out(c, m, &fresh);
+        if (alias) {
+            tern_props_add_u16(&bld, TERN_PROP_TOPIC_ALIAS, alias);
+            if (!fresh) {
+                pub.topic.len = 0; /* the alias alone names the topic */
             }
-            rc = TERN_ETOOBIG;
-            break;
         }
+        pub.props = tern_props_builder_result(&bld);
+    }
+    int rc;
+    ssize_t n = tern_publish_encode_header(hdr, hcap, c->version, &pub, m->payload_len);
+    if (n < 0 || (size_t)n > hcap) {
+        rc = n < 0 ? (int)n : TERN_ETOOBIG;
+    } else if (c->peer_max_packet && (size_t)n + m->payload_len > c->peer_max_packet) {
+        /* Too big for this receiver: dropped for it alone [MQTT-3.1.2-25]. A just-assigned
+         * alias was never sent, so it is taken back. */
+        if (fresh) {
+            c->alias_out_used--;
+            tern_free(c->alias_out[alias].topic);
+            c->alias_out[alias].topic = NULL;
+        }
+        rc = TERN_ETOOBIG;
+    } else {
         rc = tern__conn_write(c, hdr, (size_t)n);
         if (rc == TERN_OK) {
             rc = tern__conn_write_msg(c, q->msg);
@@ -157,7 +152,6 @@ static int send_publish(struct tern_conn *c, const struct tern_qmsg *q, uint64_t
             atomic_fetch_add_explicit(&b->stats.msgs_sent, 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&b->stats.pub_sent, 1, memory_order_relaxed);
         }
-        break;
     }
     if (pbuf != stackbuf) {
         tern_free(pbuf);
