@@ -5,6 +5,7 @@ from ternlib import (PUBLISH, SUBACK, UNSUBACK, broker, check, client, eq, subsc
                      unsubscribe, publish, versions)
 
 
+@versions(3, 4, 5)
 def test_qos0_roundtrip_exact_bytes(version):
     with broker() as b:
         sub = client(b.port, "sub", version=version)
@@ -15,6 +16,7 @@ def test_qos0_roundtrip_exact_bytes(version):
         eq(p.raw, publish("a/b", b"hello", version=version), "PUBLISH bytes")
 
 
+@versions(3, 4, 5)
 def test_MQTT_3_8_4_1_suback_in_order_with_codes(version):
     with broker() as b:
         c = client(b.port, "s", version=version)
@@ -23,6 +25,7 @@ def test_MQTT_3_8_4_1_suback_in_order_with_codes(version):
         eq(sa.mid, 7, "packet id")
 
 
+@versions(3, 4, 5)
 def test_wildcards_match(version):
     with broker() as b:
         sub = client(b.port, "sub", version=version)

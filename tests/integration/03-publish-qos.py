@@ -4,7 +4,7 @@
 import struct
 
 from ternlib import (PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, ack, broker, check,
-                     client, eq, publish)
+                     client, eq, publish, versions)
 
 
 def test_MQTT_4_3_2_qos1_inbound_puback(version):
@@ -17,6 +17,7 @@ def test_MQTT_4_3_2_qos1_inbound_puback(version):
             eq(pa.raw, b"\x40\x02\x12\x34", "PUBACK bytes")
 
 
+@versions(3, 4, 5)
 def test_MQTT_4_3_3_qos2_inbound_flow(version):
     with broker() as b:
         c = client(b.port, "p", version=version)
@@ -31,6 +32,7 @@ def test_MQTT_4_3_3_qos2_inbound_flow(version):
             eq(comp.raw, b"\x70\x02\x00\x05", "PUBCOMP bytes")
 
 
+@versions(3, 4, 5)
 def test_MQTT_4_3_3_2_qos2_exactly_once_inbound(version):
     """The same QoS 2 packet id twice before PUBREL: delivered once, PUBREC both times."""
     with broker() as b:
@@ -55,6 +57,7 @@ def test_MQTT_4_3_3_2_qos2_exactly_once_inbound(version):
         eq(sub.expect(PUBLISH).payload, b"again", "new message with a reused id")
 
 
+@versions(3, 4, 5)
 def test_MQTT_3_8_4_6_delivered_qos_is_minimum(version):
     with broker() as b:
         sub = client(b.port, "sub", version=version)
@@ -73,6 +76,7 @@ def test_MQTT_3_8_4_6_delivered_qos_is_minimum(version):
                 sub.send(ack(PUBCOMP, p.mid, version))
 
 
+@versions(3, 4, 5)
 def test_MQTT_4_3_3_qos2_outbound_flow(version):
     with broker() as b:
         sub = client(b.port, "sub", version=version)

@@ -4,6 +4,7 @@
 from ternlib import (PINGRESP, PUBACK, PUBLISH, broker, check, client, eq, publish, versions)
 
 
+@versions(3, 4, 5)
 def test_MQTT_3_3_1_6_retained_delivered_on_subscribe_with_flag(version):
     with broker() as b:
         pub = client(b.port, "pub", version=version)

@@ -31,6 +31,7 @@ def test_MQTT_3_2_2_2_session_present(version):
         eq(c3.expect(CONNACK).session_present, False, "clean start discards the session")
 
 
+@versions(3, 4, 5)
 def test_MQTT_3_1_2_4_offline_messages_queued(version):
     with broker() as b:
         s = persistent(b.port, "off", version)
@@ -52,6 +53,7 @@ def test_MQTT_3_1_2_4_offline_messages_queued(version):
         s2.expect_nothing()
 
 
+@versions(3, 4, 5)
 def test_MQTT_4_4_0_1_resend_unacked_with_dup_in_order(version):
     with broker() as b:
         s = persistent(b.port, "re", version)
@@ -210,3 +212,17 @@ def test_memory_limit_bounds_offline_queue(version):
             s2.send(ack(PUBACK, p.mid, version))
         check(10 <= got <= 30, "about 200 kB of 10 kB messages kept, got %d" % got)
         check("dropped" in b.output(), "drops logged")
+
+
+@versions(3, 4)
+def test_persistent_client_expiration_v3(version):
+    with broker("persistent_client_expiration 1s\n") as b:
+        s = persistent(b.port, "pce", version)
+        s.subscribe([("pce", 1)])
+        s.send(disconnect(version))
+        s.expect_closed()
+        s.close()
+        time.sleep(1.6)
+        c = Conn(b.port, version=version)
+        c.send(connect("pce", version, clean=False))
+        eq(c.expect(CONNACK).session_present, False, "session expired")
