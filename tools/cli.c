@@ -136,6 +136,8 @@ void cli_usage(int cmd, bool full)
         fputs(help_payload, f);
         fputs("  -l, --stdin-line       one message per line read from stdin (newline removed)\n"
               "  -r, --retain           retain the message\n"
+              "  -M, --max-inflight N   at most N QoS 1/2 messages awaiting acknowledgement\n"
+              "                         (default: the broker's Receive Maximum)\n"
               "  --repeat N             publish the -m/-f/-s message N times\n"
               "  --repeat-delay SEC     wait SEC seconds (fractions allowed) between repeats\n",
               f);
@@ -601,6 +603,12 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
             o->message = v;
         } else if (pay && is_opt(a, "-f", "--file")) {
             o->file = v;
+        } else if (cmd == CLI_PUB && is_opt(a, "-M", "--max-inflight")) {
+            if (!parse_long(v, 1, 65535, &n)) {
+                cli_err(o, "Error: invalid -M \"%s\" (1..65535).", v);
+                return 1;
+            }
+            o->max_inflight = (int)n;
         } else if (cmd == CLI_PUB && is_opt(a, NULL, "--repeat")) {
             if (!parse_long(v, 1, INT_MAX, &n)) {
                 cli_err(o, "Error: invalid --repeat \"%s\".", v);
@@ -898,6 +906,7 @@ int cli_client_new(struct cli *o, struct tern_client **out)
     opt.connect_props = cp->items;
     opt.connect_props_count = cp->count;
     opt.auto_reconnect = o->cmd == CLI_SUB;
+    opt.max_inflight = (uint16_t)o->max_inflight;
     struct tern_client *c = NULL;
     int r = tern_client_new(&opt, &c);
     if (r == TERN_EUNSUPPORTED) {

@@ -74,6 +74,7 @@ struct cli {
     bool hex_input;
     bool escapes;
     long repeat;
+    int max_inflight; /* -M, 0 = the broker's Receive Maximum */
     double repeat_delay;
     uint8_t *payload; /* owned, loaded by cli_load_payload */
     size_t payload_len;

@@ -155,6 +155,9 @@ struct tern_client_options {
     /* 5.0: Receive Maximum we announce: QoS 1/2 messages the server may have in flight to us
      * (default 65535). */
     uint16_t receive_maximum;
+    /* Outgoing QoS 1/2 messages in flight at once: the smaller of this and the server's
+     * Receive Maximum (default and 0: 65535, i.e. the server decides). */
+    uint16_t max_inflight;
     /* 5.0: Topic Alias Maximum we accept from the server (default 16; 0 = none). */
     uint16_t topic_alias_maximum;
     /* Largest packet we accept (0 = protocol maximum); announced in 5.0. */

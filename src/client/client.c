@@ -14,7 +14,8 @@
  * - Outgoing messages live in exactly one of two lists: `queue` (not sent on this connection,
  *   FIFO) or `inflight` (sent, waiting for PUBACK/PUBREC/PUBCOMP, in send order). A QoS 1/2
  *   message holds its packet id in `pids` from publish until completion, across reconnects.
- * - At most srv_recv_max QoS 1/2 messages are in flight (the server's Receive Maximum); the
+ * - At most srv_recv_max QoS 1/2 messages are in flight (the server's Receive Maximum, capped
+ *   by the max_inflight option); the
  *   output buffer stops taking queued messages above OUT_HIGH_WATER bytes.
  * - by_pid[id] points at the QoS 1/2 message holding that id (acks are found in O(1)); it is
  *   set when the id is taken and cleared when the message completes.
@@ -148,6 +149,7 @@ struct tern_client {
     uint8_t *connect_props;
     size_t connect_props_len;
     uint16_t recv_max_in;
+    uint16_t max_inflight; /* our own cap on outgoing QoS 1/2 in flight */
     uint16_t alias_max_in;
     uint32_t max_packet_in;
     uint32_t connect_timeout_ms;
@@ -787,7 +789,7 @@ static void on_connack(struct tern_client *c, const struct tern_connack *ck)
         c->pending_reason = reason;
         return;
     }
-    c->srv_recv_max = 65535;
+    c->srv_recv_max = c->max_inflight;
     c->srv_max_qos = 2;
     c->srv_retain = true;
     c->srv_max_packet = 0;
@@ -798,7 +800,9 @@ static void on_connack(struct tern_client *c, const struct tern_connack *ck)
     while (tern_props_next(&it, &p) == 1) {
         switch (p.id) {
         case TERN_PROP_RECEIVE_MAXIMUM:
-            c->srv_recv_max = (uint16_t)p.num;
+            if (p.num < c->srv_recv_max) {
+                c->srv_recv_max = (uint16_t)p.num;
+            }
             break;
         case TERN_PROP_MAXIMUM_QOS:
             c->srv_max_qos = (uint8_t)p.num;
@@ -1447,6 +1451,7 @@ static int copy_options(struct tern_client *c, const struct tern_client_options 
         }
     }
     c->recv_max_in = o->receive_maximum ? o->receive_maximum : 65535;
+    c->max_inflight = o->max_inflight ? o->max_inflight : 65535;
     c->alias_max_in = c->version == TERN_MQTT_5 ? o->topic_alias_maximum : 0;
     c->max_packet_in = o->max_packet_size;
     c->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 10000;

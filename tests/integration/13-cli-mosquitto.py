@@ -496,7 +496,8 @@ def test_stdin_lines():
     with Mosquitto() as m:
         sub = tern_sub(m.port, "-t", "ln", "-C", "4", "-F", "[%p]", "-q", "1")
         wait_subscribed(sub)
-        ok(tern("pub", "-p", m.port, "-t", "ln", "-l", "-q", "1", stdin=b"one\ntwo\n\nlast"))
+        ok(tern("pub", "-p", m.port, "-t", "ln", "-l", "-q", "1", "-M", "1",
+                stdin=b"one\ntwo\n\nlast"))
         rc, out, err = finish(sub)
         eq(out, b"[one]\n[two]\n[]\n[last]\n", "one message per line")
 

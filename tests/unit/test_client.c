@@ -548,6 +548,9 @@ static void srv_ack(struct srv *s, uint8_t type, uint16_t id)
     srv_send(s, &k);
 }
 
+/* max_inflight option of the next new_client() (then back to the default). */
+static uint16_t next_max_inflight;
+
 static struct tern_client *new_client(struct srv *s, struct rec *r, uint8_t version, bool clean)
 {
     memset(s, 0, sizeof(*s));
@@ -564,6 +567,8 @@ static struct tern_client *new_client(struct srv *s, struct rec *r, uint8_t vers
     o.keepalive = 0;
     o.reconnect_min_ms = 1;
     o.reconnect_max_ms = 2;
+    o.max_inflight = next_max_inflight;
+    next_max_inflight = 0;
     struct tern_client *c = NULL;
     CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
     struct tern_client_callbacks cb = {cb_connect,
@@ -644,6 +649,29 @@ static void test_qos1_receive_maximum(void)
     srv_ack(&s, TERN_PUBACK, ids[2]);
     CHECK_EQ(r.publishes_done, 3);
     CHECK_EQ(tern_client_pending(c), 0);
+    end_client(&s);
+}
+
+/* Our own max_inflight caps the window below the server's Receive Maximum. */
+static void test_max_inflight_option(void)
+{
+    struct srv s;
+    struct rec r;
+    next_max_inflight = 1;
+    struct tern_client *c = new_client(&s, &r, TERN_MQTT_311, true);
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    handshake(&s, &r, false, NULL, 0);
+    uint16_t a, b;
+    CHECK_ERR(tern_client_publish(c, "m", "1", 1, 1, false, NULL, 0, &a), TERN_OK);
+    CHECK_ERR(tern_client_publish(c, "m", "2", 1, 2, false, NULL, 0, &b), TERN_OK);
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBLISH && pkt.u.publish.packet_id == a);
+    CHECK_EQ(srv_read_n(&s, &pkt, &used, 20), 0);
+    srv_ack(&s, TERN_PUBACK, a);
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBLISH && pkt.u.publish.packet_id == b && pkt.u.publish.qos == 2);
     end_client(&s);
 }
 
@@ -1226,6 +1254,7 @@ static const struct tern_test tests[] = {
     {"hex_decode", test_hex_decode},
     {"unescape", test_unescape},
     {"qos1_receive_maximum", test_qos1_receive_maximum},
+    {"max_inflight_option", test_max_inflight_option},
     {"qos2_both_directions", test_qos2_both_directions},
     {"resend_with_dup_after_reconnect", test_resend_with_dup_after_reconnect},
     {"resubscribe_and_alias", test_resubscribe_and_alias},
