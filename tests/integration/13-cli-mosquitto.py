@@ -99,6 +99,7 @@ class Mosquitto:
         return self.start()
 
     def __exit__(self, *exc):
+        reap()
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
         return False
@@ -110,9 +111,30 @@ def tern(*args, stdin=None, timeout=RUN_TIMEOUT):
                           capture_output=True, timeout=timeout)
 
 
+# Background processes of the running test; reap() kills what is left (a failed test must not
+# leave a reconnecting `tern sub` behind).
+_spawned = []
+
+
 def spawn(argv):
-    return subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
+    _spawned.append(proc)
+    return proc
+
+
+def reap():
+    while _spawned:
+        proc = _spawned.pop()
+        if proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        for f in (proc.stdout, proc.stderr):
+            if f is not None and not f.closed:
+                f.close()
 
 
 def finish(proc, timeout=RUN_TIMEOUT):
@@ -618,8 +640,7 @@ def test_keepalive_and_ping_timeout():
         conn.close()
         conn2.close()
     finally:
-        sub.kill()
-        sub.wait()
+        reap()
         lsock.close()
 
 
@@ -693,6 +714,7 @@ def test_sub_reconnects_and_resubscribes():
         eq(lines[0], b"rc/a before", "first message")
         eq(lines[1], b"rc/b after", "message after the broker restart")
     finally:
+        reap()
         m.stop()
 
 
@@ -719,6 +741,7 @@ def test_broker_restart_persistent_session_qos12():
         eq(rc, 0, "subscriber exit (stderr %r)" % err)
         eq(out.splitlines(), [b"rs/%d m%d" % (i, i) for i in range(6)], "all six, in order")
     finally:
+        reap()
         m.stop()
 
 
@@ -836,8 +859,7 @@ def test_not_an_mqtt_server():
         check(b"valid CONNACK" in err and b"MQTT broker" in err, "message: %r" % err)
         conn.close()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        reap()
         lsock.close()
 
 
