@@ -41,7 +41,7 @@ fi
 if [ -x "$BUILD/src/broker/ternd" ] && ls tests/integration/[0-9][0-9]-*.py >/dev/null 2>&1; then
   for threads in 1 4; do
     step "integration tests (threads $threads)"
-    TERND="$BUILD/src/broker/ternd" TERN_TEST_THREADS=$threads \
+    TERND="$PWD/$BUILD/src/broker/ternd" TERN_TEST_THREADS=$threads \
       /usr/bin/python3 tests/integration/run.py -j 2 >"$log.int" 2>&1 || status=1
     grep -vE "^PASS " "$log.int" | sed -E "s/^integration:/integration-threads$threads:/" | tee -a "$log"
     rm -f "$log.int"

@@ -35,49 +35,49 @@ enum tern_packet_type {
 };
 
 /* MQTT 5 reason codes (2.4). 3.1.1 uses a subset through the mapping in the broker. */
-#define TERN_REASON_MAP(X)                                                                         \
-    X(SUCCESS, 0x00)                                                                               \
-    X(GRANTED_QOS1, 0x01)                                                                          \
-    X(GRANTED_QOS2, 0x02)                                                                          \
-    X(DISCONNECT_WITH_WILL, 0x04)                                                                  \
-    X(NO_MATCHING_SUBSCRIBERS, 0x10)                                                               \
-    X(NO_SUBSCRIPTION_EXISTED, 0x11)                                                               \
-    X(CONTINUE_AUTHENTICATION, 0x18)                                                               \
-    X(REAUTHENTICATE, 0x19)                                                                        \
-    X(UNSPECIFIED_ERROR, 0x80)                                                                     \
-    X(MALFORMED_PACKET, 0x81)                                                                      \
-    X(PROTOCOL_ERROR, 0x82)                                                                        \
-    X(IMPLEMENTATION_SPECIFIC_ERROR, 0x83)                                                         \
-    X(UNSUPPORTED_PROTOCOL_VERSION, 0x84)                                                          \
-    X(CLIENT_IDENTIFIER_NOT_VALID, 0x85)                                                           \
-    X(BAD_USER_NAME_OR_PASSWORD, 0x86)                                                             \
-    X(NOT_AUTHORIZED, 0x87)                                                                        \
-    X(SERVER_UNAVAILABLE, 0x88)                                                                    \
-    X(SERVER_BUSY, 0x89)                                                                           \
-    X(BANNED, 0x8A)                                                                                \
-    X(SERVER_SHUTTING_DOWN, 0x8B)                                                                  \
-    X(BAD_AUTHENTICATION_METHOD, 0x8C)                                                             \
-    X(KEEP_ALIVE_TIMEOUT, 0x8D)                                                                    \
-    X(SESSION_TAKEN_OVER, 0x8E)                                                                    \
-    X(TOPIC_FILTER_INVALID, 0x8F)                                                                  \
-    X(TOPIC_NAME_INVALID, 0x90)                                                                    \
-    X(PACKET_IDENTIFIER_IN_USE, 0x91)                                                              \
-    X(PACKET_IDENTIFIER_NOT_FOUND, 0x92)                                                           \
-    X(RECEIVE_MAXIMUM_EXCEEDED, 0x93)                                                              \
-    X(TOPIC_ALIAS_INVALID, 0x94)                                                                   \
-    X(PACKET_TOO_LARGE, 0x95)                                                                      \
-    X(MESSAGE_RATE_TOO_HIGH, 0x96)                                                                 \
-    X(QUOTA_EXCEEDED, 0x97)                                                                        \
-    X(ADMINISTRATIVE_ACTION, 0x98)                                                                 \
-    X(PAYLOAD_FORMAT_INVALID, 0x99)                                                                \
-    X(RETAIN_NOT_SUPPORTED, 0x9A)                                                                  \
-    X(QOS_NOT_SUPPORTED, 0x9B)                                                                     \
-    X(USE_ANOTHER_SERVER, 0x9C)                                                                    \
-    X(SERVER_MOVED, 0x9D)                                                                          \
-    X(SHARED_SUBSCRIPTIONS_NOT_SUPPORTED, 0x9E)                                                    \
-    X(CONNECTION_RATE_EXCEEDED, 0x9F)                                                              \
-    X(MAXIMUM_CONNECT_TIME, 0xA0)                                                                  \
-    X(SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED, 0xA1)                                                \
+#define TERN_REASON_MAP(X)                          \
+    X(SUCCESS, 0x00)                                \
+    X(GRANTED_QOS1, 0x01)                           \
+    X(GRANTED_QOS2, 0x02)                           \
+    X(DISCONNECT_WITH_WILL, 0x04)                   \
+    X(NO_MATCHING_SUBSCRIBERS, 0x10)                \
+    X(NO_SUBSCRIPTION_EXISTED, 0x11)                \
+    X(CONTINUE_AUTHENTICATION, 0x18)                \
+    X(REAUTHENTICATE, 0x19)                         \
+    X(UNSPECIFIED_ERROR, 0x80)                      \
+    X(MALFORMED_PACKET, 0x81)                       \
+    X(PROTOCOL_ERROR, 0x82)                         \
+    X(IMPLEMENTATION_SPECIFIC_ERROR, 0x83)          \
+    X(UNSUPPORTED_PROTOCOL_VERSION, 0x84)           \
+    X(CLIENT_IDENTIFIER_NOT_VALID, 0x85)            \
+    X(BAD_USER_NAME_OR_PASSWORD, 0x86)              \
+    X(NOT_AUTHORIZED, 0x87)                         \
+    X(SERVER_UNAVAILABLE, 0x88)                     \
+    X(SERVER_BUSY, 0x89)                            \
+    X(BANNED, 0x8A)                                 \
+    X(SERVER_SHUTTING_DOWN, 0x8B)                   \
+    X(BAD_AUTHENTICATION_METHOD, 0x8C)              \
+    X(KEEP_ALIVE_TIMEOUT, 0x8D)                     \
+    X(SESSION_TAKEN_OVER, 0x8E)                     \
+    X(TOPIC_FILTER_INVALID, 0x8F)                   \
+    X(TOPIC_NAME_INVALID, 0x90)                     \
+    X(PACKET_IDENTIFIER_IN_USE, 0x91)               \
+    X(PACKET_IDENTIFIER_NOT_FOUND, 0x92)            \
+    X(RECEIVE_MAXIMUM_EXCEEDED, 0x93)               \
+    X(TOPIC_ALIAS_INVALID, 0x94)                    \
+    X(PACKET_TOO_LARGE, 0x95)                       \
+    X(MESSAGE_RATE_TOO_HIGH, 0x96)                  \
+    X(QUOTA_EXCEEDED, 0x97)                         \
+    X(ADMINISTRATIVE_ACTION, 0x98)                  \
+    X(PAYLOAD_FORMAT_INVALID, 0x99)                 \
+    X(RETAIN_NOT_SUPPORTED, 0x9A)                   \
+    X(QOS_NOT_SUPPORTED, 0x9B)                      \
+    X(USE_ANOTHER_SERVER, 0x9C)                     \
+    X(SERVER_MOVED, 0x9D)                           \
+    X(SHARED_SUBSCRIPTIONS_NOT_SUPPORTED, 0x9E)     \
+    X(CONNECTION_RATE_EXCEEDED, 0x9F)               \
+    X(MAXIMUM_CONNECT_TIME, 0xA0)                   \
+    X(SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED, 0xA1) \
     X(WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED, 0xA2)
 
 enum tern_reason {
@@ -134,9 +134,9 @@ enum tern_prop_id {
 #define TERN_VARINT_MAX 268435455u
 
 /* Subscription option bits (3.8.3.1). */
-#define TERN_SUBOPT_QOS_MASK          0x03u
-#define TERN_SUBOPT_NO_LOCAL          0x04u
-#define TERN_SUBOPT_RETAIN_AS_PUB     0x08u
+#define TERN_SUBOPT_QOS_MASK           0x03u
+#define TERN_SUBOPT_NO_LOCAL           0x04u
+#define TERN_SUBOPT_RETAIN_AS_PUB      0x08u
 #define TERN_SUBOPT_RETAIN_HANDLING(o) (((o) >> 4) & 0x03u)
 
 #endif /* TERN_PROTOCOL_MQTT_H */

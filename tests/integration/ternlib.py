@@ -422,7 +422,7 @@ def client(port, client_id="", version=4, **kw):
 def ternd_path():
     p = os.environ.get("TERND")
     if p:
-        return p
+        return os.path.abspath(p)
     for d in ("build/dev", "build/release"):
         cand = os.path.join(ROOT, d, "src", "broker", "ternd")
         if os.path.exists(cand):
