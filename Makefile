@@ -27,7 +27,9 @@ release: deps
 	@cmake --preset release >/dev/null
 	@cmake --build build/release -j$(JOBS)
 
-run: release
+run: deps
+	@cmake --preset release >/dev/null
+	@cmake --build build/release -j$(JOBS) --target ternd
 	@mkdir -p data
 	@echo "Starting ternd: MQTT on 127.0.0.1:1883 (Ctrl-C to stop)"
 	@exec build/release/src/broker/ternd
