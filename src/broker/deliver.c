@@ -62,7 +62,41 @@ static uint16_t alias_out(struct tern_conn *c, const struct tern_msg *m, bool *f
  */
 static int send_publish(struct tern_conn *c, const struct tern_qmsg *q, uint64_t now)
 {
-    const struct tern_msg *m = q->msg;
+    struct tern_msg *m = q->msg;
+    bool v5 = c->version == TERN_MQTT_5;
+    if ((!v5 || (q->n_sub_ids == 0 && m->expiry_ms == 0 && c->peer_alias_max == 0)) &&
+        (c->peer_max_packet == 0 || m->payload_len < c->peer_max_packet)) {
+        /* Nothing receiver-specific but flags and packet id: copy the shared header. */
+        const struct tern_wire *w = tern_msg_wire(m, v5, q->qos > 0);
+        if (w != NULL &&
+            (c->peer_max_packet == 0 || w->len + m->payload_len <= c->peer_max_packet)) {
+            uint8_t small[512];
+            uint8_t *h = w->len <= sizeof small ? small : tern_malloc(w->len);
+            if (h == NULL) {
+                return TERN_ENOMEM;
+            }
+            memcpy(h, w->bytes, w->len);
+            h[0] = (uint8_t)(0x30u | (q->dup ? 0x08u : 0u) | (uint8_t)(q->qos << 1) |
+                             (q->retain ? 0x01u : 0u));
+            if (q->qos > 0) {
+                h[w->pid_off] = (uint8_t)(q->packet_id >> 8);
+                h[w->pid_off + 1] = (uint8_t)(q->packet_id & 0xFFu);
+            }
+            int rc = tern__conn_write(c, h, w->len);
+            if (h != small) {
+                tern_free(h);
+            }
+            if (rc == TERN_OK) {
+                rc = tern__conn_write_msg(c, m);
+            }
+            if (rc == TERN_OK) {
+                struct tern_broker *b = c->w->broker;
+                atomic_fetch_add_explicit(&b->stats.msgs_sent, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&b->stats.pub_sent, 1, memory_order_relaxed);
+            }
+            return rc;
+        }
+    }
     struct tern_publish pub;
     memset(&pub, 0, sizeof pub);
     pub.qos = q->qos;

@@ -9,6 +9,7 @@
 #include "common/alloc.h"
 #include "common/time.h"
 #include "protocol/mqtt.h"
+#include "protocol/packet.h"
 #include "protocol/props.h"
 
 #include <string.h>
@@ -48,6 +49,9 @@ struct tern_msg *tern_msg_new(const uint8_t *topic, size_t topic_len, const uint
     m->expiry_s = expiry_s;
     m->expiry_ms = expiry_s ? m->created_ms + (uint64_t)expiry_s * 1000u : 0;
     m->origin = origin;
+    for (int i = 0; i < 4; i++) {
+        atomic_init(&m->wire[i], NULL);
+    }
     if (topic_len) {
         memcpy(p, topic, topic_len);
     }
@@ -90,6 +94,9 @@ void tern_msg_unref(struct tern_msg *m)
         return;
     }
     if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+        for (int i = 0; i < 4; i++) {
+            tern_free(atomic_load_explicit(&m->wire[i], memory_order_relaxed));
+        }
         size_t total = sizeof(struct tern_msg) + m->topic_len + m->props_len + m->payload_len;
         atomic_fetch_sub_explicit(&msg_bytes, total, memory_order_relaxed);
         tern_free(m);
@@ -106,4 +113,48 @@ uint32_t tern_msg_remaining_s(const struct tern_msg *m, uint64_t now_ms)
     }
     uint64_t left = (m->expiry_ms - now_ms + 999u) / 1000u;
     return left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
+}
+
+const struct tern_wire *tern_msg_wire(struct tern_msg *m, bool v5, bool with_pid)
+{
+    _Atomic(struct tern_wire *) *slot = &m->wire[(v5 ? 2 : 0) + (with_pid ? 1 : 0)];
+    struct tern_wire *w = atomic_load_explicit(slot, memory_order_acquire);
+    if (w != NULL) {
+        return w;
+    }
+    struct tern_publish pub;
+    memset(&pub, 0, sizeof pub);
+    pub.qos = with_pid ? 1 : 0;
+    pub.packet_id = with_pid ? 1 : 0; /* placeholder, patched per receiver */
+    pub.topic.ptr = m->topic;
+    pub.topic.len = m->topic_len;
+    pub.props.ptr = m->props;
+    pub.props.len = m->props_len;
+    uint8_t version = v5 ? TERN_MQTT_5 : TERN_MQTT_311;
+    ssize_t n = tern_publish_encode_header(NULL, 0, version, &pub, m->payload_len);
+    if (n <= 0) {
+        return NULL;
+    }
+    w = tern_malloc(sizeof *w + (size_t)n);
+    if (w == NULL) {
+        return NULL;
+    }
+    (void)tern_publish_encode_header(w->bytes, (size_t)n, version, &pub, m->payload_len);
+    w->len = (size_t)n;
+    w->pid_off = 0;
+    if (with_pid) {
+        /* First byte, remaining length varint, topic (2 + len), then the packet id. */
+        size_t i = 1;
+        while (w->bytes[i] & 0x80u) {
+            i++;
+        }
+        w->pid_off = i + 1 + 2 + m->topic_len;
+    }
+    struct tern_wire *expected = NULL;
+    if (!atomic_compare_exchange_strong_explicit(slot, &expected, w, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        tern_free(w); /* another thread built it first */
+        return expected;
+    }
+    return w;
 }

@@ -31,6 +31,19 @@ struct tern_msg {
     const uint8_t *topic;
     const uint8_t *payload;
     const uint8_t *props; /* raw property block without length prefix (may be empty) */
+    /*
+     * PUBLISH headers serialized once per wire layout and shared by every receiver that needs
+     * nothing of its own in it (no alias, subscription id or expiry): [3.x / 5.0] x
+     * [QoS 0 / QoS > 0]. Built lazily by the first sender (compare-and-swap), freed with the
+     * message; the DUP/QoS/RETAIN bits and the packet id are patched into the sender's copy.
+     */
+    _Atomic(struct tern_wire *) wire[4];
+};
+
+struct tern_wire {
+    size_t len;     /* header bytes */
+    size_t pid_off; /* offset of the packet id (QoS > 0 layouts), else 0 */
+    uint8_t bytes[];
 };
 
 /*
@@ -54,6 +67,12 @@ static inline struct tern_msg *tern_msg_ref(struct tern_msg *m)
 
 /* Drop one reference; frees the message with the last one. NULL is a no-op. */
 void tern_msg_unref(struct tern_msg *m);
+
+/*
+ * The shared header for layout (v5, qos > 0), built on first use; NULL when out of memory or
+ * the header cannot be encoded. Borrowed: valid while the caller holds a message reference.
+ */
+const struct tern_wire *tern_msg_wire(struct tern_msg *m, bool v5, bool with_pid);
 
 /* Bytes held by every live message in the process (memory_limit accounting). */
 size_t tern_msg_bytes_total(void);

@@ -11,6 +11,7 @@
 #include "broker/session.h"
 #include "common/alloc.h"
 #include "protocol/mqtt.h"
+#include "protocol/packet.h"
 #include "protocol/props.h"
 
 #include <string.h>
@@ -99,6 +100,43 @@ static void test_msg_filter_props(void)
     CHECK_EQ(ids[0], TERN_PROP_USER_PROPERTY);
     CHECK_EQ(ids[1], TERN_PROP_CONTENT_TYPE);
     CHECK_EQ(ids[2], TERN_PROP_USER_PROPERTY);
+}
+
+/* The shared header equals a direct encoding; patching the packet id gives the receiver's. */
+static void test_msg_wire(void)
+{
+    uint8_t props[16];
+    struct tern_props_builder b;
+    tern_props_builder_init(&b, props, sizeof props);
+    tern_props_add_str(&b, TERN_PROP_CONTENT_TYPE, "t", 1);
+    struct tern_props p = tern_props_builder_result(&b);
+    struct tern_msg *m = tern_msg_new((const uint8_t *)"a/b", 3, (const uint8_t *)"xyz", 3, p.ptr,
+                                      p.len, 2, false, 0, NULL);
+    for (int v5 = 0; v5 <= 1; v5++) {
+        for (int with_pid = 0; with_pid <= 1; with_pid++) {
+            const struct tern_wire *w = tern_msg_wire(m, v5, with_pid);
+            CHECK(w != NULL);
+            CHECK(tern_msg_wire(m, v5, with_pid) == w); /* built once */
+            struct tern_publish pub;
+            memset(&pub, 0, sizeof pub);
+            pub.qos = with_pid ? 1 : 0;
+            pub.packet_id = with_pid ? 0x1234 : 0;
+            pub.topic.ptr = (const uint8_t *)"a/b";
+            pub.topic.len = 3;
+            pub.props = v5 ? p : (struct tern_props){NULL, 0};
+            uint8_t want[64], got[64];
+            ssize_t n = tern_publish_encode_header(want, sizeof want, v5 ? 5 : 4, &pub, 3);
+            CHECK_EQ(n, (ssize_t)w->len);
+            memcpy(got, w->bytes, w->len);
+            if (with_pid) {
+                got[0] = 0x32;
+                got[w->pid_off] = 0x12;
+                got[w->pid_off + 1] = 0x34;
+            }
+            CHECK_MEM(got, want, w->len);
+        }
+    }
+    tern_msg_unref(m); /* frees the four headers too (ASan) */
 }
 
 static struct tern_qmsg *q(struct tern_msg *m, uint16_t pid)
@@ -245,6 +283,7 @@ static const struct tern_test tests[] = {
     {"msg_copies_and_refs", test_msg_copies_and_refs},
     {"msg_expiry", test_msg_expiry},
     {"msg_filter_props", test_msg_filter_props},
+    {"msg_wire", test_msg_wire},
     {"qlist", test_qlist},
     {"packet_ids", test_packet_ids},
     {"packet_ids_exhausted", test_packet_ids_exhausted},
