@@ -4,8 +4,9 @@
  *
  * A message is one allocation holding the topic, the payload and the MQTT 5 properties that
  * are forwarded to receivers (everything the publisher sent except Topic Alias, Subscription
- * Identifier and Message Expiry Interval, which are per receiver). It never changes after
- * tern_msg_new, so any thread may read it without a lock; the reference count is atomic and the
+ * Identifier and Message Expiry Interval, which are per receiver). Its content never changes
+ * after tern_msg_new (the header cache `wire` is filled once per slot by compare-and-swap), so
+ * any thread may read it without a lock; the reference count is atomic and the
  * last tern_msg_unref frees it. Receivers share the payload bytes through writev, so a message
  * fanned out to N subscribers is stored once.
  */
