@@ -312,6 +312,16 @@ void tern__conn_free(struct tern_conn *c)
         return;
     }
     struct tern_worker *w = c->w;
+    if (c->dirty) {
+        /* Still listed for the flush hook: unlink it first. */
+        for (struct tern_conn **pp = &w->dirty; *pp; pp = &(*pp)->dirty_next) {
+            if (*pp == c) {
+                *pp = c->dirty_next;
+                break;
+            }
+        }
+        c->dirty = false;
+    }
     if (c->stream) {
         (void)tern_loop_del_fd(w->loop, c->fd);
         tern_stream_close(c->stream);
@@ -362,8 +372,8 @@ void tern__conn_flush(struct tern_conn *c)
         return;
     }
     if (rc != TERN_OK) {
+        /* Close puts it back on the dirty list; the hook's next pass reaps it. */
         tern__conn_close(c, 0xFF, rc == TERN_ECLOSED ? "connection closed by peer" : "write error");
-        tern__conn_flush(c);
         return;
     }
     /* The socket drained below the high-water mark: send more of the session's backlog
@@ -376,8 +386,7 @@ void tern__conn_flush(struct tern_conn *c)
         if (backlog) {
             tern__conn_pump(c);
             if (c->out_count && write_out(c) != TERN_OK) {
-                tern__conn_close(c, 0xFF, "write error");
-                tern__conn_flush(c);
+                tern__conn_close(c, 0xFF, "write error"); /* reaped by the hook's next pass */
                 return;
             }
         }
