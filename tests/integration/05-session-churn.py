@@ -88,3 +88,20 @@ def test_churn(version):
         c.send(b"\xc0\x00")
         c.expect(PINGRESP)
         c.close()
+
+
+def test_stop_under_load():
+    """SIGTERM while clients churn: clean exit, no sanitizer report (checked by stop())."""
+    b = broker("max_queued_messages 50\nsys_interval 1\n")
+    b.start()
+    errors = []
+    threads = [threading.Thread(target=worker, args=(b.port, 77 + i, 5 if i % 2 else 4, errors))
+               for i in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    try:
+        b.stop()
+    finally:
+        for t in threads:
+            t.join()
