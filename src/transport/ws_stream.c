@@ -434,7 +434,8 @@ static ssize_t ws_read(struct tern_stream *s, void *buf, size_t len)
         return w->read_err;
     }
     w->read_blocked = false;
-    for (int round = 0; got < len && round < READ_ROUNDS; round++) {
+    int round = 0;
+    for (; got < len && round < READ_ROUNDS; round++) {
         if (w->rem > 0) {
             size_t want = w->rem < len - got ? (size_t)w->rem : len - got;
             if (w->in_len > 0) {
@@ -513,7 +514,8 @@ static ssize_t ws_read(struct tern_stream *s, void *buf, size_t len)
         w->rmasked = f.masked;
         memcpy(w->rmask, f.mask, 4);
     }
-    w->pending = w->in_len > 0 && !w->read_blocked && w->read_err == 0;
+    /* Decoded bytes wait in `in`, or the round limit stopped us: come back without epoll. */
+    w->pending = (w->in_len > 0 || round == READ_ROUNDS) && !w->read_blocked && w->read_err == 0;
     if (got > 0) {
         if (last != TERN_EAGAIN) {
             w->read_err = (int)last; /* delivered what came before it; report it next time */

@@ -14,11 +14,13 @@
  *  - unmasking then masking a payload gives the original bytes, and a close payload that
  *    passes tern_ws_close_parse has a valid code and a UTF-8 reason;
  *  - a ws_stream over an in-memory inner stream that hands out the same bytes in small chunks
+ *    (every other read says EAGAIN, writes are partial and every third says EAGAIN)
  *    delivers exactly the payload bytes a reference walk over the frames predicts (binary and
  *    continuation payloads up to the first close, text frame or error; a data frame whose
  *    header arrived delivers the payload bytes that arrived), ends with the matching error,
  *    and everything it writes back decodes as valid frames of the other direction (pongs with
- *    the ping's payload, at most one close frame, last).
+ *    the ping's payload, at most one close frame, last) once flushed; after every EAGAIN,
+ *    want() asks for READ or says PENDING (otherwise an owner would wait forever).
  */
 #include "common/alloc.h"
 #include "tern/error.h"
@@ -48,11 +50,15 @@ struct mem_stream {
     size_t in_len, in_off, chunk;
     uint8_t *out; /* everything written */
     size_t out_len, out_cap;
+    unsigned calls; /* every other read and every third write say EAGAIN */
 };
 
 static ssize_t mem_read(struct tern_stream *s, void *buf, size_t len)
 {
     struct mem_stream *m = (struct mem_stream *)s;
+    if (++m->calls % 2 == 0) {
+        return TERN_EAGAIN;
+    }
     if (m->in_off == m->in_len) {
         return TERN_ECLOSED;
     }
@@ -67,20 +73,26 @@ static ssize_t mem_read(struct tern_stream *s, void *buf, size_t len)
 static ssize_t mem_writev(struct tern_stream *s, const struct iovec *iov, int iovcnt)
 {
     struct mem_stream *m = (struct mem_stream *)s;
+    if (++m->calls % 3 == 0) {
+        return TERN_EAGAIN;
+    }
     size_t total = 0;
-    for (int i = 0; i < iovcnt; i++) {
-        if (m->out_len + iov[i].iov_len > m->out_cap) {
-            size_t cap = (m->out_len + iov[i].iov_len) * 2;
+    for (int i = 0; i < iovcnt && total < m->chunk; i++) {
+        size_t n = iov[i].iov_len < m->chunk - total ? iov[i].iov_len : m->chunk - total;
+        if (m->out_len + n > m->out_cap) {
+            size_t cap = (m->out_len + n) * 2;
             uint8_t *p = tern_realloc(m->out, cap);
             REQUIRE(p != NULL);
             m->out = p;
             m->out_cap = cap;
         }
-        memcpy(m->out + m->out_len, iov[i].iov_base, iov[i].iov_len);
-        m->out_len += iov[i].iov_len;
-        total += iov[i].iov_len;
+        if (n > 0) {
+            memcpy(m->out + m->out_len, iov[i].iov_base, n);
+        }
+        m->out_len += n;
+        total += n;
     }
-    return (ssize_t)total;
+    return total > 0 ? (ssize_t)total : TERN_EAGAIN;
 }
 
 static void mem_close(struct tern_stream *s)
@@ -303,7 +315,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t *got = tern_malloc(size + rsize);
     size_t got_len = 0;
     ssize_t last = 0;
-    for (size_t i = 0; i < 4 * size + 16; i++) {
+    for (size_t i = 0; i < 8 * size + 64; i++) {
         last = tern_stream_read(ws, got + got_len, rsize);
         if (last > 0) {
             REQUIRE((size_t)last <= rsize && got_len + (size_t)last <= size);
@@ -313,10 +325,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (last != TERN_EAGAIN) {
             break;
         }
+        /* After EAGAIN the owner waits for want(): it must name something, or we stall. */
+        REQUIRE(tern_stream_want(ws) & (TERN_STREAM_WANT_READ | TERN_STREAM_PENDING));
     }
     REQUIRE(last == want_err);
     REQUIRE(got_len == want_len && (want_len == 0 || memcmp(got, want, want_len) == 0));
     REQUIRE(tern_stream_read(ws, got, rsize) == want_err); /* sticky */
+    /* Push out what the inner stream refused so far. */
+    int frc = TERN_EAGAIN;
+    for (int i = 0; i < 100000 && frc == TERN_EAGAIN; i++) {
+        frc = tern_stream_flush(ws);
+    }
+    REQUIRE(frc == TERN_OK);
+    REQUIRE((tern_stream_want(ws) & TERN_STREAM_WANT_WRITE) == 0);
     /* A close arrived or an error was found: exactly one close frame went out, last. */
     bool expect_close = want_err != TERN_ECLOSED || peer_closed;
     check_output(m.out, m.out_len, server, close_code, expect_close);
