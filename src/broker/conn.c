@@ -11,6 +11,7 @@
  */
 #include "broker/conn.h"
 
+#include "broker/persist.h"
 #include "broker/subtree.h"
 #include "common/alloc.h"
 #include "common/log.h"
@@ -385,6 +386,7 @@ void tern__conn_flush(struct tern_conn *c)
         pthread_mutex_unlock(&s->mtx);
         if (backlog) {
             tern__conn_pump(c);
+            tern__persist_commit(); /* packet ids given by the pump, before they are sent */
             if (c->out_count && write_out(c) != TERN_OK) {
                 tern__conn_close(c, 0xFF, "write error"); /* reaped by the hook's next pass */
                 return;
@@ -408,6 +410,16 @@ void tern__conn_close(struct tern_conn *c, uint8_t reason, const char *why)
     if (was_active && c->version == TERN_MQTT_5 && reason != 0 && reason != 0xFF) {
         struct tern_packet p = {.type = TERN_DISCONNECT};
         p.u.disconnect.reason = reason;
+        /* A Reason String for the operator, unless it would pass the client's Maximum Packet
+         * Size (DISCONNECT may carry one whatever Request Problem Information says). */
+        uint8_t pbuf[160];
+        struct tern_props_builder bld;
+        tern_props_builder_init(&bld, pbuf, sizeof pbuf);
+        size_t wlen = strlen(why);
+        tern_props_add_str(&bld, TERN_PROP_REASON_STRING, why, wlen < 120 ? wlen : 120);
+        if (!bld.overflow && (c->peer_max_packet == 0 || bld.len + 8 <= c->peer_max_packet)) {
+            p.u.disconnect.props = tern_props_builder_result(&bld);
+        }
         (void)tern__conn_send_packet(c, &p);
     }
     c->reading = false;

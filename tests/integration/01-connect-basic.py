@@ -8,7 +8,7 @@ import time
 from ternlib import (CONNACK, DISCONNECT, PINGRESP, PUBLISH, Conn, broker, check, client,
                      connect, eq, mqtt_str, packet, props, publish, subscribe, versions,
                      P_ASSIGNED_CLIENT_ID, P_AUTH_METHOD, P_SERVER_KEEP_ALIVE,
-                     P_TOPIC_ALIAS_MAXIMUM, P_RECEIVE_MAXIMUM, prop)
+                     P_TOPIC_ALIAS_MAXIMUM, P_RECEIVE_MAXIMUM, P_REASON_STRING, prop)
 
 
 @versions(3, 4, 5)
@@ -138,6 +138,8 @@ def test_anonymous_refused_when_not_allowed(version):
         c.send(connect("anon", version))
         ck = c.expect(CONNACK)
         eq(ck.reason, 0x87 if version == 5 else 5, "CONNACK code")
+        if version == 5:
+            eq(prop(ck.props, P_REASON_STRING), b"anonymous clients not allowed", "Reason String")
         c.expect_closed()
 
 
@@ -169,6 +171,7 @@ def test_MQTT_3_1_2_24_keepalive_timeout(version):
         check(1.2 <= dt <= 3.0, "closed after %.2fs, expected ~1.5s" % dt)
         if version == 5:
             check(last is not None and last.reason == 0x8D, "DISCONNECT 0x8D expected")
+            eq(prop(last.props, P_REASON_STRING), b"keepalive timeout", "Reason String")
 
 
 def test_pingreq_keeps_connection_alive(version):
@@ -280,3 +283,12 @@ def test_out_of_file_descriptors_pauses_accept():
             s.close()
         p.terminate()
         p.wait(timeout=10)
+
+
+def test_no_reason_string_without_problem_information_v5():
+    with broker("allow_anonymous false\n") as b:
+        c = Conn(b.port, version=5)
+        c.send(connect("np", 5, properties=props((0x17, 0))))
+        ck = c.expect(CONNACK)
+        eq(ck.reason, 0x87, "CONNACK reason")
+        eq(prop(ck.props, P_REASON_STRING), None, "no Reason String when not requested")
