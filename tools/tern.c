@@ -3,6 +3,7 @@
  * `tern`: the command-line tool. Dispatches to the subcommands; each parses its own options
  * (mosquitto_pub/sub/rr compatible) and returns the process exit code.
  */
+#include "bench.h"
 #include "cli.h"
 
 #include <stdio.h>
@@ -15,6 +16,7 @@ static void usage(FILE *f)
           "  pub    publish messages (like mosquitto_pub)\n"
           "  sub    subscribe and print messages (like mosquitto_sub)\n"
           "  rr     publish a request and print the response (like mosquitto_rr)\n"
+          "  bench  load generator: conn, pub, sub, p2p, fanout, fanin scenarios\n"
           "Run `tern COMMAND --help` for the options of a command.\n"
           "  tern --help      this help\n"
           "  tern --version   print the version\n",
@@ -36,6 +38,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "rr") == 0) {
         return cli_rr(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "bench") == 0) {
+        return cli_bench(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
