@@ -27,9 +27,12 @@
 #include "transport/stream.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define ACCEPTS_PER_EVENT 64
@@ -342,6 +345,12 @@ static int open_listener(struct tern_listener *l, const struct tern_listener_con
                  (unsigned)lc->port, rc == TERN_ESYS ? strerror(errno) : tern_strerror(rc));
         return rc;
     }
+    if (lc->bind_interface && setsockopt(l->fd, SOL_SOCKET, SO_BINDTODEVICE, lc->bind_interface,
+                                         (socklen_t)strlen(lc->bind_interface)) != 0) {
+        tern_log(TERN_LOG_ERROR, "%s: bind_interface %s: %s", lc->origin ? lc->origin : "listener",
+                 lc->bind_interface, strerror(errno));
+        return TERN_ESYS;
+    }
     char name[TERN_NET_ADDRSTRLEN];
     if (tern_net_local_name(l->fd, name, sizeof name) < 0) {
         snprintf(name, sizeof name, "%s:%u", host ? host : "*", (unsigned)l->port);
@@ -394,6 +403,31 @@ static int check_security(const struct tern_config *cfg)
     return TERN_OK;
 }
 
+/*
+ * `user NAME`: when started as root, switch to that user (and its primary group) once the
+ * listeners are open, before any worker runs, as Mosquitto does. Not root: nothing to do.
+ */
+static int drop_privileges(const char *user)
+{
+    if (user == NULL || geteuid() != 0) {
+        return TERN_OK;
+    }
+    struct passwd *pw = getpwnam(user);
+    if (pw == NULL) {
+        tern_log(TERN_LOG_ERROR, "user %s: no such user", user);
+        return TERN_ECONFIG;
+    }
+    if (pw->pw_uid == 0) {
+        return TERN_OK;
+    }
+    if (initgroups(user, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+        tern_log(TERN_LOG_ERROR, "cannot switch to user %s: %s", user, strerror(errno));
+        return TERN_ESYS;
+    }
+    tern_log(TERN_LOG_INFO, "running as user %s", user);
+    return TERN_OK;
+}
+
 int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
 {
     memset(b, 0, sizeof *b);
@@ -434,6 +468,10 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
         }
     }
     fflush(stdout);
+    int rc0 = drop_privileges(cfg->user);
+    if (rc0 != TERN_OK) {
+        return rc0;
+    }
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     b->nworkers = cfg->threads ? cfg->threads : (cores > 0 ? (unsigned)cores : 1u);

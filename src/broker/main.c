@@ -19,8 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static FILE *log_out;
+static FILE *log_file; /* log_dest file PATH, owned */
 static bool log_ts = true;
 
 static void log_cb(enum tern_log_level level, const char *msg, void *ud)
@@ -51,6 +53,17 @@ static void usage(FILE *f)
                "      --version       show the version\n");
 }
 
+/* pid_file: the process id and a newline; an error names the path. */
+static int write_pid_file(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0) {
+        fprintf(stderr, "ternd: cannot write pid_file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_port(const char *s, uint16_t *out)
 {
     char *end;
@@ -68,6 +81,15 @@ static int parse_port(const char *s, uint16_t *out)
 static void apply_log_dest(const struct tern_config *cfg)
 {
     log_out = (cfg->log_dest & TERN_LOGD_STDOUT) ? stdout : stderr;
+    if ((cfg->log_dest & TERN_LOGD_FILE) && cfg->log_file) {
+        log_file = fopen(cfg->log_file, "a");
+        if (log_file) {
+            log_out = log_file;
+        } else {
+            fprintf(stderr, "ternd: cannot open log file %s: %s (logging to stderr)\n",
+                    cfg->log_file, strerror(errno));
+        }
+    }
     log_ts = cfg->log_timestamp;
 }
 
@@ -183,12 +205,19 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (cfg.pid_file && write_pid_file(cfg.pid_file) != 0) {
+        tern_config_free(&cfg);
+        return 1;
+    }
     static struct tern_broker broker;
     int rc = tern_broker_start(&broker, &cfg);
     if (rc != TERN_OK) {
         tern_log(TERN_LOG_ERROR, "broker failed to start: %s", tern_strerror(rc));
         tern_broker_request_stop(&broker);
         tern_broker_wait(&broker);
+        if (cfg.pid_file) {
+            (void)unlink(cfg.pid_file);
+        }
         tern_config_free(&cfg);
         return 1;
     }
@@ -218,7 +247,13 @@ int main(int argc, char **argv)
     }
     tern_broker_request_stop(&broker);
     tern_broker_wait(&broker);
+    if (cfg.pid_file) {
+        (void)unlink(cfg.pid_file);
+    }
     tern_config_free(&cfg);
     tern_log(TERN_LOG_NOTICE, "ternd stopped");
+    if (log_file) {
+        fclose(log_file);
+    }
     return 0;
 }

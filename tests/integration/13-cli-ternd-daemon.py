@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import time
 
-from ternlib import PINGRESP, broker, check, client, eq, free_port, ternd_path
+from ternlib import PINGRESP, Skip, broker, check, client, eq, free_port, ternd_path
 
 
 def run(args, timeout=10):
@@ -56,8 +56,13 @@ def test_quick_start_port():
     p = subprocess.Popen([ternd_path(), "-p", str(port)], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT)
     try:
-        line = p.stdout.readline().decode()
-        eq(line.strip(), "ternd listening on 127.0.0.1:%d (mqtt)" % port, "listening line")
+        want = "ternd listening on 127.0.0.1:%d (mqtt)" % port
+        lines = []
+        for _ in range(20):  # log lines may come first (stderr shares the pipe)
+            lines.append(p.stdout.readline().decode().strip())
+            if lines[-1] == want:
+                break
+        check(want in lines, "listening line missing from %r" % lines)
         c = client(port, "quick")
         c.send(b"\xc0\x00")
         c.expect(PINGRESP)
@@ -92,4 +97,33 @@ def test_sigterm_with_clients_connected(version):
         last = c.expect_closed()
         if version == 5:
             check(last is not None and last.reason == 0x8B, "DISCONNECT 0x8B, got %r" % last)
+        c.close()
+
+
+def test_pid_file_and_log_file():
+    d = tempfile.mkdtemp(prefix="ternd-pid-")
+    pid = os.path.join(d, "ternd.pid")
+    logf = os.path.join(d, "ternd.log")
+    with broker("pid_file %s\nlog_dest file %s\n" % (pid, logf)) as b:
+        with open(pid) as f:
+            eq(int(f.read().strip()), b.proc.pid, "pid in pid_file")
+        c = client(b.port, "pf")
+        c.close()
+        time.sleep(0.2)
+        with open(logf) as f:
+            check("new client pf" in f.read(), "log written to the log file")
+    check(not os.path.exists(pid), "pid_file removed on exit")
+
+
+def test_user_switch_when_root():
+    if os.geteuid() != 0:
+        raise Skip("needs root")
+    with broker("user nobody\n") as b:
+        with open("/proc/%d/status" % b.proc.pid) as f:
+            uid_line = [l for l in f.read().splitlines() if l.startswith("Uid:")][0]
+        import pwd
+        eq(int(uid_line.split()[1]), pwd.getpwnam("nobody").pw_uid, "real uid after start")
+        c = client(b.port, "u")
+        c.send(b"\xc0\x00")
+        c.expect(PINGRESP)
         c.close()
