@@ -292,3 +292,39 @@ def test_no_reason_string_without_problem_information_v5():
         ck = c.expect(CONNACK)
         eq(ck.reason, 0x87, "CONNACK reason")
         eq(prop(ck.props, P_REASON_STRING), None, "no Reason String when not requested")
+
+
+def test_MQTT_3_1_2_1_wrong_protocol_name():
+    """Protocol name other than MQTT/MQIsdp: refused (CONNACK 0x01) and closed."""
+    with broker() as b:
+        c = Conn(b.port)
+        body = mqtt_str("MQTX") + bytes([4, 2]) + b"\x00\x3c" + mqtt_str("x")
+        c.send(packet(1, 0, body))
+        c.expect_bytes(b"\x20\x02\x00\x01")
+        c.expect_closed()
+
+
+def test_MQTT_3_1_2_13_will_flags_inconsistent(version):
+    """Will QoS or Will Retain set without the Will Flag: malformed, closed without CONNACK."""
+    with broker() as b:
+        for bits in (0x08, 0x10, 0x20, 0x18 | 0x04):  # QoS 1, QoS 2, retain, QoS 3 with will
+            c = Conn(b.port, version=version)
+            raw = bytearray(connect("wf", version))
+            raw[9] |= bits
+            c.send(bytes(raw))
+            last = c.expect_closed()
+            check(last is None, "no CONNACK expected, got %r" % last)
+
+
+def test_MQTT_3_1_2_22_password_without_username_v311():
+    with broker() as b:
+        c = Conn(b.port, version=4)
+        c.send(connect("pw", 4, password="secret"))
+        c.expect_closed()
+
+
+def test_username_and_password_accepted_when_anonymous_allowed(version):
+    with broker() as b:
+        c = Conn(b.port, version=version)
+        c.send(connect("up", version, username="user", password="pass"))
+        eq(c.expect(CONNACK).reason, 0, "accepted")

@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: MIT
 """SUBSCRIBE / UNSUBSCRIBE and routing (3.8, 3.9, 3.10, 3.11, 4.7)."""
 
+import time
+
 from ternlib import (PUBLISH, SUBACK, UNSUBACK, broker, check, client, eq, subscribe,
                      unsubscribe, publish, versions)
 
@@ -147,3 +149,16 @@ def test_max_topic_levels(version):
         last = c.expect_closed()
         if version == 5:
             check(last is not None and last.reason == 0x90, "DISCONNECT 0x90, got %r" % last)
+
+
+def test_sys_wildcard_subscription_gets_retained_sys(version):
+    with broker("sys_interval 1\n") as b:
+        time.sleep(1.2)
+        c = client(b.port, "sysw", version=version)
+        c.subscribe("$SYS/broker/clients/#")
+        topics = set()
+        for _ in range(4):
+            p = c.expect(PUBLISH, timeout=3)
+            topics.add(p.topic)
+            check(p.retain, "retained $SYS message has RETAIN set on subscribe")
+        check(b"$SYS/broker/clients/connected" in topics, "topics %r" % topics)
