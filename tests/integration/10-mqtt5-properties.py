@@ -288,3 +288,34 @@ def test_qos_not_supported_above_max_qos(version):
         c.send(publish("mq", b"x", qos=2, version=5))
         last = c.expect_closed()
         check(last is not None and last.reason == 0x9B, "DISCONNECT 0x9B, got %r" % last)
+
+
+@versions(*V5)
+def test_topic_alias_zero_is_error(version):
+    with broker() as b:
+        pub = client(b.port, "p", version=5)
+        pub.send(publish("t", b"x", version=5, properties=props((P_TOPIC_ALIAS, 0))))
+        last = pub.expect_closed()
+        check(last is not None and last.reason == 0x94, "DISCONNECT 0x94, got %r" % last)
+
+
+@versions(*V5)
+def test_will_qos_above_maximum_refused(version):
+    with broker("max_qos 1\n") as b:
+        c = Conn(b.port, version=5)
+        c.send(connect("wq", 5, will=dict(topic="w", payload=b"x", qos=2)))
+        eq(c.expect(CONNACK).reason, 0x9B, "QoS not supported")
+        c.expect_closed()
+
+
+@versions(*V5)
+def test_will_retain_without_retain_available_refused(version):
+    with broker("retain_available false\n") as b:
+        c = Conn(b.port, version=5)
+        c.send(connect("wr", 5, will=dict(topic="w", payload=b"x", retain=True)))
+        ck = c.expect(CONNACK)
+        eq(ck.reason, 0x9A, "Retain not supported")
+        c.expect_closed()
+        c2 = Conn(b.port, version=5)
+        c2.send(connect("ra", 5))
+        eq(prop(c2.expect(CONNACK).props, 0x25), 0, "Retain Available 0 announced")
