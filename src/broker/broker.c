@@ -17,6 +17,7 @@
 #include "broker/broker.h"
 
 #include "broker/conn.h"
+#include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/subtree.h"
 #include "common/alloc.h"
@@ -127,6 +128,9 @@ static void flush_hook(struct tern_loop *loop, void *arg)
         tern_session_unref(s);
     }
     w->npending = 0;
+    /* Group commit: this turn's store changes are committed before any of its output is
+     * written; held PUBACK/PUBREC are released (or refused) here. */
+    tern__persist_flush_turn(w);
     while (w->dirty) {
         struct tern_conn *list = w->dirty;
         w->dirty = NULL;
@@ -276,6 +280,7 @@ static void worker_shutdown(struct tern_worker *w)
         tern_session_unref(w->pending[i]);
     }
     w->npending = 0;
+    tern__persist_worker_stop(w);
     tern__worker_free_stimers(w);
     tern_loop_timer_stop(w->loop, &w->sys_timer);
     tern_loop_timer_stop(w->loop, &w->house_timer);
@@ -368,10 +373,6 @@ static void warn_unenforced(const struct tern_config *cfg)
     if (cfg->check_retain_source) {
         tern_log(TERN_LOG_WARNING, "check_retain_source is not enforced yet");
     }
-    if (cfg->persistence) {
-        tern_log(TERN_LOG_WARNING, "persistence is not implemented yet: sessions and retained "
-                                   "messages are kept in memory only");
-    }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct tern_listener_config *l = &cfg->listeners[i];
         if (l->mount_point) {
@@ -453,6 +454,10 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
     if (src != TERN_OK) {
         return src;
     }
+    src = tern__persist_open(b);
+    if (src != TERN_OK) {
+        return src;
+    }
     b->nlisteners = cfg->nlisteners;
     b->listeners = tern_calloc(b->nlisteners ? b->nlisteners : 1, sizeof *b->listeners);
     if (b->listeners == NULL) {
@@ -490,6 +495,10 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
         tern_timer_init(&w->sys_timer);
         tern_timer_init(&w->house_timer);
         tern_loop_hook_add(w->loop, &w->flush_hook, flush_hook, w);
+    }
+    int prc = tern__persist_load(b);
+    if (prc != TERN_OK) {
+        return prc;
     }
     for (size_t i = 0; i < b->nlisteners; i++) {
         int rc = tern_loop_add_fd(b->workers[0].loop, b->listeners[i].fd, TERN_LOOP_READ, on_listen,
@@ -558,6 +567,7 @@ void tern_broker_wait(struct tern_broker *b)
         tern_free(b->workers);
         b->workers = NULL;
     }
+    tern__persist_close();
     for (size_t j = 0; b->listeners && j < b->nlisteners; j++) {
         if (b->listeners[j].fd >= 0) {
             close(b->listeners[j].fd);

@@ -576,6 +576,19 @@ static int h_persistence_sync(struct parser *p, const struct opt *o, char *arg)
     return TERN_OK;
 }
 
+static int h_on_corrupt(struct parser *p, const struct opt *o, char *arg)
+{
+    (void)o;
+    if (strcmp(arg, "fail") == 0) {
+        p->cfg->persistence_on_corrupt = TERN_ON_CORRUPT_FAIL;
+    } else if (strcmp(arg, "move_aside") == 0) {
+        p->cfg->persistence_on_corrupt = TERN_ON_CORRUPT_MOVE_ASIDE;
+    } else {
+        return fail(p, "persistence_on_corrupt: invalid value '%s' (fail or move_aside)", arg);
+    }
+    return TERN_OK;
+}
+
 static int h_log_type(struct parser *p, const struct opt *o, char *arg)
 {
     (void)o;
@@ -886,6 +899,7 @@ static const struct opt options[] = {
     G_INT("connect_timeout", connect_timeout, 1, 3600),
     G_INT("max_topic_levels", max_topic_levels, 1, TERN_CONFIG_MAX_TOPIC_LEVELS),
     FN("persistence_sync", W_GLOBAL, h_persistence_sync),
+    FN("persistence_on_corrupt", W_GLOBAL, h_on_corrupt),
     G_STR("store_path", store_path),
     /* Accepted, no effect (recorded in warnings). */
     NOEFFECT("allow_duplicate_messages", 'b',

@@ -47,6 +47,12 @@ enum tern_persistence_sync {
     TERN_SYNC_FULL = 2,   /* fsync every commit */
 };
 
+/* persistence_on_corrupt (Tern). */
+enum tern_on_corrupt {
+    TERN_ON_CORRUPT_FAIL = 0,       /* refuse to start, naming the file (default) */
+    TERN_ON_CORRUPT_MOVE_ASIDE = 1, /* rename it to <file>.corrupt-<time> and start empty */
+};
+
 /* log_type bits (Mosquitto's names). */
 enum tern_log_type {
     TERN_LOGT_DEBUG = 1u << 0,
@@ -178,6 +184,7 @@ struct tern_config {
     bool autosave_on_changes;
     enum tern_persistence_sync persistence_sync; /* Tern: default normal */
     char *store_path; /* Tern: store database path; NULL = location/file above */
+    enum tern_on_corrupt persistence_on_corrupt; /* Tern: default fail */
 
     /* Process. */
     char *pid_file; /* NULL = none */

@@ -17,6 +17,7 @@
  */
 #include "broker/conn.h"
 
+#include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/subtree.h"
 #include "common/alloc.h"
@@ -223,6 +224,7 @@ void tern__conn_pump(struct tern_conn *c)
         }
         q = tern_qlist_pop(&s->queue);
         if (tern_msg_expired(q->msg, now)) {
+            tern__persist_smsg_removed_locked(s, q);
             tern_qmsg_free(q);
             continue;
         }
@@ -230,6 +232,8 @@ void tern__conn_pump(struct tern_conn *c)
             q->packet_id = tern_session_next_pid(s);
             q->state = 0;
             q->dup = false;
+            /* Committed by this worker's flush before the PUBLISH is written. */
+            tern__persist_smsg_updated_locked(s, q);
         }
         int rc = send_publish(c, q, now);
         if (rc == TERN_ETOOBIG) {
@@ -238,12 +242,14 @@ void tern__conn_pump(struct tern_conn *c)
                      "Maximum Packet Size",
                      c->client_id, (int)q->msg->topic_len, (const char *)q->msg->topic);
             atomic_fetch_add_explicit(&b->stats.pub_dropped, 1, memory_order_relaxed);
+            tern__persist_smsg_removed_locked(s, q);
             tern_qmsg_free(q);
             continue;
         }
         if (q->qos > 0 && rc == TERN_OK) {
             tern_qlist_push(&s->inflight, q);
         } else {
+            tern__persist_smsg_removed_locked(s, q);
             tern_qmsg_free(q);
         }
         if (rc != TERN_OK) {
@@ -319,6 +325,7 @@ void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t q
         s->dropped++;
     } else {
         tern_qlist_push(&s->queue, q);
+        tern__persist_smsg_added_locked(s, q);
         if (s->worker && !s->flush_posted) {
             s->flush_posted = true;
             notify = s->worker;
@@ -429,6 +436,7 @@ void tern__route_publish_owned(struct tern_broker *b, struct tern_msg *msg)
         } else {
             (void)tern_retain_set(b->retain, msg->topic, msg->topic_len, msg, tern_msg_size(msg));
         }
+        tern__persist_retain(msg->topic, msg->topic_len, msg->payload_len ? msg : NULL);
     }
     (void)tern__route_publish(b, msg);
     tern_msg_unref(msg);
@@ -490,6 +498,9 @@ void tern__route_failover_shared(struct tern_broker *b, struct tern_session *s)
         (void)tern_subtree_match(b->subs, q->msg->topic, q->msg->topic_len, q->msg->origin,
                                  reroute_cb, available_cb, &rr);
         if (rr.found) {
+            pthread_mutex_lock(&s->mtx);
+            tern__persist_smsg_removed_locked(s, q);
+            pthread_mutex_unlock(&s->mtx);
             uint8_t qos = q->msg->qos < rr.r.qos ? q->msg->qos : rr.r.qos;
             tern__route_enqueue(rr.r.s, q->msg, qos, rr.r.rap ? q->msg->retain : false, rr.r.ids,
                                 rr.r.nids, q->share, q->share_len);

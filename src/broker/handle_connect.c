@@ -15,6 +15,7 @@
  */
 #include "broker/conn.h"
 
+#include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/subtree.h"
 #include "common/alloc.h"
@@ -81,6 +82,7 @@ static struct tern_msg *session_end_locked(struct tern_broker *b, struct tern_se
     tern_registry_remove_locked(s);
     (void)tern_subtree_remove_session(b->subs, s);
     pthread_mutex_lock(&s->mtx);
+    tern__persist_session_ended_locked(s);
     tern_qlist_clear(&s->queue);
     tern_qlist_clear(&s->inflight);
     s->qos2_in_count = 0;
@@ -166,6 +168,17 @@ static void stimer_arm(struct tern_worker *w, struct tern_session *s, uint64_t g
     }
 }
 
+void tern__session_arm_restored(struct tern_worker *w, struct tern_session *s)
+{
+    uint64_t due = s->expire_at_ms;
+    if (s->delayed_will && (due == 0 || s->will_at_ms < due)) {
+        due = s->will_at_ms;
+    }
+    if (due) {
+        stimer_arm(w, s, s->attach_gen, due);
+    }
+}
+
 /* Free the timers of a stopping worker (no callbacks run). */
 void tern__worker_free_stimers(struct tern_worker *w);
 void tern__worker_free_stimers(struct tern_worker *w)
@@ -209,6 +222,7 @@ void tern__session_detach(struct tern_conn *c)
     uint64_t will_at = s->delayed_will ? s->will_at_ms : 0;
     uint64_t due = s->expire_at_ms;
     pthread_mutex_unlock(&s->mtx);
+    tern__persist_session_detached(s, c->session_expiry);
 
     if (!atomic_load(&b->stopping)) {
         tern__route_failover_shared(b, s);
@@ -419,6 +433,7 @@ static int attach_session(struct tern_conn *c, bool clean, bool *present)
         atomic_store(&s->online, true);
         pthread_mutex_unlock(&s->mtx);
         c->session = tern_session_ref(s);
+        tern__persist_session_attached(s, c);
         tern_registry_unlock();
         tern_msg_unref(cancelled);
         if (ended_will) {

@@ -10,6 +10,7 @@
  */
 #include "broker/conn.h"
 
+#include "broker/persist.h"
 #include "broker/retain.h"
 #include "common/alloc.h"
 #include "common/log.h"
@@ -70,6 +71,7 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
     const struct tern_publish *pub = &pkt->u.publish;
     struct tern_session *s = c->session;
     atomic_fetch_add_explicit(&b->stats.pub_received, 1, memory_order_relaxed);
+    uint64_t mark = tern__persist_mark(); /* changes recorded by this publish hold its ack */
 
     if (c->version == TERN_MQTT_5) {
         struct tern_prop sid;
@@ -105,6 +107,9 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
         /* 5.0 bounds the window by our Receive Maximum; in 3.x the 16-bit id space does. */
         bool full = !dup && c->version == TERN_MQTT_5 && s->qos2_in_count >= b->receive_maximum;
         int arc = (dup || full) ? TERN_OK : tern_session_qos2_add(s, pub->packet_id);
+        if (arc == TERN_OK && !dup && !full) {
+            tern__persist_qos2_locked(s, pub->packet_id, true);
+        }
         pthread_mutex_unlock(&s->mtx);
         if (full) {
             tern__conn_close(c, TERN_RC_RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
@@ -122,11 +127,25 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
 
     uint8_t reason = TERN_RC_SUCCESS;
     bool route = true;
+    uint8_t refuse;
+    if (pub->qos > 0 && tern__persist_refusing(&refuse)) {
+        /* The store is failing: do not take a message we could not keep. */
+        if (c->version != TERN_MQTT_5) {
+            tern__conn_close(c, 0xFF, "store error: QoS 1/2 publish refused");
+            return TERN_ESTORE;
+        }
+        tern_log(TERN_LOG_INFO, "client %s: QoS %u PUBLISH refused: store failing", c->client_id,
+                 (unsigned)pub->qos);
+        reason = refuse;
+        route = false;
+    }
     if (tern_topic_level_count(topic.ptr, topic.len) > cfg->max_topic_levels) {
         tern__conn_close(c, TERN_RC_TOPIC_NAME_INVALID, "topic deeper than max_topic_levels");
         return TERN_EPROTOCOL;
     }
-    if (topic.len > 0 && topic.ptr[0] == '$') {
+    if (!route) {
+        /* refused above */
+    } else if (topic.len > 0 && topic.ptr[0] == '$') {
         /* Clients may not publish to '$' topics (e.g. $SYS): acknowledged and dropped. */
         tern_log(TERN_LOG_INFO, "client %s: PUBLISH to %.*s denied ('$' topic)", c->client_id,
                  (int)topic.len, (const char *)topic.ptr);
@@ -180,6 +199,7 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
             } else {
                 (void)tern_retain_set(b->retain, topic.ptr, topic.len, m, tern_msg_size(m));
             }
+            tern__persist_retain(topic.ptr, topic.len, pub->payload.len ? m : NULL);
         }
         long n = tern__route_publish(b, m);
         tern_msg_unref(m);
@@ -187,16 +207,19 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
             reason = TERN_RC_NO_MATCHING_SUBSCRIBERS;
         }
     }
+    /* Sent now, or after the commit of the changes this publish recorded (persist.h). */
     if (pub->qos == 1) {
-        send_ack(c, TERN_PUBACK, pub->packet_id, reason);
+        tern__persist_ack(c, TERN_PUBACK, pub->packet_id, reason, mark);
     } else if (pub->qos == 2) {
         if (reason >= 0x80) {
             /* A failure code ends the QoS 2 flow here: forget the id. */
             pthread_mutex_lock(&s->mtx);
-            (void)tern_session_qos2_remove(s, pub->packet_id);
+            if (tern_session_qos2_remove(s, pub->packet_id)) {
+                tern__persist_qos2_locked(s, pub->packet_id, false);
+            }
             pthread_mutex_unlock(&s->mtx);
         }
-        send_ack(c, TERN_PUBREC, pub->packet_id, reason);
+        tern__persist_ack(c, TERN_PUBREC, pub->packet_id, reason, mark);
     }
     return TERN_OK;
 }
@@ -212,6 +235,7 @@ int tern__handle_ack(struct tern_conn *c, const struct tern_packet *pkt)
         struct tern_qmsg *q = tern_qlist_find_pid(&s->inflight, a->packet_id);
         if (q && q->qos == 1) {
             q = tern_qlist_take_pid(&s->inflight, a->packet_id);
+            tern__persist_smsg_removed_locked(s, q);
             pump = true;
         } else {
             q = NULL;
@@ -227,9 +251,12 @@ int tern__handle_ack(struct tern_conn *c, const struct tern_packet *pkt)
         bool found = q && q->qos == 2;
         if (found && a->reason >= 0x80) {
             drop = tern_qlist_take_pid(&s->inflight, a->packet_id);
+            tern__persist_smsg_removed_locked(s, drop);
             pump = true;
-        } else if (found) {
+        } else if (found && q->state != 1) {
             q->state = 1;
+            /* Committed by this worker's flush before the PUBREL is written. */
+            tern__persist_smsg_updated_locked(s, q);
         }
         pthread_mutex_unlock(&s->mtx);
         if (drop) {
@@ -245,6 +272,7 @@ int tern__handle_ack(struct tern_conn *c, const struct tern_packet *pkt)
         struct tern_qmsg *q = tern_qlist_find_pid(&s->inflight, a->packet_id);
         if (q && q->qos == 2 && q->state == 1) {
             q = tern_qlist_take_pid(&s->inflight, a->packet_id);
+            tern__persist_smsg_removed_locked(s, q);
             pump = true;
         } else {
             q = NULL;
@@ -256,6 +284,10 @@ int tern__handle_ack(struct tern_conn *c, const struct tern_packet *pkt)
     case TERN_PUBREL: {
         pthread_mutex_lock(&s->mtx);
         bool found = tern_session_qos2_remove(s, a->packet_id);
+        if (found) {
+            /* Committed by this worker's flush before the PUBCOMP is written. */
+            tern__persist_qos2_locked(s, a->packet_id, false);
+        }
         pthread_mutex_unlock(&s->mtx);
         send_ack(c, TERN_PUBCOMP, a->packet_id,
                  found ? TERN_RC_SUCCESS : TERN_RC_PACKET_IDENTIFIER_NOT_FOUND);

@@ -6,6 +6,7 @@
  */
 #include "broker/conn.h"
 
+#include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/subtree.h"
 #include "common/alloc.h"
@@ -102,6 +103,11 @@ int tern__handle_subscribe(struct tern_conn *c, const struct tern_packet *pkt)
         send_ret[n] = false;
         if (rc == TERN_OK) {
             codes[n] = o.qos;
+            tern__persist_sub_put(c->session, e.filter.ptr, e.filter.len,
+                                  (uint8_t)(o.qos | (o.no_local ? 0x04u : 0u) |
+                                            (o.retain_as_published ? 0x08u : 0u) |
+                                            (unsigned)(o.retain_handling << 4)),
+                                  o.sub_id);
             const uint8_t *g, *inner;
             size_t gl, il;
             bool shared = tern_topic_shared_split(e.filter.ptr, e.filter.len, &g, &gl, &inner, &il);
@@ -151,6 +157,9 @@ int tern__handle_unsubscribe(struct tern_conn *c, const struct tern_packet *pkt)
     tern_sub_iter_init(&it, pkt);
     while (n < SUB_MAX_FILTERS && tern_sub_iter_next(&it, &e)) {
         int rc = tern_subtree_unsubscribe(b->subs, e.filter.ptr, e.filter.len, c->session);
+        if (rc == TERN_OK) {
+            tern__persist_sub_del(c->session, e.filter.ptr, e.filter.len);
+        }
         codes[n++] = rc == TERN_OK ? TERN_RC_SUCCESS : TERN_RC_NO_SUBSCRIPTION_EXISTED;
     }
     struct tern_packet ack = {.type = TERN_UNSUBACK};

@@ -8,6 +8,7 @@
  */
 #include "broker/broker.h"
 #include "broker/config.h"
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/time.h"
 #include "tern/error.h"
@@ -129,6 +130,16 @@ static int load(struct tern_config *cfg, const char *path, uint16_t port)
         }
         if (path == NULL) {
             l->auth.allow_anonymous = 1;
+        }
+    }
+    if (path == NULL) {
+        /* The built-in configuration (`make run`) keeps its state in ./data/tern.db; a
+         * configuration file keeps Mosquitto's default (persistence false). */
+        cfg->persistence = true;
+        cfg->store_path = tern_strdup("./data/tern.db");
+        if (cfg->store_path == NULL) {
+            fprintf(stderr, "ternd: out of memory\n");
+            return TERN_ENOMEM;
         }
     }
     return TERN_OK;

@@ -43,6 +43,7 @@ struct tern_qmsg {
     uint32_t sub_ids[TERN_SUB_IDS_MAX];
     uint8_t *share; /* owned share name when delivered through a shared subscription */
     size_t share_len;
+    uint64_t seq; /* persistence: key of its store record in the session, 0 = not stored */
 };
 
 struct tern_qlist {
@@ -80,6 +81,12 @@ struct tern_session {
     uint64_t expire_at_ms;         /* monotonic deadline while offline, 0 = none */
     bool in_registry;              /* registered under client_id */
     struct tern_session *reg_next; /* registry hash chain, under the registry lock */
+
+    /* Persistence (persist.c), under mtx: stored in the store (expiry != 0), last store
+     * sequence number given to a queued message, wall-clock ms of the last disconnect. */
+    bool persisted;
+    uint64_t next_seq;
+    int64_t disc_real_ms;
 
     /* Will held for a delayed will (5.0 Will Delay Interval), under mtx. */
     struct tern_msg *delayed_will;

@@ -457,8 +457,8 @@ class Broker:
         self.args = list(args)
         self.proc = None
 
-    def start(self):
-        self.logf = open(self.log, "wb")
+    def start(self, append=False):
+        self.logf = open(self.log, "ab" if append else "wb")
         self.proc = subprocess.Popen([ternd_path(), "-c", self.conf] + self.args,
                                      stdout=self.logf, stderr=subprocess.STDOUT, cwd=self.dir)
         deadline = time.monotonic() + 10
@@ -507,6 +507,18 @@ class Broker:
                 raise TestFailure("sanitizer report in ternd output:\n" + out[-6000:])
         if rc != 0:
             raise TestFailure("ternd exited with %d:\n%s" % (rc, out[-3000:]))
+
+    def restart(self, sig=signal.SIGKILL):
+        """Stop the broker with sig (SIGKILL: a crash; SIGTERM: a clean stop, checked like
+        stop()) and start it again with the same port, configuration and directory, so a
+        store in the directory survives. The log is appended to."""
+        if sig == signal.SIGTERM:
+            self.stop()
+        else:
+            self.kill(sig)
+            self.logf.close()
+            self.proc = None
+        return self.start(append=True)
 
     def __enter__(self):
         return self.start()

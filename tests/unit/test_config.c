@@ -68,6 +68,7 @@ static void test_defaults(void)
     CHECK_EQ(c.persistent_client_expiration, 0);
     CHECK_EQ(c.autosave_interval, 1800);
     CHECK_EQ(c.persistence_sync, TERN_SYNC_NORMAL);
+    CHECK_EQ(c.persistence_on_corrupt, TERN_ON_CORRUPT_FAIL);
     CHECK(c.retain_available && c.set_tcp_nodelay && c.connection_messages && c.log_timestamp);
     CHECK(!c.queue_qos0_messages && !c.persistence && !c.per_listener_settings);
     CHECK_EQ(c.log_types,
@@ -139,6 +140,7 @@ static void test_every_option(void)
                                "connect_timeout 5\n"
                                "max_topic_levels 64\n"
                                "persistence_sync full\n"
+                               "persistence_on_corrupt move_aside\n"
                                "store_path /var/lib/tern/store.db\n"
                                "max_connections 500\n"
                                "max_qos 1\n"
@@ -225,6 +227,7 @@ static void test_every_option(void)
     CHECK_EQ(c.connect_timeout, 5);
     CHECK_EQ(c.max_topic_levels, 64);
     CHECK_EQ(c.persistence_sync, TERN_SYNC_FULL);
+    CHECK_EQ(c.persistence_on_corrupt, TERN_ON_CORRUPT_MOVE_ASIDE);
     CHECK(streq(c.store_path, "/var/lib/tern/store.db"));
     CHECK_EQ(c.max_connections, 500);
     CHECK_EQ(c.max_qos, 1);
@@ -232,7 +235,7 @@ static void test_every_option(void)
     /* four no-effect options, one warning each, naming file:line */
     CHECK_EQ(c.nwarnings, 4);
     if (c.nwarnings == 4) {
-        const char *want = "t.conf:78: option 'allow_duplicate_messages' has no effect";
+        const char *want = "t.conf:79: option 'allow_duplicate_messages' has no effect";
         CHECK(strncmp(c.warnings[0], want, strlen(want)) == 0);
         CHECK(strstr(c.warnings[2], "store_clean_interval") != NULL);
     }
@@ -251,7 +254,7 @@ static void test_every_option(void)
     CHECK_EQ(d->max_qos, 1);
     CHECK_EQ(d->max_topic_alias, 20);
     CHECK(!d->tls.enabled);
-    CHECK(streq(d->origin, "t.conf:49"));
+    CHECK(streq(d->origin, "t.conf:50"));
     /* TLS listener */
     CHECK(!t->is_default);
     CHECK_EQ(t->port, 8883);
@@ -277,7 +280,7 @@ static void test_every_option(void)
     CHECK(t->tls.require_certificate);
     CHECK(t->tls.use_identity_as_username);
     CHECK(!t->tls.use_subject_as_username);
-    CHECK(streq(t->origin, "t.conf:51"));
+    CHECK(streq(t->origin, "t.conf:52"));
     /* Unix socket listener with its own anonymous/prefix settings */
     CHECK_EQ(u->port, 0);
     CHECK(streq(u->unix_path, "/run/tern.sock"));
@@ -359,6 +362,7 @@ static void test_errors_name_file_line(void)
     expect_error("persistent_client_expiration 14\n", "t.conf:1: ", "invalid duration '14'");
     expect_error("persistent_client_expiration 1x\n", "t.conf:1: ", "invalid duration");
     expect_error("persistence_sync always\n", "t.conf:1: ", "off, normal or full");
+    expect_error("persistence_on_corrupt delete\n", "t.conf:1: ", "fail or move_aside");
     expect_error("log_type verbose\n", "t.conf:1: ", "unknown type 'verbose'");
     expect_error("log_dest printer\n", "t.conf:1: ", "unknown destination 'printer'");
     expect_error("log_dest file\n", "t.conf:1: ", "missing file path");
