@@ -1768,6 +1768,9 @@ int cli_bench(int argc, char **argv)
         return 1;
     }
     double per_pub = o.total_rate > 0 && npub > 0 ? o.total_rate / npub : o.rate;
+    if (o.source_addrs > 0 && strchr(o.host, ':') != NULL) {
+        fprintf(stderr, "tern bench: --source-addrs applies to IPv4 loopback only; ignored\n");
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -1782,6 +1785,11 @@ int cli_bench(int argc, char **argv)
     if (r == NULL) {
         fprintf(stderr, "tern bench: out of memory\n");
         return 1;
+    }
+    struct rlimit rl; /* thousands of sockets: take the hard limit on open files */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
     }
     int rc = run_once(&o, per_pub, r);
     if (rc == TERN_OK) {
