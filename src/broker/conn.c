@@ -11,7 +11,6 @@
  */
 #include "broker/conn.h"
 
-#include "broker/persist.h"
 #include "broker/subtree.h"
 #include "common/alloc.h"
 #include "common/log.h"
@@ -153,12 +152,35 @@ static void out_clear(struct tern_conn *c)
     c->out_bytes = 0;
 }
 
+/*
+ * A write failed (output bound, out of memory): close the connection, but later, from the
+ * flush hook. Writes happen while a session mutex is held (pump, resume) and closing detaches
+ * the session, which takes that mutex: closing here would deadlock. Once doomed, nothing more
+ * is queued and no more input is handled.
+ */
+static void conn_doom(struct tern_conn *c, uint8_t reason, const char *why)
+{
+    if (!c->doomed && c->state != TERN_CONN_CLOSING) {
+        c->doomed = true;
+        c->doom_reason = reason;
+        c->doom_why = why;
+        c->reading = false;
+        tern__conn_mark_dirty(c);
+    }
+}
+
 static int out_check(struct tern_conn *c, size_t len)
 {
-    if (c->out_bytes + len > c->w->broker->out_max && c->state != TERN_CONN_CLOSING) {
+    if (c->state == TERN_CONN_CLOSING) {
+        return TERN_OK; /* the final DISCONNECT */
+    }
+    if (c->doomed) {
+        return TERN_EOVERFLOW;
+    }
+    if (c->out_bytes + len > c->w->broker->out_max) {
         tern_log(TERN_LOG_NOTICE, "client %s: output backlog over %zu bytes, disconnecting",
                  c->client_id ? c->client_id : c->peer, c->w->broker->out_max);
-        tern__conn_close(c, TERN_RC_QUOTA_EXCEEDED, "output backlog");
+        conn_doom(c, TERN_RC_QUOTA_EXCEEDED, "output backlog");
         return TERN_EOVERFLOW;
     }
     return TERN_OK;
@@ -184,7 +206,7 @@ int tern__conn_write(struct tern_conn *c, const void *data, size_t len)
         struct tern_outseg *s = chunk ? out_push(c) : NULL;
         if (s == NULL) {
             tern_free(chunk);
-            tern__conn_close(c, 0xFF, "out of memory");
+            conn_doom(c, 0xFF, "out of memory");
             return TERN_ENOMEM;
         }
         memcpy(chunk, data, len);
@@ -210,7 +232,7 @@ int tern__conn_write_msg(struct tern_conn *c, struct tern_msg *msg)
     }
     struct tern_outseg *s = out_push(c);
     if (s == NULL) {
-        tern__conn_close(c, 0xFF, "out of memory");
+        conn_doom(c, 0xFF, "out of memory");
         return TERN_ENOMEM;
     }
     s->msg = tern_msg_ref(msg);
@@ -359,6 +381,9 @@ void tern__conn_flush(struct tern_conn *c)
     if (c->stream == NULL) {
         return;
     }
+    if (c->doomed && c->state != TERN_CONN_CLOSING) {
+        tern__conn_close(c, c->doom_reason, c->doom_why); /* no session lock held here */
+    }
     int rc = c->out_count ? write_out(c) : TERN_OK;
     if (c->state == TERN_CONN_CLOSING) {
         if (c->refs == 0) {
@@ -386,7 +411,6 @@ void tern__conn_flush(struct tern_conn *c)
         pthread_mutex_unlock(&s->mtx);
         if (backlog) {
             tern__conn_pump(c);
-            tern__persist_commit(); /* packet ids given by the pump, before they are sent */
             if (c->out_count && write_out(c) != TERN_OK) {
                 tern__conn_close(c, 0xFF, "write error"); /* reaped by the hook's next pass */
                 return;
@@ -504,7 +528,8 @@ static void connect_refused(struct tern_conn *c, ssize_t err, const struct tern_
 static void process_input(struct tern_conn *c)
 {
     struct tern_broker *b = c->w->broker;
-    while (c->in.len > 0 && (c->state == TERN_CONN_NEW || c->state == TERN_CONN_ACTIVE)) {
+    while (c->in.len > 0 && !c->doomed &&
+           (c->state == TERN_CONN_NEW || c->state == TERN_CONN_ACTIVE)) {
         struct tern_packet pkt;
         memset(&pkt, 0, sizeof pkt);
         uint8_t reason = 0;

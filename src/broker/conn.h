@@ -91,6 +91,9 @@ struct tern_conn {
     struct tern_msg *will; /* one reference, or NULL */
     uint32_t will_delay_s;
     uint8_t disconnect_reason; /* reason sent/received, for logs */
+    bool doomed;               /* to be closed by the flush hook (see conn_doom in conn.c) */
+    uint8_t doom_reason;
+    const char *doom_why; /* static string */
 };
 
 /* Create a connection for an accepted stream (taken) on worker w. Logs and closes on failure. */
@@ -143,8 +146,6 @@ int tern__handle_auth(struct tern_conn *c, const struct tern_packet *pkt);
 
 /* Session end-of-connection processing (handle_connect.c): will, expiry, detach. */
 void tern__session_detach(struct tern_conn *c);
-/* Arm the expiry / delayed-will timer of a session restored from the store on worker w. */
-void tern__session_arm_restored(struct tern_worker *w, struct tern_session *s);
 
 /* Routing (route.c). Deliver msg to every matching subscriber; returns receivers count. */
 long tern__route_publish(struct tern_broker *b, struct tern_msg *msg);

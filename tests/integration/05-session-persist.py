@@ -5,7 +5,8 @@ session expiry (3.1.2.4, 3.2.2.2, 4.1, 4.4)."""
 import time
 
 from ternlib import (CONNACK, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, Conn, ack, broker,
-                     check, client, connect, disconnect, eq, props, versions, P_SESSION_EXPIRY)
+                     PINGRESP, check, client, connect, disconnect, eq, props, publish, versions,
+                     P_SESSION_EXPIRY)
 
 
 def persistent(port, cid, version, expiry=300, **kw):
@@ -226,3 +227,38 @@ def test_persistent_client_expiration_v3(version):
         c = Conn(b.port, version=version)
         c.send(connect("pce", version, clean=False))
         eq(c.expect(CONNACK).session_present, False, "session expired")
+
+
+@versions(5)
+def test_resend_beyond_output_bound_closes_cleanly(version):
+    """A resumed session whose in-flight messages exceed the connection's output bound
+    (max_packet_size + 64 MiB) is disconnected (0x97); the worker keeps serving and the broker
+    stops cleanly (this once deadlocked: the close ran under the session lock)."""
+    import socket as so
+    with broker("max_packet_size 70000\nmax_inflight_messages 0\nmax_queued_messages 0\n") as b:
+        sp = props((P_SESSION_EXPIRY, 300))
+        s = client(b.port, "big", version=5, clean=False, properties=sp)
+        s.subscribe([("big", 1)])
+        pub = client(b.port, "pub", version=5)
+        n, payload = 1200, b"q" * 60000  # 72 MB in flight, never acknowledged
+        for i in range(n):
+            pub.send(publish("big", payload, qos=1, mid=i + 1, version=5))
+        got = 0
+        while got < n:
+            if s.recv(timeout=10).type == PUBLISH:
+                got += 1
+        s.close()
+        time.sleep(0.3)
+        s2 = Conn(b.port, version=5)
+        s2.sock.setsockopt(so.SOL_SOCKET, so.SO_RCVBUF, 4096)
+        s2.send(connect("big", 5, clean=False, properties=sp))
+        deadline = time.monotonic() + 5
+        while "output backlog" not in b.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        check("output backlog" in b.output(), "backlog close logged")
+        for i in range(4):  # every worker still answers
+            c = client(b.port, "probe%d" % i, version=5)
+            c.send(b"\xc0\x00")
+            c.expect(PINGRESP)
+            c.close()
+        s2.close()
