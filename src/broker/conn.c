@@ -11,6 +11,7 @@
  */
 #include "broker/conn.h"
 
+#include "broker/persist.h"
 #include "broker/subtree.h"
 #include "common/alloc.h"
 #include "common/log.h"
@@ -411,6 +412,7 @@ void tern__conn_flush(struct tern_conn *c)
         pthread_mutex_unlock(&s->mtx);
         if (backlog) {
             tern__conn_pump(c);
+            tern__persist_commit(); /* packet ids given by the pump, before they are sent */
             if (c->out_count && write_out(c) != TERN_OK) {
                 tern__conn_close(c, 0xFF, "write error"); /* reaped by the hook's next pass */
                 return;

@@ -146,6 +146,8 @@ int tern__handle_auth(struct tern_conn *c, const struct tern_packet *pkt);
 
 /* Session end-of-connection processing (handle_connect.c): will, expiry, detach. */
 void tern__session_detach(struct tern_conn *c);
+/* Arm the expiry / delayed-will timer of a session restored from the store on worker w. */
+void tern__session_arm_restored(struct tern_worker *w, struct tern_session *s);
 
 /* Routing (route.c). Deliver msg to every matching subscriber; returns receivers count. */
 long tern__route_publish(struct tern_broker *b, struct tern_msg *msg);
