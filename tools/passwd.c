@@ -203,14 +203,19 @@ static int ask(int tty, const char *prompt, char *buf, size_t cap, size_t *len)
 {
     struct termios old, quiet;
     bool have_term = tcgetattr(tty, &old) == 0;
-    if (!write_all(tty, prompt, strlen(prompt))) {
-        return -1;
-    }
+    /* Echo goes off (dropping type-ahead) before the prompt shows, so an answer typed as soon
+     * as the prompt appears is never flushed or echoed. */
     if (have_term) {
         quiet = old;
         quiet.c_lflag &= ~(tcflag_t)ECHO;
         quiet.c_lflag |= ECHONL;
         (void)tcsetattr(tty, TCSAFLUSH, &quiet);
+    }
+    if (!write_all(tty, prompt, strlen(prompt))) {
+        if (have_term) {
+            (void)tcsetattr(tty, TCSANOW, &old);
+        }
+        return -1;
     }
     size_t n = 0;
     int rc = 0;
@@ -234,7 +239,7 @@ static int ask(int tty, const char *prompt, char *buf, size_t cap, size_t *len)
         buf[n++] = c;
     }
     if (have_term) {
-        (void)tcsetattr(tty, TCSAFLUSH, &old);
+        (void)tcsetattr(tty, TCSANOW, &old);
     }
     if (n > 0 && buf[n - 1] == '\r') {
         n--;
