@@ -544,6 +544,7 @@ static void free_changes(struct change *v, size_t n)
 /* Take the list and commit it (with a kept failed batch first). Caller holds flush_mtx. */
 static void flush_locked(void)
 {
+    uint8_t reason = TERN_RC_UNSPECIFIED_ERROR; /* of a failed batch */
     pthread_mutex_lock(&P.list_mtx);
     struct change *v = P.v;
     size_t n = P.n;
@@ -596,7 +597,7 @@ static void flush_locked(void)
         }
         return;
     }
-    uint8_t reason = rc == TERN_ESTORE ? TERN_RC_QUOTA_EXCEEDED : TERN_RC_UNSPECIFIED_ERROR;
+    reason = rc == TERN_ESTORE ? TERN_RC_QUOTA_EXCEEDED : TERN_RC_UNSPECIFIED_ERROR;
     if (!atomic_load(&P.failing)) {
         tern_log(TERN_LOG_ERROR,
                  "persistence: %s: commit failed (%s); refusing QoS 1/2 publishes until the "
