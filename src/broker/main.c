@@ -111,7 +111,8 @@ static void apply_logging(const struct tern_config *cfg, bool verbose)
     tern_log_set_level(lv);
 }
 
-static int load(struct tern_config *cfg, const char *path, uint16_t port)
+/* builtin: ternd was started with neither -c nor -p (what `make run` does). */
+static int load(struct tern_config *cfg, const char *path, uint16_t port, bool builtin)
 {
     char err[512];
     tern_config_defaults(cfg);
@@ -132,9 +133,10 @@ static int load(struct tern_config *cfg, const char *path, uint16_t port)
             l->auth.allow_anonymous = 1;
         }
     }
-    if (path == NULL) {
+    if (builtin) {
         /* The built-in configuration (`make run`) keeps its state in ./data/tern.db; a
-         * configuration file keeps Mosquitto's default (persistence false). */
+         * configuration file or a quick start with -p keeps Mosquitto's default (persistence
+         * false). */
         cfg->persistence = true;
         cfg->store_path = tern_strdup("./data/tern.db");
         if (cfg->store_path == NULL) {
@@ -181,12 +183,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "ternd: --test-config needs -c FILE\n");
         return 2;
     }
-    if (conf == NULL && port == 0) {
+    bool builtin = conf == NULL && port == 0;
+    if (builtin) {
         port = 1883;
     }
 
     struct tern_config cfg;
-    if (load(&cfg, conf, test_config ? 0 : port) != TERN_OK) {
+    if (load(&cfg, conf, test_config ? 0 : port, builtin) != TERN_OK) {
         tern_config_free(&cfg);
         return 1;
     }
@@ -239,7 +242,7 @@ int main(int argc, char **argv)
         }
         if (sig == SIGHUP) {
             struct tern_config fresh;
-            if (conf && load(&fresh, conf, 0) == TERN_OK) {
+            if (conf && load(&fresh, conf, 0, false) == TERN_OK) {
                 apply_logging(&fresh, verbose);
                 tern_log(TERN_LOG_NOTICE, "configuration reloaded: log level updated; listener, "
                                           "limit, security and log destination changes need a "
