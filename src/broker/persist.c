@@ -40,7 +40,8 @@
 #include <sys/stat.h>
 
 #define FAILED_RING     32
-#define RETRY_MAX       1000000u
+#define RETRY_MAX       200000u
+#define RETRY_MS        1000u /* least time between two attempts while the store fails */
 #define HOUSE_MS        1000u
 #define SWEEP_EVERY     10u   /* housekeeping ticks between retained sweeps / checkpoints */
 #define SWEEP_MAX       1000u /* retained messages removed per sweep call */
@@ -113,7 +114,8 @@ static struct {
     uint64_t taken_hi; /* last generation taken from the list */
     struct range failed[FAILED_RING];
     size_t nfailed, failed_next;
-    uint64_t evicted_hi; /* ranges at or below this may have failed (ring overflow) */
+    uint64_t evicted_hi;  /* ranges at or below this may have failed (ring overflow) */
+    uint64_t last_try_ms; /* monotonic time of the last attempt while failing */
     _Atomic bool failing;
     _Atomic uint8_t fail_reason;
 
@@ -558,7 +560,7 @@ static void flush_locked(void)
 
     if (P.nretry > 0 && n > 0) {
         if (P.nretry + n > P.retry_cap) {
-            size_t ncap = P.nretry + n;
+            size_t ncap = P.retry_cap * 2 > P.nretry + n ? P.retry_cap * 2 : P.nretry + n;
             struct change *nr = tern_realloc(P.retry, ncap * sizeof *nr);
             if (nr == NULL) {
                 tern_log(TERN_LOG_ERROR, "persistence: out of memory; %zu change(s) not stored", n);
@@ -583,6 +585,13 @@ static void flush_locked(void)
         tern_free(v);
         return;
     }
+    uint64_t now = tern_time_mono_ms();
+    if (atomic_load(&P.failing) && batch == P.retry && now - P.last_try_ms < RETRY_MS) {
+        /* Not every turn of every worker: the new changes wait with the failed ones. */
+        reason = atomic_load(&P.fail_reason);
+        goto failed_range;
+    }
+    P.last_try_ms = now;
     int rc = apply(batch, nb);
     if (rc == TERN_OK) {
         free_changes(batch, nb);
