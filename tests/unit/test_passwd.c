@@ -13,6 +13,7 @@
 #include "test.h"
 
 #include <argon2.h>
+#include <pthread.h>
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -272,6 +273,53 @@ static void test_mosquitto_passwd_file(void)
     rmdir(dir);
 }
 
+/* Several threads verify against one table at once (the broker's worker pool does this). */
+struct verify_job {
+    const struct tern_passwd *pw;
+    int ok, denied, other;
+};
+
+static void *verify_thread(void *arg)
+{
+    struct verify_job *j = arg;
+    for (int i = 0; i < 20; i++) {
+        const char *user = (i % 2) ? "carol" : "dave";
+        const char *good = (i % 2) ? "correct horse" : "pbkdf2 pw";
+        int rc = tern_passwd_verify(j->pw, user, good, strlen(good));
+        j->ok += rc == TERN_OK;
+        j->other += rc != TERN_OK;
+        rc = tern_passwd_verify(j->pw, user, "wrong", 5);
+        j->denied += rc == TERN_EDENIED;
+        j->other += rc != TERN_EDENIED;
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    char text[1024];
+    snprintf(text, sizeof text, "carol:%s\ndave:%s\n", py_sha512, py_pbkdf2);
+    struct tern_passwd *pw = NULL;
+    CHECK_ERR(tern_passwd_load_string(&pw, text, strlen(text), "pw", NULL, 0), TERN_OK);
+    if (pw == NULL) {
+        return;
+    }
+    pthread_t th[4];
+    struct verify_job jobs[4];
+    memset(jobs, 0, sizeof jobs);
+    for (int i = 0; i < 4; i++) {
+        jobs[i].pw = pw;
+        CHECK_EQ(pthread_create(&th[i], NULL, verify_thread, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_EQ(jobs[i].ok, 20);
+        CHECK_EQ(jobs[i].denied, 20);
+        CHECK_EQ(jobs[i].other, 0);
+    }
+    tern_passwd_free(pw);
+}
+
 static void test_username_valid(void)
 {
     CHECK(tern_passwd_username_valid("alice"));
@@ -296,6 +344,7 @@ static const struct tern_test tests[] = {
     {"load_errors", test_load_errors},
     {"alloc_failures", test_alloc_failures},
     {"mosquitto_passwd_file", test_mosquitto_passwd_file},
+    {"threads", test_threads},
     {"username_valid", test_username_valid},
     {NULL, NULL},
 };
