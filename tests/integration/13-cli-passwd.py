@@ -6,7 +6,8 @@ ctypes for `$argon2id$`) and by a real Mosquitto broker (a `$7$` line written by
 mosquitto_pub log in, a wrong password is refused); the interactive prompt asks twice without
 echo (driven through a pseudo-terminal); bad usage exits 1 with a message.
 
-The tern binary is $TERN, else the one built beside $TERND, else the newest build/*/tools/tern.
+The tern binary is $TERN, else the one built beside $TERND, else the newest build/*/tools/tern
+that has the passwd command.
 """
 
 import base64
@@ -41,10 +42,13 @@ def tern_path():
         c = os.path.join(bdir, "tools", "tern")
         if os.path.exists(c):
             return c
-    built = glob.glob(os.path.join(ternlib.ROOT, "build", "*", "tools", "tern"))
-    if not built:
-        raise Skip("tern binary not built (set TERN)")
-    return max(built, key=os.path.getmtime)
+    built = sorted(glob.glob(os.path.join(ternlib.ROOT, "build", "*", "tools", "tern")),
+                   key=os.path.getmtime, reverse=True)
+    for c in built:  # the newest build that has the passwd command
+        if subprocess.run([c, "passwd", "--help"], capture_output=True,
+                          timeout=RUN_TIMEOUT).returncode == 0:
+            return c
+    raise Skip("no tern binary with `passwd` built (set TERN)")
 
 
 def tp(*args, stdin=subprocess.DEVNULL):
