@@ -39,7 +39,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-# The explorer's front-end packages (web/package.json), when the explorer exists.
+# web/package.json: the explorer's front-end packages; MQTT.js there also serves the interop
+# tests. Node.js and npm come from Debian when the machine has none.
+if [ -f web/package.json ] && ! command -v npm >/dev/null 2>&1; then
+  echo "deps: installing nodejs npm"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
 if [ -f web/package.json ] && [ ! -d web/node_modules ]; then
   echo "deps: npm ci in web/"
   (cd web && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else
