@@ -789,7 +789,7 @@ void tern__persist_worker_stop(struct tern_worker *w)
         return;
     }
     tern__persist_flush_turn(w);
-    if (w->loop == P.house_loop) {
+    if (w->id == 0 && P.house_loop != NULL) { /* only worker 0 touches the timer */
         tern_loop_timer_stop(w->loop, &P.house);
         P.house_loop = NULL;
     }
