@@ -123,6 +123,9 @@ static void stimer_fire(struct tern_loop *loop, struct tern_timer *t)
     if (live && s->delayed_will && (expired || now >= s->will_at_ms)) {
         will = s->delayed_will;
         s->delayed_will = NULL;
+        if (!expired) {
+            tern__persist_will_sent_locked(s);
+        }
     }
     if (live && !expired && s->expire_at_ms) {
         next = s->expire_at_ms;

@@ -228,6 +228,7 @@ void tern__persist_session_detached(struct tern_session *s, uint32_t expiry)
     } else if (s->persisted) {
         int64_t now = tern_time_real_ms();
         s->disc_real_ms = now;
+        s->expiry_s = expiry; /* as changed by DISCONNECT; saved again with the will */
         uint32_t delay = 0;
         if (s->delayed_will) {
             uint64_t mono = tern_time_mono_ms();
@@ -236,6 +237,13 @@ void tern__persist_session_detached(struct tern_session *s, uint32_t expiry)
         put_session(s, s->version, expiry, now, s->delayed_will, delay);
     }
     pthread_mutex_unlock(&s->mtx);
+}
+
+void tern__persist_will_sent_locked(struct tern_session *s)
+{
+    if (stored(s)) {
+        put_session(s, s->version, s->expiry_s, s->disc_real_ms, NULL, 0);
+    }
 }
 
 void tern__persist_session_ended_locked(struct tern_session *s)

@@ -83,6 +83,8 @@ void tern__persist_session_attached(struct tern_session *s, const struct tern_co
 /* c detached from s with session expiry `expiry` (not 0): store the disconnect time and the
  * delayed will, if any. */
 void tern__persist_session_detached(struct tern_session *s, uint32_t expiry);
+/* The delayed will of an offline session was published: store the session without it. */
+void tern__persist_will_sent_locked(struct tern_session *s);
 /* The session ends (expiry, clean start): delete it with everything it holds. */
 void tern__persist_session_ended_locked(struct tern_session *s);
 /* Subscription stored / removed. */

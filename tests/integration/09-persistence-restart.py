@@ -11,7 +11,7 @@ import time
 
 from ternlib import (CONNACK, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, Broker, Conn, TestFailure,
                      ack, check, client, connect, disconnect, eq, props, publish, versions,
-                     P_MESSAGE_EXPIRY, P_SESSION_EXPIRY)
+                     P_MESSAGE_EXPIRY, P_SESSION_EXPIRY, P_WILL_DELAY)
 
 PERSIST = "persistence true\npersistence_file tern.db\n"
 
@@ -242,3 +242,28 @@ def test_corrupt_store_moved_aside(version):
         offline(s, version)
         b.restart(signal.SIGKILL)
         persistent(b.port, "fresh", version, expect_present=True)
+
+
+@versions(5)
+def test_delayed_will_across_restart(version):
+    with Broker(PERSIST) as b:
+        obs = persistent(b.port, "obs", version)
+        obs.subscribe([("will/#", 1)])
+        c = Conn(b.port, version=version)
+        c.send(connect("w1", version, clean=False, properties=props((P_SESSION_EXPIRY, 300)),
+                       will=dict(topic="will/w1", payload=b"gone", qos=1,
+                                 properties=props((P_WILL_DELAY, 2)))))
+        c.expect(CONNACK)
+        c.close()  # no DISCONNECT: the will is due 2 s later
+        time.sleep(0.3)
+        b.restart(signal.SIGKILL)  # the pending delayed will is in the store
+        obs.close()
+        obs = persistent(b.port, "obs", version, expect_present=True)
+        m = obs.recv(timeout=4)
+        eq((m.type, m.topic, m.payload), (PUBLISH, b"will/w1", b"gone"), "will after restart")
+        obs.send(ack(PUBACK, m.mid, version))
+        time.sleep(0.3)
+        b.restart(signal.SIGKILL)  # published: not stored any more
+        obs.close()
+        obs = persistent(b.port, "obs", version, expect_present=True)
+        obs.expect_nothing(2.5)
