@@ -12,7 +12,7 @@
  */
 #include "passwd.h"
 
-#include "broker/auth_passwd.h"
+#include "auth/passwd.h"
 #include "common/alloc.h"
 #include "tern/error.h"
 

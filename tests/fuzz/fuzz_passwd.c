@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer target for src/broker/auth_passwd.c. The input is a password file, copied into a
+ * libFuzzer target for src/auth/passwd.c. The input is a password file, copied into a
  * heap block of exactly its size so ASan sees any read past the end. Invariants (abort on
  * violation):
  *  - the load returns TERN_OK, TERN_ECONFIG or TERN_ENOMEM, never crashes or leaks;
@@ -12,7 +12,7 @@
  *    TERN_EINVAL exactly when a file holding it as "u:<hash>" does not load.
  * Verification of `$7$`/argon2id lines is not run here: their cost is in the input.
  */
-#include "broker/auth_passwd.h"
+#include "auth/passwd.h"
 #include "common/alloc.h"
 #include "tern/error.h"
 

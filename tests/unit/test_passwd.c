@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for src/broker/auth_passwd.c: every hash format verifies the right password and
+ * Unit tests for src/auth/passwd.c: every hash format verifies the right password and
  * refuses wrong ones, using vectors made by other implementations (Debian's mosquitto_passwd for
  * `$7$`, Python's hashlib for `$6$`/`$7$`, libargon2's own encoder for `$argon2id$`); a file
  * written by mosquitto_passwd at test time loads and verifies; hashes written here round-trip
  * and have the documented layout; malformed lines fail with `file:line`; allocation failures
  * during load are reported, never crash.
  */
-#include "broker/auth_passwd.h"
+#include "auth/passwd.h"
 
 #include "common/alloc.h"
 #include "test.h"

@@ -15,8 +15,8 @@
  * pool: argon2id and PBKDF2 cost milliseconds and must never run on an event loop thread).
  * Digests are compared with CRYPTO_memcmp; an unknown user costs as much as a known one.
  */
-#ifndef TERN_BROKER_AUTH_PASSWD_H
-#define TERN_BROKER_AUTH_PASSWD_H
+#ifndef TERN_AUTH_PASSWD_H
+#define TERN_AUTH_PASSWD_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -89,4 +89,4 @@ int tern_passwd_hash(enum tern_passwd_alg alg, uint32_t cost, const void *passwo
  */
 bool tern_passwd_username_valid(const char *username);
 
-#endif /* TERN_BROKER_AUTH_PASSWD_H */
+#endif /* TERN_AUTH_PASSWD_H */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Password file: load, verify, hash (see auth_passwd.h for the formats).
+ * Password file: load, verify, hash (see passwd.h for the formats).
  *
  * Each line is decoded at load into an entry holding the algorithm, its cost parameters and the
  * raw salt and digest; entries are sorted by user name for a binary search. Verification derives
@@ -10,7 +10,7 @@
  * Cost parameters are bounded at load (argon2 memory <= 4 GiB, time <= 65536, lanes <= 64;
  * PBKDF2 iterations <= 100 million) so one bad line cannot stall the worker pool forever.
  */
-#include "broker/auth_passwd.h"
+#include "auth/passwd.h"
 
 #include "common/alloc.h"
 #include "tern/error.h"
