@@ -245,6 +245,7 @@ def _pty_run(args, answers):
             os._exit(127)
     out = b""
     pending = list(answers)
+    answered_at = 0  # only output after the last answer can hold the next prompt
     deadline = time.time() + RUN_TIMEOUT
     while time.time() < deadline:
         r, _, _ = select.select([fd], [], [], 0.2)
@@ -256,10 +257,12 @@ def _pty_run(args, answers):
             if not chunk:
                 break
             out += chunk
-            if pending and out.rstrip().endswith(b":"):
+            if pending and out[answered_at:].rstrip().endswith(b":"):
                 os.write(fd, pending.pop(0).encode() + b"\n")
-                # Wait until the prompt line is complete before looking for the next one.
+                # The next prompt must come after this point: the newline the tool echoes
+                # after an answer would otherwise look like the same prompt again.
                 out += b"\n"
+                answered_at = len(out)
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
