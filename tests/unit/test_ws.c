@@ -425,7 +425,7 @@ static void test_frame_table(void)
 static void test_frame_prefixes(void)
 {
     static uint8_t buf[70000];
-    struct guard g;
+    struct guard g = {0};
     CHECK(guard_init(&g, sizeof buf));
     for (size_t i = 0; i < sizeof frame_cases / sizeof frame_cases[0]; i++) {
         const struct frame_case *c = &frame_cases[i];
