@@ -42,8 +42,6 @@ base.Mosquitto = Ternd
 # Tests of behaviour ternd does not have yet, with the reason (checked at each run: remove the
 # entry once ternd has the feature).
 _NOT_YET = {
-    "test_broker_restart_persistent_session_qos12":
-        "ternd does not keep sessions across a restart yet (no persistence store)",
 }
 
 
