@@ -13,6 +13,7 @@
 #include "auth/passwd.h"
 
 #include "common/alloc.h"
+#include "common/file.h"
 #include "tern/error.h"
 
 #include <argon2.h>
@@ -554,48 +555,15 @@ err:
 int tern_passwd_load_file(struct tern_passwd **out, const char *path, char *err, size_t errlen)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
-        return TERN_ECONFIG;
-    }
     char *buf = NULL;
-    size_t len = 0, cap = 0;
-    int rc = TERN_OK;
-    for (;;) {
-        if (len == cap) {
-            if (cap > TERN_PASSWD_MAX_FILE) {
-                set_err(err, errlen, "%s: file larger than %u bytes", path, TERN_PASSWD_MAX_FILE);
-                rc = TERN_ECONFIG;
-                goto done;
-            }
-            size_t ncap = cap ? cap * 2 : 4096;
-            char *nb = tern_realloc(buf, ncap);
-            if (nb == NULL) {
-                rc = TERN_ENOMEM;
-                goto done;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                set_err(err, errlen, "%s: read error", path);
-                rc = TERN_ECONFIG;
-                goto done;
-            }
-            break;
-        }
+    size_t len = 0;
+    int rc = tern_file_read(path, TERN_PASSWD_MAX_FILE, &buf, &len, err, errlen);
+    if (rc != TERN_OK) {
+        return rc;
     }
-    rc = tern_passwd_load_string(out, buf != NULL ? buf : "", len, path, err, errlen);
-done:
-    if (buf != NULL) {
-        OPENSSL_cleanse(buf, cap);
-    }
+    rc = tern_passwd_load_string(out, buf, len, path, err, errlen);
+    OPENSSL_cleanse(buf, len); /* password hashes do not linger in freed memory */
     tern_free(buf);
-    fclose(f);
     return rc;
 }
 

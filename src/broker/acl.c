@@ -14,6 +14,7 @@
 #include "broker/acl.h"
 
 #include "common/alloc.h"
+#include "common/file.h"
 #include "protocol/topic.h"
 #include "tern/error.h"
 
@@ -365,45 +366,14 @@ err:
 int tern_acl_load_file(struct tern_acl **out, const char *path, char *err, size_t errlen)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
-        return TERN_ECONFIG;
-    }
     char *buf = NULL;
-    size_t len = 0, cap = 0;
-    int rc = TERN_OK;
-    for (;;) {
-        if (len == cap) {
-            if (cap > TERN_ACL_MAX_FILE) {
-                set_err(err, errlen, "%s: file larger than %u bytes", path, TERN_ACL_MAX_FILE);
-                rc = TERN_ECONFIG;
-                goto done;
-            }
-            size_t ncap = cap ? cap * 2 : 4096;
-            char *nb = tern_realloc(buf, ncap);
-            if (nb == NULL) {
-                rc = TERN_ENOMEM;
-                goto done;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                set_err(err, errlen, "%s: read error", path);
-                rc = TERN_ECONFIG;
-                goto done;
-            }
-            break;
-        }
+    size_t len = 0;
+    int rc = tern_file_read(path, TERN_ACL_MAX_FILE, &buf, &len, err, errlen);
+    if (rc != TERN_OK) {
+        return rc;
     }
-    rc = tern_acl_load_string(out, buf != NULL ? buf : "", len, path, err, errlen);
-done:
+    rc = tern_acl_load_string(out, buf, len, path, err, errlen);
     tern_free(buf);
-    fclose(f);
     return rc;
 }
 

@@ -4,8 +4,12 @@
 
 #include "common/alloc.h"
 #include "common/buf.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/time.h"
+
+#include <stdlib.h>
+#include <unistd.h>
 
 static void test_error_names(void)
 {
@@ -113,6 +117,35 @@ static void test_time_monotonic(void)
     CHECK(tern_time_real_s() > 1600000000);
 }
 
+static void test_file_read(void)
+{
+    char path[] = "/tmp/tern-test-file-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    for (int i = 0; i < 1000; i++) {
+        fprintf(f, "line %04d\n", i); /* 10 bytes a line: 10,000 bytes, several reads */
+    }
+    fclose(f);
+    char *buf = NULL;
+    size_t len = 0;
+    char err[256] = "";
+    CHECK_ERR(tern_file_read(path, 1 << 20, &buf, &len, err, sizeof err), TERN_OK);
+    CHECK_EQ(len, 10000);
+    CHECK(buf != NULL && buf[len] == '\0' && memcmp(buf + 9990, "line 0999\n", 10) == 0);
+    tern_free(buf);
+    /* Over the cap: refused, and the message names the file. */
+    CHECK_ERR(tern_file_read(path, 9999, &buf, &len, err, sizeof err), TERN_ECONFIG);
+    CHECK(buf == NULL && strstr(err, path) != NULL);
+    CHECK_ERR(tern_file_read(path, 10000, &buf, &len, err, sizeof err), TERN_OK);
+    tern_free(buf);
+    tern_alloc_fail_after(1);
+    CHECK_ERR(tern_file_read(path, 1 << 20, &buf, &len, err, sizeof err), TERN_ENOMEM);
+    unlink(path);
+    CHECK_ERR(tern_file_read(path, 1 << 20, &buf, &len, err, sizeof err), TERN_ECONFIG);
+    CHECK(strstr(err, path) != NULL && strstr(err, "No such file") != NULL);
+}
+
 static const struct tern_test tests[] = {
     {"error_names", test_error_names},
     {"alloc_fail_nth", test_alloc_fail_nth},
@@ -120,6 +153,7 @@ static const struct tern_test tests[] = {
     {"buf_tail_commit_and_oom", test_buf_tail_commit_and_oom},
     {"log_levels", test_log_levels},
     {"time_monotonic", test_time_monotonic},
+    {"file_read", test_file_read},
     {NULL, NULL},
 };
 
