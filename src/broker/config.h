@@ -179,7 +179,7 @@ struct tern_config {
     /* Persistence. */
     bool persistence;           /* default false */
     char *persistence_location; /* directory, NULL = current */
-    char *persistence_file;     /* NULL = "mosquitto.db" */
+    char *persistence_file;     /* NULL = "tern.db" (the store is SQLite, not Mosquitto's format) */
     uint32_t autosave_interval; /* seconds, default 1800 */
     bool autosave_on_changes;
     enum tern_persistence_sync persistence_sync; /* Tern: default normal */
