@@ -55,8 +55,10 @@ coverage: deps
 format:
 	@scripts/format.sh
 
-install: release
-	@cmake --install build/release --prefix $(PREFIX)
+install: deps
+	@cmake --preset release -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@cmake --build build/release -j$(JOBS)
+	@cmake --install build/release
 
 clean:
 	@rm -rf build
