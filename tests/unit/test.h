@@ -62,6 +62,21 @@ extern int tern_test_failed_checks;
 
 int tern_test_run(const char *suite, const struct tern_test *tests, int argc, char **argv);
 
+/*
+ * Guard page for parser tests (picohttpparser's method): inputs are copied so that they end
+ * exactly where a PROT_NONE page begins, so reading one byte too far crashes the test.
+ */
+struct tern_test_guard {
+    unsigned char *map;
+    size_t maplen;
+    size_t room; /* bytes before the PROT_NONE page */
+};
+/* Map room for inputs of up to max bytes; false when mmap/mprotect fail. */
+int tern_test_guard_init(struct tern_test_guard *g, size_t max);
+/* Copy n (<= max) bytes to end at the guard page; returns where they start. */
+const void *tern_test_guard_put(struct tern_test_guard *g, const void *src, size_t n);
+void tern_test_guard_fini(struct tern_test_guard *g);
+
 #define TERN_TEST_MAIN(suite, table)                    \
     int tern_test_failed_checks;                        \
     int main(int argc, char **argv)                     \

@@ -16,39 +16,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* ---- guard page ------------------------------------------------------------------------------ */
-
-struct guard {
-    uint8_t *map;
-    size_t maplen;
-    size_t room; /* bytes before the PROT_NONE page */
-};
-
-static bool guard_init(struct guard *g, size_t max)
+/* Guard-page helpers shared by the parser tests (test.h). */
+static const char *guard_put(struct tern_test_guard *g, const void *src, size_t n)
 {
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    size_t pages = (max + pg - 1) / pg + 1;
-    g->maplen = (pages + 1) * pg;
-    void *m = mmap(NULL, g->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) {
-        return false;
-    }
-    g->map = m;
-    g->room = pages * pg;
-    return mprotect(g->map + g->room, pg, PROT_NONE) == 0;
-}
-
-/* Copy n bytes so that they end exactly at the guard page. */
-static const char *guard_put(struct guard *g, const void *src, size_t n)
-{
-    uint8_t *p = g->map + g->room - n;
-    memcpy(p, src, n);
-    return (const char *)p;
-}
-
-static void guard_fini(struct guard *g)
-{
-    munmap(g->map, g->maplen);
+    return (const char *)tern_test_guard_put(g, src, n);
 }
 
 #define MAXH 64
@@ -118,8 +89,8 @@ static void check_valid_req(const char *in, size_t len, const struct valid_req *
 
 static void test_valid_requests(void)
 {
-    struct guard g;
-    CHECK(guard_init(&g, 4096));
+    struct tern_test_guard g;
+    CHECK(tern_test_guard_init(&g, 4096));
     for (size_t i = 0; i < sizeof valid_reqs / sizeof valid_reqs[0]; i++) {
         const struct valid_req *v = &valid_reqs[i];
         size_t len = strlen(v->in);
@@ -131,14 +102,14 @@ static void test_valid_requests(void)
         memcpy(with_body + len, "hello", 5);
         check_valid_req(guard_put(&g, with_body, len + 5), len + 5, v, len);
     }
-    guard_fini(&g);
+    tern_test_guard_fini(&g);
 }
 
 /* Every strict prefix of every valid head is "need more", and nothing reads past the input. */
 static void test_request_prefixes(void)
 {
-    struct guard g;
-    CHECK(guard_init(&g, 4096));
+    struct tern_test_guard g;
+    CHECK(tern_test_guard_init(&g, 4096));
     struct tern_http_header hs[MAXH];
     struct tern_http_request req;
     for (size_t i = 0; i < sizeof valid_reqs / sizeof valid_reqs[0]; i++) {
@@ -152,7 +123,7 @@ static void test_request_prefixes(void)
             CHECK_ERR(n, TERN_ENEEDMORE);
         }
     }
-    guard_fini(&g);
+    tern_test_guard_fini(&g);
 }
 
 /* 64 headers, and a 6000-byte value, with all their prefixes. */
@@ -170,8 +141,8 @@ static void test_many_and_long_headers(void)
     }
     off += (size_t)snprintf(in + off, sizeof in - off, "\r\n\r\n");
 
-    struct guard g;
-    CHECK(guard_init(&g, sizeof in));
+    struct tern_test_guard g;
+    CHECK(tern_test_guard_init(&g, sizeof in));
     struct tern_http_header hs[MAXH];
     struct tern_http_request req;
     ssize_t n = tern_http_parse_request(guard_put(&g, in, off), off, 1 << 20, hs, MAXH, &req);
@@ -189,7 +160,7 @@ static void test_many_and_long_headers(void)
     CHECK_ERR(tern_http_parse_request(in, off, 1 << 20, hs, MAXH - 1, &req), TERN_EOVERFLOW);
     CHECK_ERR(tern_http_parse_request(in, off, off - 1, hs, MAXH, &req), TERN_ETOOBIG);
     CHECK_ERR(tern_http_parse_request(in, off, off, hs, MAXH, &req), (ssize_t)off);
-    guard_fini(&g);
+    tern_test_guard_fini(&g);
 }
 
 /* ---- malformed requests ---------------------------------------------------------------------- */
@@ -246,8 +217,8 @@ static const struct bad_req bad_reqs[] = {
 
 static void test_malformed_requests(void)
 {
-    struct guard g;
-    CHECK(guard_init(&g, 4096));
+    struct tern_test_guard g;
+    CHECK(tern_test_guard_init(&g, 4096));
     struct tern_http_header hs[MAXH];
     struct tern_http_request req;
     for (size_t i = 0; i < sizeof bad_reqs / sizeof bad_reqs[0]; i++) {
@@ -269,7 +240,7 @@ static void test_malformed_requests(void)
     CHECK_ERR(tern_http_parse_request(guard_put(&g, nul2, sizeof nul2 - 1), sizeof nul2 - 1,
                                       1 << 20, hs, MAXH, &req),
               TERN_EMALFORMED);
-    guard_fini(&g);
+    tern_test_guard_fini(&g);
 }
 
 /* A malformed byte is reported as soon as it is seen, before the head is complete. */
@@ -422,8 +393,8 @@ static void test_write_response(void)
     /* It parses back to the same thing, and each prefix is "need more" (guard page). */
     struct tern_http_header hs[8];
     struct tern_http_response resp;
-    struct guard g;
-    CHECK(guard_init(&g, sizeof buf));
+    struct tern_test_guard g;
+    CHECK(tern_test_guard_init(&g, sizeof buf));
     for (size_t k = 0; k < (size_t)n; k++) {
         CHECK_ERR(tern_http_parse_response(guard_put(&g, buf, k), k, 4096, hs, 8, &resp),
                   TERN_ENEEDMORE);
@@ -437,7 +408,7 @@ static void test_write_response(void)
     for (size_t i = 0; i < 3 && i < resp.nheaders; i++) {
         CHECK(str_is(hs[i].name, out[i].name.p) && str_is(hs[i].value, out[i].value.p));
     }
-    guard_fini(&g);
+    tern_test_guard_fini(&g);
 
     /* Header injection and bad arguments. */
     struct tern_http_header evil[] = {{tern_http_cstr("X"), tern_http_cstr("a\r\nSet-Cookie: b")}};

@@ -26,38 +26,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* ---- guard page ------------------------------------------------------------------------------ */
-
-struct guard {
-    uint8_t *map;
-    size_t maplen;
-    size_t room;
-};
-
-static bool guard_init(struct guard *g, size_t max)
+/* Guard-page helpers shared by the parser tests (test.h). */
+static const uint8_t *guard_put(struct tern_test_guard *g, const void *src, size_t n)
 {
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    size_t pages = (max + pg - 1) / pg + 1;
-    g->maplen = (pages + 1) * pg;
-    void *m = mmap(NULL, g->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) {
-        return false;
-    }
-    g->map = m;
-    g->room = pages * pg;
-    return mprotect(g->map + g->room, pg, PROT_NONE) == 0;
-}
-
-static const uint8_t *guard_put(struct guard *g, const void *src, size_t n)
-{
-    uint8_t *p = g->map + g->room - n;
-    memcpy(p, src, n);
-    return p;
-}
-
-static void guard_fini(struct guard *g)
-{
-    munmap(g->map, g->maplen);
+    return (const uint8_t *)tern_test_guard_put(g, src, n);
 }
 
 static bool str_is(struct tern_http_str s, const char *lit)
@@ -425,8 +397,8 @@ static void test_frame_table(void)
 static void test_frame_prefixes(void)
 {
     static uint8_t buf[70000];
-    struct guard g = {0};
-    CHECK(guard_init(&g, sizeof buf));
+    struct tern_test_guard g = {0};
+    CHECK(tern_test_guard_init(&g, sizeof buf));
     for (size_t i = 0; i < sizeof frame_cases / sizeof frame_cases[0]; i++) {
         const struct frame_case *c = &frame_cases[i];
         if (c->want <= 0) {
@@ -464,7 +436,7 @@ static void test_frame_prefixes(void)
         uint16_t cc = 0;
         CHECK_ERR(tern_ws_decode_frame(&d, guard_put(&g, buf, total), total, &f, &p, &cc), c->want);
     }
-    guard_fini(&g);
+    tern_test_guard_fini(&g);
 }
 
 /* Feed a sequence of frames (hex, one per string) to one decoder; return the last result. */
