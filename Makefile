@@ -3,6 +3,7 @@
 #   make run       build (release) and start ternd on 127.0.0.1:1883
 #   make test      everything CI runs: format check, -Werror ASan+UBSan build, unit and
 #                  integration tests; ends with "total: N passed, N failed"
+#   make test-tsan the unit and integration tests under ThreadSanitizer (clang), threads 4
 #   make bench     benchmarks (bench/), release build
 #   make fuzz      build the libFuzzer targets and run each for FUZZ_SECONDS (default 60)
 #   make coverage  line coverage of src/ from the unit tests (gcov), per file and per layer
@@ -12,7 +13,7 @@ PREFIX ?= /usr/local
 FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build release run test bench fuzz coverage format install clean
+.PHONY: all deps build release run test test-tsan bench fuzz coverage format install clean
 
 all: build
 
@@ -36,6 +37,13 @@ run: deps
 
 test: deps
 	@scripts/test.sh
+
+test-tsan: deps
+	@cmake --preset tsan >/dev/null
+	@cmake --build build/tsan -j$(JOBS)
+	@cd build/tsan && ctest -j$(JOBS) --output-on-failure | tail -n 3
+	@TERND=$(CURDIR)/build/tsan/src/broker/ternd TERN_TEST_THREADS=4 \
+	  /usr/bin/python3 tests/integration/run.py -j 2 | grep -v '^PASS '
 
 bench: release
 	@scripts/bench.sh
