@@ -825,8 +825,13 @@ def test_shared_library_api():
         flags = []
         if "libasan" in dyn:  # a sanitizer build: the program needs the same runtime
             flags = ["-fsanitize=address,undefined"]
+        undefined = subprocess.run(["nm", "-D", "--undefined-only", lib], capture_output=True,
+                                   text=True).stdout
+        if "__tsan_" in undefined:  # clang TSan build: the runtime comes with the executable
+            flags = ["-fsanitize=thread"]
         exe = os.path.join(d, "prog")
-        subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-I",
+        compiler = "clang" if "-fsanitize=thread" in flags and shutil.which("clang") else "cc"
+        subprocess.run([compiler, "-std=c11", "-Wall", "-Wextra", "-Werror", "-I",
                         os.path.join(ternlib.ROOT, "include"), src, "-o", exe, "-L", libdir,
                         "-ltern", "-Wl,-rpath," + libdir] + flags, check=True, timeout=60)
         res = subprocess.run([exe, str(m.port)], capture_output=True, timeout=30)
