@@ -429,3 +429,159 @@ def test_MQTT_4_12_0_6_no_auth_method_in_connack(version):
         eq(prop(ck.props, P_AUTH_METHOD), None, "no Authentication Method in CONNACK")
         c.send(pingreq())
         c.expect(PINGRESP)
+
+
+@versions(*V5)
+def test_MQTT_1_5_7_1_user_property_bad_utf8_malformed(version):
+    with broker() as b:
+        c = client(b.port, "up", version=5)
+        bad = b"\x26" + mqtt_str(b"k") + mqtt_str(b"\xc3\x28")
+        c.send(packet(3, 0, mqtt_str("t") + bytes([len(bad)]) + bad + b"x"))
+        _closed_with(c, 0x81)
+
+
+@versions(*V5)
+def test_MQTT_3_1_3_5_23_character_client_id_allowed(version):
+    cid = "0123456789abcdefghijKLM"
+    with broker() as b:
+        c = Conn(b.port, version=5)
+        ck = c.connect(cid)
+        eq(prop(ck.props, 0x12), None, "id kept, none assigned")
+        s = client(b.port, cid, version=5)  # takes the session over: the id was used as is
+        _closed_with(c, 0x8E)
+        s.send(pingreq())
+        s.expect(PINGRESP)
+
+
+@versions(*V5)
+def test_MQTT_3_2_0_1_connack_first(version):
+    """CONNECT and SUBSCRIBE in one write with a retained message waiting: CONNACK comes
+    first, then SUBACK, then the retained PUBLISH."""
+    with broker() as b:
+        p = client(b.port, "p", version=5)
+        p.publish("cf", b"r", retain=True, qos=1)
+        c = Conn(b.port, version=5)
+        c.send(connect("cf", 5) + subscribe(1, [("cf", 0)], 5))
+        eq([c.recv().type for _ in range(3)], [CONNACK, SUBACK, PUBLISH], "packet order")
+
+
+@versions(*V5)
+def test_MQTT_3_2_2_19_connack_reason_string_within_maximum_packet_size(version):
+    with broker("allow_anonymous false\n") as b:
+        c = Conn(b.port, version=5)
+        c.send(connect("mp", 5, properties=props((P_MAXIMUM_PACKET_SIZE, 8))))
+        ck = c.expect(CONNACK)
+        check(ck.reason >= 0x80, "refused")
+        check(len(ck.raw) <= 8, "CONNACK of %d bytes" % len(ck.raw))
+        eq(prop(ck.props, P_REASON_STRING), None, "Reason String left out")
+        c2 = Conn(b.port, version=5)
+        c2.send(connect("mp2", 5))
+        check(prop(c2.expect(CONNACK).props, P_REASON_STRING) is not None,
+              "with room, the Reason String is sent (the check above can fail)")
+
+
+@versions(*V5)
+def test_MQTT_3_4_2_2_acks_within_maximum_packet_size(version):
+    """Client Maximum Packet Size 16: PUBACK 0x10, PUBREC 0x10, PUBCOMP 0x92, SUBACK 0x8F and
+    UNSUBACK 0x11 all fit (no Reason String or User Property pushes them over)."""
+    with broker() as b:
+        c = client(b.port, "ack", version=5, properties=props((P_MAXIMUM_PACKET_SIZE, 16)))
+        for pkt in (c.publish("no/sub", b"x", qos=1, mid=1),
+                    c.publish("no/sub", b"x", qos=2, mid=2)):
+            check(len(pkt.raw) <= 16 and pkt.reason == 0x10, "ack %r" % pkt)
+        c.send(ack(PUBREL, 9, 5))
+        pc = c.expect(PUBCOMP)
+        check(len(pc.raw) <= 16 and pc.reason == 0x92, "PUBCOMP %r" % pc)
+        c.send(subscribe(3, [("a/#/b", 0)], 5))
+        sa = c.expect(SUBACK)
+        check(len(sa.raw) <= 16 and sa.reasons == [0x8F], "SUBACK %r" % sa)
+        c.send(unsubscribe(4, ["none"], 5))
+        ua = c.expect(UNSUBACK)
+        check(len(ua.raw) <= 16 and ua.reasons == [0x11], "UNSUBACK %r" % ua)
+
+
+@versions(*V5)
+def test_MQTT_3_3_2_14_response_topic_with_wildcard_refused(version):
+    with broker() as b:
+        c = client(b.port, "rt", version=5)
+        c.send(publish("t", b"x", version=5, properties=props((0x08, "a/+"))))
+        last = c.expect_closed()
+        check(last is not None and last.reason in (0x81, 0x82), "got %r" % last)
+
+
+@versions(*V5)
+def test_MQTT_3_8_3_1_filter_bad_utf8_malformed(version):
+    with broker() as b:
+        c = client(b.port, "fu", version=5)
+        c.send(packet(8, 2, b"\x00\x01\x00" + b"\x00\x02\xc3\x28" + b"\x00"))
+        last = c.expect_closed()
+        check(last is None or last.reason == 0x81, "got %r" % last)
+
+
+@versions(*V5)
+def test_MQTT_3_10_1_1_unsubscribe_bad_flags_malformed(version):
+    with broker() as b:
+        c = client(b.port, "uf", version=5)
+        c.send(packet(10, 0, b"\x00\x01\x00" + mqtt_str("t")))
+        last = c.expect_closed()
+        check(last is None or last.reason == 0x81, "got %r" % last)
+
+
+@versions(*V5)
+def test_MQTT_3_10_3_2_unsubscribe_without_filters_malformed(version):
+    with broker() as b:
+        c = client(b.port, "un", version=5)
+        c.send(packet(10, 2, b"\x00\x01\x00"))
+        last = c.expect_closed()
+        check(last is None or last.reason in (0x81, 0x82), "got %r" % last)
+
+
+@versions(*V5)
+def test_MQTT_4_3_3_7_no_expiry_once_qos2_publish_sent(version):
+    """A QoS 2 PUBLISH sent but not acknowledged is resent on resume even after its Message
+    Expiry Interval has passed."""
+    with broker() as b:
+        s = client(b.port, "ex2", version=5, clean=False, properties=SESSION)
+        s.subscribe([("e2", 2)])
+        p = client(b.port, "p", version=5)
+        p.publish("e2", b"x", qos=2, properties=props((0x02, 1)))
+        m = s.expect(PUBLISH)
+        s.close()
+        time.sleep(1.5)
+        s2 = client(b.port, "ex2", version=5, clean=False, properties=SESSION)
+        again = s2.expect(PUBLISH)
+        eq((again.mid, again.dup, again.payload), (m.mid, True, b"x"), "resent with DUP")
+
+
+@versions(*V5)
+def test_MQTT_4_3_3_13_qos2_flow_completed_after_expiry(version):
+    with broker() as b:
+        p = client(b.port, "p", version=5)
+        p.send(publish("e3", b"x", qos=2, mid=3, version=5, properties=props((0x02, 1))))
+        eq(p.expect(PUBREC).mid, 3, "PUBREC")
+        time.sleep(1.5)
+        p.send(ack(PUBREL, 3, 5))
+        pc = p.expect(PUBCOMP)
+        eq((pc.mid, pc.reason), (3, 0), "PUBCOMP success")
+
+
+@versions(*V5)
+def test_MQTT_4_7_3_1_empty_topic_and_filter_refused(version):
+    with broker() as b:
+        c = client(b.port, "em", version=5)
+        sa = c.subscribe([("", 0)])
+        eq(sa.reasons, [0x8F], "empty filter refused")
+        c.send(publish("", b"x", version=5))
+        last = c.expect_closed()
+        check(last is not None and last.reason in (0x81, 0x82), "got %r" % last)
+
+
+@versions(*V5)
+def test_MQTT_4_8_2_3_shared_subscription_granted_qos(version):
+    with broker() as b:
+        s = client(b.port, "sq", version=5)
+        eq(s.subscribe([("$share/g/sq", 0)]).reasons, [0], "granted QoS 0")
+        p = client(b.port, "p", version=5)
+        p.publish("sq", b"x", qos=2)
+        eq(s.expect(PUBLISH).qos, 0, "delivered at the granted QoS")
+
