@@ -13,6 +13,11 @@
  * failure; 5.0 clients get DISCONNECT 0x8B), and frees them. The main thread joins the workers,
  * then frees the loops (running leftover mailbox messages, which see `stopping` and only
  * release what they hold), the sessions, the indexes and the listeners.
+ *
+ * TLS listeners own a server context built at start-up; an accepted socket is wrapped in a TLS
+ * stream taking a reference to the listener's current context (read under tls_mtx), and the
+ * handshake then runs inside the connection's reads and writes. SIGHUP swaps in a reloaded
+ * context under the same mutex; existing connections keep the one they hold.
  */
 #include "broker/broker.h"
 
@@ -26,6 +31,7 @@
 #include "tern/error.h"
 #include "transport/net.h"
 #include "transport/stream.h"
+#include "transport/tls.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -159,6 +165,18 @@ static void adopt_here(struct tern_worker *w, int fd, const char *peer, struct t
     if (tern_stream_socket_new(fd, peer, &st) != TERN_OK) {
         tern_log(TERN_LOG_ERROR, "cannot set up connection from %s", peer);
         return;
+    }
+    if (l->cfg->tls.enabled) {
+        /* The stream takes its own context reference, under the mutex a reload swaps with. */
+        pthread_mutex_lock(&l->tls_mtx);
+        struct tern_stream *inner = st;
+        int rc = tern_tls_stream_new_server(l->tls, inner, &st);
+        pthread_mutex_unlock(&l->tls_mtx);
+        if (rc != TERN_OK) {
+            tern_log(TERN_LOG_ERROR, "cannot set up TLS for connection from %s: %s", peer,
+                     tern_strerror(rc));
+            return; /* the inner stream was closed */
+        }
     }
     tern__conn_accept(w, st, l);
 }
@@ -314,6 +332,42 @@ static void retain_unref(void *m)
     tern_msg_unref(m);
 }
 
+/* Build a listener's TLS server context from its configuration; log why on failure. */
+static int listener_tls_new(const struct tern_listener_config *lc, struct tern_tls_ctx **out)
+{
+    const struct tern_tls_config *t = &lc->tls;
+    const char *where = lc->origin ? lc->origin : "listener";
+    struct tern_tls_options o = {
+        .side = TERN_TLS_SERVER,
+        .certfile = t->certfile,
+        .keyfile = t->keyfile,
+        .cafile = t->cafile,
+        .capath = t->capath,
+        .crlfile = t->crlfile,
+        .dhparamfile = t->dhparamfile,
+        .ciphers = t->ciphers,
+        .ciphersuites = t->ciphers_tls13,
+        .require_certificate = t->require_certificate,
+        .alpn = "mqtt",
+        .max_send_fragment = t->max_send_fragment,
+    };
+    if (t->tls_version) {
+        int rc = tern_tls_version_parse(t->tls_version, &o.min_version);
+        if (rc != TERN_OK) {
+            tern_log(TERN_LOG_ERROR, "%s: tls_version %s is not supported (tlsv1.2 or tlsv1.3)",
+                     where, t->tls_version);
+            return TERN_ECONFIG;
+        }
+    }
+    char err[TERN_TLS_ERRLEN];
+    int rc = tern_tls_ctx_new(&o, out, err, sizeof err);
+    if (rc != TERN_OK) {
+        tern_log(TERN_LOG_ERROR, "%s: TLS listener: %s", where, err);
+        return rc == TERN_ENOMEM ? rc : TERN_ECONFIG;
+    }
+    return TERN_OK;
+}
+
 static int open_listener(struct tern_listener *l, const struct tern_listener_config *lc)
 {
     l->fd = -1;
@@ -323,12 +377,8 @@ static int open_listener(struct tern_listener *l, const struct tern_listener_con
                  lc->origin ? lc->origin : "listener");
         return TERN_EUNSUPPORTED;
     }
-    if (lc->tls.enabled) {
-        tern_log(TERN_LOG_ERROR, "%s: TLS listeners are not supported yet",
-                 lc->origin ? lc->origin : "listener");
-        return TERN_EUNSUPPORTED;
-    }
     int rc;
+    const char *kind = l->tls ? "mqtt, tls" : "mqtt";
     if (lc->unix_path) {
         rc = tern_net_listen_unix(lc->unix_path, 0, &l->fd);
         if (rc != TERN_OK) {
@@ -336,7 +386,7 @@ static int open_listener(struct tern_listener *l, const struct tern_listener_con
                      strerror(errno));
             return rc;
         }
-        printf("ternd listening on unix:%s (mqtt)\n", lc->unix_path);
+        printf("ternd listening on unix:%s (%s)\n", lc->unix_path, kind);
         return TERN_OK;
     }
     unsigned flags = lc->socket_domain == TERN_DOMAIN_IPV6 ? TERN_NET_V6ONLY : 0;
@@ -360,7 +410,7 @@ static int open_listener(struct tern_listener *l, const struct tern_listener_con
     if (tern_net_local_name(l->fd, name, sizeof name) < 0) {
         snprintf(name, sizeof name, "%s:%u", host ? host : "*", (unsigned)l->port);
     }
-    printf("ternd listening on %s (mqtt)\n", name);
+    printf("ternd listening on %s (%s)\n", name, kind);
     return TERN_OK;
 }
 
@@ -465,6 +515,16 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
     }
     for (size_t i = 0; i < b->nlisteners; i++) {
         b->listeners[i].fd = -1;
+        pthread_mutex_init(&b->listeners[i].tls_mtx, NULL);
+    }
+    /* TLS contexts first: a bad certificate stops the start before any port is open. */
+    for (size_t i = 0; i < b->nlisteners; i++) {
+        if (cfg->listeners[i].tls.enabled) {
+            int rc = listener_tls_new(&cfg->listeners[i], &b->listeners[i].tls);
+            if (rc != TERN_OK) {
+                return rc;
+            }
+        }
     }
     for (size_t i = 0; i < b->nlisteners; i++) {
         int rc = open_listener(&b->listeners[i], &cfg->listeners[i]);
@@ -537,6 +597,30 @@ void tern_broker_request_stop(struct tern_broker *b)
     }
 }
 
+void tern_broker_reload_tls(struct tern_broker *b)
+{
+    for (size_t i = 0; b->listeners && i < b->nlisteners; i++) {
+        struct tern_listener *l = &b->listeners[i];
+        if (l->tls == NULL) {
+            continue; /* only the main thread swaps: reading the pointer here is safe */
+        }
+        const char *where = l->cfg->origin ? l->cfg->origin : "listener";
+        struct tern_tls_ctx *fresh;
+        char err[TERN_TLS_ERRLEN];
+        if (tern_tls_ctx_reload(l->tls, &fresh, err, sizeof err) != TERN_OK) {
+            tern_log(TERN_LOG_ERROR, "%s: TLS reload failed, keeping the old certificates: %s",
+                     where, err);
+            continue;
+        }
+        pthread_mutex_lock(&l->tls_mtx);
+        struct tern_tls_ctx *old = l->tls;
+        l->tls = fresh;
+        pthread_mutex_unlock(&l->tls_mtx);
+        tern_tls_ctx_unref(old);
+        tern_log(TERN_LOG_NOTICE, "%s: TLS certificates reloaded", where);
+    }
+}
+
 void tern_broker_wait(struct tern_broker *b)
 {
     if (b->workers) {
@@ -569,6 +653,9 @@ void tern_broker_wait(struct tern_broker *b)
     }
     tern__persist_close();
     for (size_t j = 0; b->listeners && j < b->nlisteners; j++) {
+        tern_tls_ctx_unref(b->listeners[j].tls);
+        b->listeners[j].tls = NULL;
+        pthread_mutex_destroy(&b->listeners[j].tls_mtx);
         if (b->listeners[j].fd >= 0) {
             close(b->listeners[j].fd);
             if (b->listeners[j].cfg && b->listeners[j].cfg->unix_path) {

@@ -31,6 +31,7 @@ struct tern_subtree;
 struct tern_retain;
 struct tern_broker;
 struct tern__sess_timer;
+struct tern_tls_ctx;
 
 struct tern_worker {
     struct tern_broker *broker;
@@ -56,6 +57,10 @@ struct tern_listener {
     const struct tern_listener_config *cfg;
     _Atomic long nconns;
     struct tern_timer pause_timer; /* worker 0: accepting paused after EMFILE/ENFILE */
+    /* TLS listeners: the server context, replaced by tern_broker_reload_tls() (SIGHUP). Read
+     * and swapped under tls_mtx; each stream holds its own reference. NULL = plain TCP. */
+    struct tern_tls_ctx *tls;
+    pthread_mutex_t tls_mtx;
 };
 
 /* Counters for $SYS; relaxed atomics, updated from every worker. */
@@ -107,6 +112,13 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg);
 void tern_broker_wait(struct tern_broker *b);
 /* Ask every worker to stop (async-signal-safe). */
 void tern_broker_request_stop(struct tern_broker *b);
+
+/*
+ * SIGHUP: re-read each TLS listener's certificate, key, CA and CRL files. Connected clients
+ * keep the context they were made with; new connections use the new one. A listener whose
+ * files fail to load keeps its old context (logged). Called from the main thread.
+ */
+void tern_broker_reload_tls(struct tern_broker *b);
 
 /* The worker whose thread is running now, or NULL on other threads. */
 struct tern_worker *tern__worker_current(void);

@@ -505,6 +505,21 @@ static int h_tls_version(struct parser *p, const struct opt *o, char *arg)
     return set_str(p, &l->tls.tls_version, arg);
 }
 
+/* tls_max_send_fragment: largest plaintext per TLS record the listener sends (512..16384). */
+static int h_tls_max_send_fragment(struct parser *p, const struct opt *o, char *arg)
+{
+    struct tern_listener_config *l = target_listener(p, o->name);
+    if (l == NULL) {
+        return oom(p);
+    }
+    int64_t v;
+    if (parse_int(arg, 512, 16384, &v) != TERN_OK) {
+        return fail(p, "tls_max_send_fragment: invalid value '%s' (512 to 16384)", arg);
+    }
+    l->tls.max_send_fragment = (unsigned)v;
+    return TERN_OK;
+}
+
 /* listener_allow_anonymous / listener_auto_id_prefix (Mosquitto 2.1): the current listener. */
 static int h_listener_auth(struct parser *p, const struct opt *o, char *arg)
 {
@@ -849,6 +864,7 @@ static const struct opt options[] = {
     L_STR("ciphers", tls.ciphers),
     L_STR("ciphers_tls1.3", tls.ciphers_tls13),
     FN("tls_version", W_LISTENER, h_tls_version),
+    FN("tls_max_send_fragment", W_LISTENER, h_tls_max_send_fragment),
     L_BOOL("require_certificate", tls.require_certificate),
     L_BOOL("use_identity_as_username", tls.use_identity_as_username),
     L_BOOL("use_subject_as_username", tls.use_subject_as_username),

@@ -108,6 +108,7 @@ struct tern_tls_config {
     bool require_certificate;
     bool use_identity_as_username;
     bool use_subject_as_username;
+    unsigned max_send_fragment; /* tls_max_send_fragment, 512..16384; 0 = 16384 */
 };
 
 struct tern_listener_config {

@@ -18,6 +18,7 @@
 #include "common/time.h"
 #include "protocol/topic.h"
 #include "tern/error.h"
+#include "transport/tls.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -46,8 +47,14 @@ static void set_interest(struct tern_conn *c)
     if (c->out_bytes > 0) {
         ev |= TERN_LOOP_WRITE;
     }
-    ev |= tern_stream_want(c->stream) & (TERN_LOOP_READ | TERN_LOOP_WRITE);
+    unsigned want = tern_stream_want(c->stream);
+    ev |= want & (TERN_LOOP_READ | TERN_LOOP_WRITE);
     (void)tern_loop_mod_fd(c->w->loop, c->fd, ev);
+    if ((want & TERN_STREAM_PENDING) && c->reading) {
+        /* Decrypted bytes wait inside the stream (TLS): the fd will not become readable
+         * for them, so read again next turn. */
+        (void)tern_loop_fd_kick(c->w->loop, c->fd, TERN_LOOP_READ);
+    }
 }
 
 void tern__conn_accept(struct tern_worker *w, struct tern_stream *stream, struct tern_listener *l)
@@ -69,6 +76,7 @@ void tern__conn_accept(struct tern_worker *w, struct tern_stream *stream, struct
     c->w = w;
     c->listener = l;
     c->stream = stream;
+    c->tls = tern_tls_stream_is_tls(stream) ? stream : NULL;
     c->fd = stream->fd;
     snprintf(c->peer, sizeof c->peer, "%s", tern_stream_peer_name(stream));
     c->state = TERN_CONN_NEW;
@@ -350,6 +358,7 @@ void tern__conn_free(struct tern_conn *c)
         (void)tern_loop_del_fd(w->loop, c->fd);
         tern_stream_close(c->stream);
         c->stream = NULL;
+        c->tls = NULL;
     }
     tern_loop_timer_stop(w->loop, &c->timer);
     conn_unlink(c);
@@ -385,7 +394,9 @@ void tern__conn_flush(struct tern_conn *c)
     if (c->doomed && c->state != TERN_CONN_CLOSING) {
         tern__conn_close(c, c->doom_reason, c->doom_why); /* no session lock held here */
     }
-    int rc = c->out_count ? write_out(c) : TERN_OK;
+    /* A stream that buffers (TLS handshake records, a partly sent record) asks for WRITE. */
+    bool flush = c->out_count || (tern_stream_want(c->stream) & TERN_STREAM_WANT_WRITE);
+    int rc = flush ? write_out(c) : TERN_OK;
     if (c->state == TERN_CONN_CLOSING) {
         if (c->refs == 0) {
             tern__conn_free(c);
@@ -394,6 +405,7 @@ void tern__conn_flush(struct tern_conn *c)
             (void)tern_loop_del_fd(c->w->loop, c->fd);
             tern_stream_close(c->stream);
             c->stream = NULL;
+            c->tls = NULL;
             out_clear(c);
         }
         return;
@@ -586,8 +598,13 @@ static void do_read(struct tern_conn *c)
             break;
         }
         if (n < 0) {
-            tern__conn_close(c, 0xFF,
-                             n == TERN_ECLOSED ? "connection closed by peer" : "read error");
+            const char *why = n == TERN_ECLOSED ? "connection closed by peer" : "read error";
+            if (n == TERN_ETLS && c->tls) {
+                why = "TLS error";
+                tern_log(TERN_LOG_NOTICE, "TLS connection from %s failed: %s", c->peer,
+                         tern_tls_stream_error(c->tls));
+            }
+            tern__conn_close(c, 0xFF, why);
             return;
         }
         tern_buf_commit(&c->in, (size_t)n);
@@ -626,6 +643,11 @@ static void on_io(struct tern_loop *loop, int fd, unsigned events, void *ud)
     if (events & (TERN_LOOP_READ | TERN_LOOP_HUP)) {
         if (c->reading) {
             do_read(c);
+            if (c->state != TERN_CONN_CLOSING && tern_stream_want(c->stream) != 0) {
+                /* The stream has output of its own (TLS handshake) or bytes still pending:
+                 * the flush hook writes them and updates the interest (kicking on PENDING). */
+                tern__conn_mark_dirty(c);
+            }
         } else if (events & TERN_LOOP_HUP) {
             tern__conn_close(c, 0xFF, "connection closed by peer");
         }

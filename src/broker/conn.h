@@ -49,6 +49,9 @@ struct tern_conn {
     struct tern_worker *w;
     struct tern_listener *listener;
     struct tern_stream *stream;
+    /* The TLS layer (c->stream itself, or a stream it wraps) or NULL: borrowed, for the
+     * handshake state, errors and the client certificate identity. */
+    struct tern_stream *tls;
     int fd;
     char peer[TERN_STREAM_PEERSTRLEN];
     uint8_t state;

@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "common/time.h"
 #include "tern/error.h"
+#include "transport/tls.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -524,11 +525,29 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
         }
     }
 
+    /* TLS listeners: the client certificate's CN or subject replaces CONNECT's username. */
+    char ident[512];
+    bool cert_user = lc->tls.use_identity_as_username || lc->tls.use_subject_as_username;
+    if (cert_user) {
+        int irc = TERN_ENOTFOUND;
+        if (c->tls && lc->tls.use_subject_as_username) {
+            irc = tern_tls_stream_peer_subject(c->tls, ident, sizeof ident);
+        } else if (c->tls) {
+            irc = tern_tls_stream_peer_cn(c->tls, ident, sizeof ident);
+        }
+        if (irc != TERN_OK) {
+            return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_NOT_AUTHORIZED,
+                          "no usable client certificate identity");
+        }
+    }
+
     /* Client identifier. */
     bool assigned = false;
     tern_free(c->client_id);
     c->client_id = NULL;
-    if (lc->use_username_as_clientid && cn->has_username && cn->username.len > 0) {
+    if (lc->use_username_as_clientid && cert_user) {
+        c->client_id = tern_strndup(ident, strlen(ident));
+    } else if (lc->use_username_as_clientid && cn->has_username && cn->username.len > 0) {
         c->client_id = tern_strndup((const char *)cn->username.ptr, cn->username.len);
     } else if (cn->client_id.len == 0) {
         if (!lc->auth.allow_zero_length_clientid || c->version == TERN_MQTT_31 ||
@@ -557,13 +576,15 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
     }
 
     /* Authentication (providers come with the security work). */
-    if (!cn->has_username && !lc->auth.allow_anonymous) {
+    if (!cert_user && !cn->has_username && !lc->auth.allow_anonymous) {
         return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_NOT_AUTHORIZED,
                       "anonymous clients not allowed");
     }
     tern_free(c->username);
     c->username = NULL;
-    if (cn->has_username) {
+    if (cert_user) {
+        c->username = tern_strndup(ident, strlen(ident));
+    } else if (cn->has_username) {
         c->username = tern_strndup((const char *)cn->username.ptr, cn->username.len);
     }
 
@@ -634,9 +655,10 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
     }
     tern__conn_start_keepalive(c);
     if (cfg->connection_messages) {
-        tern_log(TERN_LOG_NOTICE, "new client %s from %s (v%u, clean %d, keepalive %u)%s",
+        tern_log(TERN_LOG_NOTICE, "new client %s from %s (v%u, clean %d, keepalive %u%s%s%s)%s",
                  c->client_id, c->peer, (unsigned)c->version, cn->clean_start,
-                 (unsigned)c->keepalive, present ? ", session resumed" : "");
+                 (unsigned)c->keepalive, c->username ? ", u'" : "", c->username ? c->username : "",
+                 c->username ? "'" : "", present ? ", session resumed" : "");
     }
     if (present) {
         tern__conn_resume(c);

@@ -3,8 +3,9 @@
  * ternd: the Tern MQTT broker daemon. Parses the command line, loads the configuration, sets
  * up logging, starts the broker and waits for signals on the main thread (sigwait: no work in
  * signal handlers). SIGTERM/SIGINT stop the broker cleanly; SIGHUP re-reads the configuration
- * file and applies what can change while running (today: the log level); the rest needs a
- * restart and the log says so.
+ * file and applies what can change while running (today: the log level) and reloads the files
+ * of every TLS listener (certificate, key, CA, CRL; same paths); the rest needs a restart and
+ * the log says so.
  */
 #include "broker/broker.h"
 #include "broker/config.h"
@@ -241,6 +242,7 @@ int main(int argc, char **argv)
             continue;
         }
         if (sig == SIGHUP) {
+            tern_broker_reload_tls(&broker);
             struct tern_config fresh;
             if (conf && load(&fresh, conf, 0, false) == TERN_OK) {
                 apply_logging(&fresh, verbose);
