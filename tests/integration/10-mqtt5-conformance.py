@@ -349,7 +349,8 @@ def test_MQTT_4_3_3_6_pubrel_not_publish_resent_after_pubrec(version):
         p.publish("r2", b"x", qos=2)
         m = s.expect(PUBLISH)
         s.send(ack(PUBREC, m.mid, 5))
-        eq(s.expect(PUBREL).mid, m.mid, "PUBREL")
+        eq(s.expect(PUBREL).raw, b"\x62\x02" + m.mid.to_bytes(2, "big"),
+           "PUBREL: same id, no properties (MQTT-3.6.2-2/3)")
         s.close()
         time.sleep(0.2)
         s2 = Conn(b.port, version=5)
@@ -585,3 +586,36 @@ def test_MQTT_4_8_2_3_shared_subscription_granted_qos(version):
         p.publish("sq", b"x", qos=2)
         eq(s.expect(PUBLISH).qos, 0, "delivered at the granted QoS")
 
+
+
+@versions(*V5)
+def test_MQTT_2_2_2_1_no_properties_is_length_zero(version):
+    """A forwarded PUBLISH without properties carries Property Length 0 (exact bytes); the
+    CONNACK flag bits 7-1 are 0 (MQTT-3.2.2-1)."""
+    with broker() as b:
+        s = Conn(b.port, version=5)
+        ck = s.connect("pl")
+        eq(ck.body[0] & 0xFE, 0, "CONNACK reserved flag bits")
+        s.subscribe("t")
+        p = client(b.port, "p", version=5)
+        p.publish("t", b"x")
+        s.expect_bytes(b"\x30\x05\x00\x01t\x00x")
+
+
+@versions(*V5)
+def test_MQTT_4_3_3_9_same_id_after_negative_pubrec_is_new(version):
+    """PUBREC 0x87 (a '$' topic is refused) ends the exchange: the same packet id on the next
+    QoS 2 PUBLISH is a new message and is delivered."""
+    with broker() as b:
+        s = client(b.port, "s", version=5)
+        s.subscribe("n9")
+        p = client(b.port, "p", version=5)
+        p.send(publish("$SYS/x", b"no", qos=2, mid=5, version=5))
+        rec = p.expect(PUBREC)
+        eq((rec.mid, rec.reason), (5, 0x87), "refused with PUBREC 0x87")
+        p.send(publish("n9", b"yes", qos=2, mid=5, version=5))
+        rec = p.expect(PUBREC)
+        eq((rec.mid, rec.reason), (5, 0), "accepted as new")
+        p.send(ack(PUBREL, 5, 5))
+        eq(p.expect(PUBCOMP).mid, 5, "PUBCOMP")
+        eq(s.expect(PUBLISH).payload, b"yes", "delivered")
