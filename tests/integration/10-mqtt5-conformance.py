@@ -619,3 +619,93 @@ def test_MQTT_4_3_3_9_same_id_after_negative_pubrec_is_new(version):
         p.send(ack(PUBREL, 5, 5))
         eq(p.expect(PUBCOMP).mid, 5, "PUBCOMP")
         eq(s.expect(PUBLISH).payload, b"yes", "delivered")
+
+
+BAD_UTF8 = b"\x00\x02\xc3\x28"
+
+
+def _connect_raw(flags, payload, properties=b"\x00"):
+    return packet(1, 0, mqtt_str("MQTT") + bytes([5, flags]) + b"\x00\x3c" + properties + payload)
+
+
+def _refused_connect(b, raw):
+    """The CONNECT is refused: closed, with at most a CONNACK >= 0x80 before."""
+    c = Conn(b.port, version=5)
+    c.send(raw)
+    try:
+        pkt = c.recv()
+    except ConnectionResetError:
+        return
+    check(pkt.type == CONNACK and pkt.reason >= 0x80, "refused, got %r" % pkt)
+    c.expect_closed()
+
+
+@versions(*V5)
+def test_MQTT_3_1_3_4_client_id_bad_utf8_refused(version):
+    with broker() as b:
+        _refused_connect(b, _connect_raw(0x02, BAD_UTF8))
+
+
+@versions(*V5)
+def test_MQTT_3_1_3_3_client_id_missing_refused(version):
+    with broker() as b:
+        _refused_connect(b, _connect_raw(0x02, b""))
+
+
+@versions(*V5)
+def test_MQTT_3_1_3_9_will_topic_bad_utf8_refused(version):
+    with broker() as b:
+        _refused_connect(b, _connect_raw(0x06, mqtt_str("w") + b"\x00" + BAD_UTF8 + mqtt_str("x")))
+
+
+@versions(*V5)
+def test_MQTT_3_1_2_9_will_fields_missing_refused(version):
+    with broker() as b:
+        _refused_connect(b, _connect_raw(0x06, mqtt_str("w") + b"\x00"))
+
+
+@versions(*V5)
+def test_MQTT_3_1_3_10_user_name_bad_utf8_refused(version):
+    with broker() as b:
+        _refused_connect(b, _connect_raw(0x82, mqtt_str("u") + BAD_UTF8))
+
+
+@versions(*V5)
+def test_MQTT_3_1_2_19_user_name_flag_without_user_name_refused(version):
+    with broker() as b:
+        _refused_connect(b, _connect_raw(0x82, mqtt_str("u")))
+        _refused_connect(b, _connect_raw(0x42, mqtt_str("u")))  # password flag (MQTT-3.1.2-21)
+
+
+@versions(*V5)
+def test_MQTT_3_1_2_18_fields_without_flags_refused(version):
+    """User name / password bytes after the client id without their flags (MQTT-3.1.2-18/20)."""
+    with broker() as b:
+        _refused_connect(b, _connect_raw(0x02, mqtt_str("u") + mqtt_str("extra")))
+
+
+@versions(*V5)
+def test_MQTT_3_3_2_13_response_topic_bad_utf8_malformed(version):
+    with broker() as b:
+        c = client(b.port, "rt", version=5)
+        pr = b"\x08" + BAD_UTF8
+        c.send(packet(3, 0, mqtt_str("t") + bytes([len(pr)]) + pr + b"x"))
+        _closed_with(c, 0x81)
+
+
+@versions(*V5)
+def test_MQTT_3_3_2_19_content_type_bad_utf8_malformed(version):
+    with broker() as b:
+        c = client(b.port, "ct", version=5)
+        pr = b"\x03" + BAD_UTF8
+        c.send(packet(3, 0, mqtt_str("t") + bytes([len(pr)]) + pr + b"x"))
+        _closed_with(c, 0x81)
+
+
+@versions(*V5)
+def test_MQTT_3_10_3_1_unsubscribe_filter_bad_utf8_malformed(version):
+    with broker() as b:
+        c = client(b.port, "uu", version=5)
+        c.send(packet(10, 2, b"\x00\x01\x00" + BAD_UTF8))
+        last = c.expect_closed()
+        check(last is None or last.reason == 0x81, "got %r" % last)
