@@ -22,6 +22,7 @@
 #include "broker/broker.h"
 
 #include "broker/conn.h"
+#include "broker/http_front.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/subtree.h"
@@ -178,6 +179,10 @@ static void adopt_here(struct tern_worker *w, int fd, const char *peer, struct t
             return; /* the inner stream was closed */
         }
     }
+    if (l->cfg->protocol == TERN_LISTENER_WEBSOCKETS) {
+        tern__ws_accept(w, st, l); /* HTTP first; MQTT over WebSocket after the upgrade */
+        return;
+    }
     tern__conn_accept(w, st, l);
 }
 
@@ -300,6 +305,7 @@ static void worker_shutdown(struct tern_worker *w)
     w->npending = 0;
     tern__persist_worker_stop(w);
     tern__worker_free_stimers(w);
+    tern__http_front_shutdown(w);
     tern_loop_timer_stop(w->loop, &w->sys_timer);
     tern_loop_timer_stop(w->loop, &w->house_timer);
     for (size_t j = 0; w->id == 0 && j < w->broker->nlisteners; j++) {
@@ -372,13 +378,11 @@ static int open_listener(struct tern_listener *l, const struct tern_listener_con
 {
     l->fd = -1;
     l->cfg = lc;
-    if (lc->protocol != TERN_LISTENER_MQTT) {
-        tern_log(TERN_LOG_ERROR, "%s: websockets listeners are not supported yet",
-                 lc->origin ? lc->origin : "listener");
-        return TERN_EUNSUPPORTED;
-    }
     int rc;
     const char *kind = l->tls ? "mqtt, tls" : "mqtt";
+    if (lc->protocol == TERN_LISTENER_WEBSOCKETS) {
+        kind = l->tls ? "websockets, tls" : "websockets";
+    }
     if (lc->unix_path) {
         rc = tern_net_listen_unix(lc->unix_path, 0, &l->fd);
         if (rc != TERN_OK) {

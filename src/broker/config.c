@@ -520,6 +520,44 @@ static int h_tls_max_send_fragment(struct parser *p, const struct opt *o, char *
     return TERN_OK;
 }
 
+/*
+ * websockets_origin and websockets_trusted_proxy (Tern, repeatable): one value per line,
+ * appended to a list kept NULL-terminated (tern_ws_origin_allowed takes it as it is).
+ */
+static int list_append(struct parser *p, const char *opt, char ***list, size_t *n, char *arg)
+{
+    if (arg[0] == '\0' || strpbrk(arg, " \t") != NULL) {
+        return fail(p, "%s: one value per line", opt);
+    }
+    char **v = tern_realloc(*list, (*n + 2) * sizeof *v);
+    if (v == NULL) {
+        return oom(p);
+    }
+    *list = v;
+    v[*n] = NULL;
+    if (set_str(p, &v[*n], arg) != TERN_OK) {
+        return TERN_ENOMEM;
+    }
+    (*n)++;
+    v[*n] = NULL;
+    return TERN_OK;
+}
+
+/* websockets_origin: "scheme://host[:port]" or "*", an Origin browsers may connect from. */
+static int h_ws_origin(struct parser *p, const struct opt *o, char *arg)
+{
+    struct tern_config *c = p->cfg;
+    return list_append(p, o->name, &c->websockets_origins, &c->nwebsockets_origins, arg);
+}
+
+/* websockets_trusted_proxy: a peer address whose X-Forwarded-For is believed. */
+static int h_ws_trusted_proxy(struct parser *p, const struct opt *o, char *arg)
+{
+    struct tern_config *c = p->cfg;
+    return list_append(p, o->name, &c->websockets_trusted_proxies, &c->nwebsockets_trusted_proxies,
+                       arg);
+}
+
 /* listener_allow_anonymous / listener_auto_id_prefix (Mosquitto 2.1): the current listener. */
 static int h_listener_auth(struct parser *p, const struct opt *o, char *arg)
 {
@@ -887,6 +925,8 @@ static const struct opt options[] = {
     G_INT("memory_limit", memory_limit, 0, INT64_MAX),
     G_INT("max_keepalive", max_keepalive, 0, 65535),
     G_INT("websockets_headers_size", websockets_headers_size, 0, 65535),
+    FN("websockets_origin", W_GLOBAL, h_ws_origin),
+    FN("websockets_trusted_proxy", W_GLOBAL, h_ws_trusted_proxy),
     G_BOOL("queue_qos0_messages", queue_qos0_messages),
     G_BOOL("retain_available", retain_available),
     G_BOOL("upgrade_outgoing_qos", upgrade_outgoing_qos),
@@ -1356,6 +1396,14 @@ void tern_config_free(struct tern_config *cfg)
     tern_free(cfg->log_file);
     tern_free(cfg->log_timestamp_format);
     tern_free(cfg->websockets_log_level);
+    for (size_t i = 0; i < cfg->nwebsockets_origins; i++) {
+        tern_free(cfg->websockets_origins[i]);
+    }
+    tern_free(cfg->websockets_origins);
+    for (size_t i = 0; i < cfg->nwebsockets_trusted_proxies; i++) {
+        tern_free(cfg->websockets_trusted_proxies[i]);
+    }
+    tern_free(cfg->websockets_trusted_proxies);
     tern_free(cfg->persistence_location);
     tern_free(cfg->persistence_file);
     tern_free(cfg->store_path);

@@ -157,6 +157,10 @@ struct tern_config {
     uint32_t max_topic_levels;        /* Tern: default 128, at most TERN_CONFIG_MAX_TOPIC_LEVELS */
     uint32_t connect_timeout;         /* Tern: seconds to wait for CONNECT, default 10 */
     uint32_t websockets_headers_size; /* 0 = default */
+    char **websockets_origins;        /* websockets_origin values, NULL-terminated; NULL = any */
+    size_t nwebsockets_origins;
+    char **websockets_trusted_proxies; /* websockets_trusted_proxy addresses, NULL-terminated */
+    size_t nwebsockets_trusted_proxies;
 
     /* Behaviour. */
     bool queue_qos0_messages;             /* default false */

@@ -11,6 +11,7 @@
  */
 #include "broker/conn.h"
 
+#include "broker/http_front.h"
 #include "broker/persist.h"
 #include "broker/subtree.h"
 #include "common/alloc.h"
@@ -76,7 +77,10 @@ void tern__conn_accept(struct tern_worker *w, struct tern_stream *stream, struct
     c->w = w;
     c->listener = l;
     c->stream = stream;
-    c->tls = tern_tls_stream_is_tls(stream) ? stream : NULL;
+    /* The TLS stream may sit under a WebSocket stream (wss://): look down the chain. */
+    for (struct tern_stream *s = stream; s && c->tls == NULL; s = s->inner) {
+        c->tls = tern_tls_stream_is_tls(s) ? s : NULL;
+    }
     c->fd = stream->fd;
     snprintf(c->peer, sizeof c->peer, "%s", tern_stream_peer_name(stream));
     c->state = TERN_CONN_NEW;
@@ -103,6 +107,10 @@ void tern__conn_accept(struct tern_worker *w, struct tern_stream *stream, struct
     atomic_fetch_add(&l->nconns, 1);
     atomic_fetch_add_explicit(&b->stats.connections_total, 1, memory_order_relaxed);
     tern_log(TERN_LOG_DEBUG, "new connection from %s on worker %u", c->peer, w->id);
+    if (tern_stream_want(stream) & TERN_STREAM_PENDING) {
+        /* Bytes came with the WebSocket upgrade: the fd may never become readable for them. */
+        (void)tern_loop_fd_kick(w->loop, c->fd, TERN_LOOP_READ);
+    }
 }
 
 void tern__conn_mark_dirty(struct tern_conn *c)
@@ -356,7 +364,7 @@ void tern__conn_free(struct tern_conn *c)
     }
     if (c->stream) {
         (void)tern_loop_del_fd(w->loop, c->fd);
-        tern_stream_close(c->stream);
+        tern__http_front_close(w, c->stream); /* WebSocket: close frame, lingering close */
         c->stream = NULL;
         c->tls = NULL;
     }
@@ -403,7 +411,7 @@ void tern__conn_flush(struct tern_conn *c)
         } else {
             /* A takeover message still names it: stop I/O now, free when it comes back. */
             (void)tern_loop_del_fd(c->w->loop, c->fd);
-            tern_stream_close(c->stream);
+            tern__http_front_close(c->w, c->stream);
             c->stream = NULL;
             c->tls = NULL;
             out_clear(c);

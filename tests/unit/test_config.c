@@ -670,6 +670,44 @@ static void test_alloc_failures(void)
     CHECK(failures > 20); /* the sample needs dozens of allocations */
 }
 
+/* websockets_origin / websockets_trusted_proxy: repeatable, NULL-terminated, freed on ENOMEM. */
+static void test_websockets_lists(void)
+{
+    static const char text[] = "websockets_origin https://a.example\n"
+                               "listener 9001\nprotocol websockets\n"
+                               "websockets_origin http://localhost:8080\n"
+                               "websockets_trusted_proxy 127.0.0.1\n"
+                               "websockets_trusted_proxy ::1\n";
+    struct tern_config c;
+    CHECK_ERR(load(&c, text), TERN_OK);
+    CHECK_EQ(c.nwebsockets_origins, 2);
+    CHECK(streq(c.websockets_origins[0], "https://a.example"));
+    CHECK(streq(c.websockets_origins[1], "http://localhost:8080"));
+    CHECK(c.websockets_origins[2] == NULL);
+    CHECK_EQ(c.nwebsockets_trusted_proxies, 2);
+    CHECK(streq(c.websockets_trusted_proxies[1], "::1"));
+    CHECK(c.websockets_trusted_proxies[2] == NULL);
+    tern_config_free(&c);
+    CHECK_ERR(load(&c, ""), TERN_OK);
+    CHECK(c.websockets_origins == NULL && c.nwebsockets_origins == 0);
+    tern_config_free(&c);
+    expect_error("websockets_origin a b\n", "t.conf:1: ", "one value per line");
+    int ok = 0;
+    for (uint64_t n = 1; n < 50 && !ok; n++) {
+        tern_config_defaults(&c);
+        tern_alloc_fail_after(n);
+        int rc = tern_config_load_string(&c, text, strlen(text), "t.conf", err, sizeof err);
+        tern_alloc_fail_after(0);
+        if (rc == TERN_OK) {
+            ok = 1;
+        } else {
+            CHECK_ERR(rc, TERN_ENOMEM);
+        }
+        tern_config_free(&c);
+    }
+    CHECK(ok);
+}
+
 static const struct tern_test tests[] = {
     {"defaults", test_defaults},
     {"every_option", test_every_option},
@@ -680,6 +718,7 @@ static const struct tern_test tests[] = {
     {"duration", test_duration},
     {"include_dir", test_include_dir},
     {"alloc_failures", test_alloc_failures},
+    {"websockets_lists", test_websockets_lists},
     {NULL, NULL},
 };
 
