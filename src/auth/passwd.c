@@ -379,18 +379,13 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static bool is_blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r';
-}
-
 bool tern_passwd_username_valid(const char *u)
 {
     if (u == NULL) {
         return false;
     }
     size_t n = strlen(u);
-    if (n == 0 || n > 65535 || u[0] == '#' || is_blank(u[0]) || is_blank(u[n - 1])) {
+    if (n == 0 || n > 65535 || u[0] == '#' || tern_is_blank(u[0]) || tern_is_blank(u[n - 1])) {
         return false;
     }
     for (size_t i = 0; i < n; i++) {
@@ -442,35 +437,13 @@ int tern_passwd_load_string(struct tern_passwd **out, const char *text, size_t l
     }
     size_t cap = 0;
     int rc = TERN_OK;
-    unsigned lineno = 0;
-    size_t pos = 0;
-    while (pos < len) {
-        lineno++;
-        const char *line = text + pos;
-        const char *nl = memchr(line, '\n', len - pos);
-        size_t ll = nl != NULL ? (size_t)(nl - line) : len - pos;
-        pos += ll + (nl != NULL);
-        if (ll > TERN_PASSWD_MAX_LINE) {
-            set_err(err, errlen, "%s:%u: line longer than %u bytes", name, lineno,
-                    TERN_PASSWD_MAX_LINE);
-            rc = TERN_ECONFIG;
-            goto err;
-        }
-        if (memchr(line, '\0', ll) != NULL) {
-            set_err(err, errlen, "%s:%u: NUL byte in line", name, lineno);
-            rc = TERN_ECONFIG;
-            goto err;
-        }
-        while (ll > 0 && is_blank(line[ll - 1])) {
-            ll--;
-        }
-        while (ll > 0 && is_blank(line[0])) {
-            line++;
-            ll--;
-        }
-        if (ll == 0 || line[0] == '#') {
-            continue;
-        }
+    struct tern_line_reader lr;
+    tern_line_reader_init(&lr, text, len);
+    const char *line;
+    size_t ll;
+    int more;
+    while ((more = tern_line_reader_next(&lr, TERN_PASSWD_MAX_LINE, &line, &ll)) == 1) {
+        unsigned lineno = lr.lineno;
         const char *colon = memchr(line, ':', ll);
         if (colon == NULL) {
             set_err(err, errlen, "%s:%u: expected username:hash", name, lineno);
@@ -478,12 +451,12 @@ int tern_passwd_load_string(struct tern_passwd **out, const char *text, size_t l
             goto err;
         }
         size_t ul = (size_t)(colon - line);
-        while (ul > 0 && is_blank(line[ul - 1])) {
+        while (ul > 0 && tern_is_blank(line[ul - 1])) {
             ul--;
         }
         const char *h = colon + 1;
         size_t hl = ll - (size_t)(h - line);
-        while (hl > 0 && is_blank(h[0])) {
+        while (hl > 0 && tern_is_blank(h[0])) {
             h++;
             hl--;
         }
@@ -533,6 +506,16 @@ int tern_passwd_load_string(struct tern_passwd **out, const char *text, size_t l
         }
         e.line = lineno;
         pw->e[pw->n++] = e;
+    }
+    if (more < 0) {
+        if (more == TERN_ETOOBIG) {
+            set_err(err, errlen, "%s:%u: line longer than %u bytes", name, lr.lineno,
+                    TERN_PASSWD_MAX_LINE);
+        } else {
+            set_err(err, errlen, "%s:%u: NUL byte in line", name, lr.lineno);
+        }
+        rc = TERN_ECONFIG;
+        goto err;
     }
     if (pw->n > 1) {
         qsort(pw->e, pw->n, sizeof *pw->e, cmp_entry);

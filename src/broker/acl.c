@@ -105,11 +105,6 @@ static int rules_push(struct rules *rs, const struct rule *r)
     return TERN_OK;
 }
 
-static bool is_blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r';
-}
-
 static bool word_is(const char *w, size_t wl, const char *lit)
 {
     return wl == strlen(lit) && memcmp(w, lit, wl) == 0;
@@ -138,7 +133,7 @@ static const char *parse_rule(const char *s, size_t len, struct rule *r, const c
     r->retain_ok = true;
     /* First word: an access word or the start of the topic. */
     size_t wl = 0;
-    while (wl < len && !is_blank(s[wl])) {
+    while (wl < len && !tern_is_blank(s[wl])) {
         wl++;
     }
     bool has_access = true;
@@ -156,7 +151,7 @@ static const char *parse_rule(const char *s, size_t len, struct rule *r, const c
     if (has_access) {
         s += wl;
         len -= wl;
-        while (len > 0 && is_blank(s[0])) {
+        while (len > 0 && tern_is_blank(s[0])) {
             s++;
             len--;
         }
@@ -166,7 +161,7 @@ static const char *parse_rule(const char *s, size_t len, struct rule *r, const c
     for (;;) {
         size_t end = len;
         size_t st = end;
-        while (st > 0 && !is_blank(s[st - 1])) {
+        while (st > 0 && !tern_is_blank(s[st - 1])) {
             st--;
         }
         if (st == 0) {
@@ -199,7 +194,7 @@ static const char *parse_rule(const char *s, size_t len, struct rule *r, const c
             break;
         }
         len = st;
-        while (len > 0 && is_blank(s[len - 1])) {
+        while (len > 0 && tern_is_blank(s[len - 1])) {
             len--;
         }
     }
@@ -240,43 +235,21 @@ int tern_acl_load_string(struct tern_acl **out, const char *text, size_t len, co
         return TERN_ENOMEM;
     }
     const char *cur_user = NULL;
-    unsigned lineno = 0;
-    size_t pos = 0;
     int rc = TERN_OK;
-    while (pos < len) {
-        lineno++;
-        const char *line = text + pos;
-        const char *nl = memchr(line, '\n', len - pos);
-        size_t ll = nl != NULL ? (size_t)(nl - line) : len - pos;
-        pos += ll + (nl != NULL);
-        if (ll > TERN_ACL_MAX_LINE) {
-            set_err(err, errlen, "%s:%u: line longer than %u bytes", name, lineno,
-                    TERN_ACL_MAX_LINE);
-            rc = TERN_ECONFIG;
-            goto err;
-        }
-        if (memchr(line, '\0', ll) != NULL) {
-            set_err(err, errlen, "%s:%u: NUL byte in line", name, lineno);
-            rc = TERN_ECONFIG;
-            goto err;
-        }
-        while (ll > 0 && is_blank(line[ll - 1])) {
-            ll--;
-        }
-        while (ll > 0 && is_blank(line[0])) {
-            line++;
-            ll--;
-        }
-        if (ll == 0 || line[0] == '#') {
-            continue;
-        }
+    struct tern_line_reader lr;
+    tern_line_reader_init(&lr, text, len);
+    const char *line;
+    size_t ll;
+    int more;
+    while ((more = tern_line_reader_next(&lr, TERN_ACL_MAX_LINE, &line, &ll)) == 1) {
+        unsigned lineno = lr.lineno;
         size_t kl = 0;
-        while (kl < ll && !is_blank(line[kl])) {
+        while (kl < ll && !tern_is_blank(line[kl])) {
             kl++;
         }
         const char *rest = line + kl;
         size_t rl = ll - kl;
-        while (rl > 0 && is_blank(rest[0])) {
+        while (rl > 0 && tern_is_blank(rest[0])) {
             rest++;
             rl--;
         }
@@ -352,6 +325,16 @@ int tern_acl_load_string(struct tern_acl **out, const char *text, size_t len, co
             rc = TERN_ENOMEM;
             goto err;
         }
+    }
+    if (more < 0) {
+        if (more == TERN_ETOOBIG) {
+            set_err(err, errlen, "%s:%u: line longer than %u bytes", name, lr.lineno,
+                    TERN_ACL_MAX_LINE);
+        } else {
+            set_err(err, errlen, "%s:%u: NUL byte in line", name, lr.lineno);
+        }
+        rc = TERN_ECONFIG;
+        goto err;
     }
     if (acl->user.n > 1) {
         qsort(acl->user.r, acl->user.n, sizeof *acl->user.r, cmp_user_rule);

@@ -65,3 +65,43 @@ done:
     fclose(f);
     return rc;
 }
+
+void tern_line_reader_init(struct tern_line_reader *r, const char *text, size_t len)
+{
+    r->text = text;
+    r->len = len;
+    r->pos = 0;
+    r->lineno = 0;
+}
+
+int tern_line_reader_next(struct tern_line_reader *r, size_t max_len, const char **line,
+                          size_t *len)
+{
+    while (r->pos < r->len) {
+        r->lineno++;
+        const char *l = r->text + r->pos;
+        const char *nl = memchr(l, '\n', r->len - r->pos);
+        size_t ll = nl != NULL ? (size_t)(nl - l) : r->len - r->pos;
+        r->pos += ll + (nl != NULL);
+        if (ll > max_len) {
+            return TERN_ETOOBIG;
+        }
+        if (memchr(l, '\0', ll) != NULL) {
+            return TERN_EMALFORMED;
+        }
+        while (ll > 0 && tern_is_blank(l[ll - 1])) {
+            ll--;
+        }
+        while (ll > 0 && tern_is_blank(l[0])) {
+            l++;
+            ll--;
+        }
+        if (ll == 0 || l[0] == '#') {
+            continue;
+        }
+        *line = l;
+        *len = ll;
+        return 1;
+    }
+    return 0;
+}

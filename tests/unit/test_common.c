@@ -146,6 +146,29 @@ static void test_file_read(void)
     CHECK(strstr(err, path) != NULL && strstr(err, "No such file") != NULL);
 }
 
+static void test_line_reader(void)
+{
+    static const char text[] = "# comment\n\n  alpha \r\n\t# indented comment\nbeta\n"
+                               "0123456789\ngam\0ma\nlast";
+    struct tern_line_reader r;
+    const char *line;
+    size_t len;
+    tern_line_reader_init(&r, text, sizeof text - 1);
+    CHECK_EQ(tern_line_reader_next(&r, 16, &line, &len), 1);
+    CHECK(len == 5 && memcmp(line, "alpha", 5) == 0);
+    CHECK_EQ(r.lineno, 3);
+    CHECK_EQ(tern_line_reader_next(&r, 16, &line, &len), 1);
+    CHECK(len == 4 && memcmp(line, "beta", 4) == 0);
+    CHECK_EQ(r.lineno, 5);
+    CHECK_ERR(tern_line_reader_next(&r, 9, &line, &len), TERN_ETOOBIG); /* 10 bytes */
+    CHECK_EQ(r.lineno, 6);
+    CHECK_ERR(tern_line_reader_next(&r, 16, &line, &len), TERN_EMALFORMED);
+    CHECK_EQ(r.lineno, 7);
+    CHECK_EQ(tern_line_reader_next(&r, 16, &line, &len), 1); /* no final newline */
+    CHECK(len == 4 && memcmp(line, "last", 4) == 0);
+    CHECK_EQ(tern_line_reader_next(&r, 16, &line, &len), 0);
+}
+
 static const struct tern_test tests[] = {
     {"error_names", test_error_names},
     {"alloc_fail_nth", test_alloc_fail_nth},
@@ -154,6 +177,7 @@ static const struct tern_test tests[] = {
     {"log_levels", test_log_levels},
     {"time_monotonic", test_time_monotonic},
     {"file_read", test_file_read},
+    {"line_reader", test_line_reader},
     {NULL, NULL},
 };
 
