@@ -154,19 +154,19 @@ static void test_line_reader(void)
     const char *line;
     size_t len;
     tern_line_reader_init(&r, text, sizeof text - 1);
-    CHECK_EQ(tern_line_reader_next(&r, 16, &line, &len), 1);
+    CHECK_EQ(tern_line_reader_next(&r, 32, &line, &len), 1);
     CHECK(len == 5 && memcmp(line, "alpha", 5) == 0);
     CHECK_EQ(r.lineno, 3);
-    CHECK_EQ(tern_line_reader_next(&r, 16, &line, &len), 1);
+    CHECK_EQ(tern_line_reader_next(&r, 32, &line, &len), 1);
     CHECK(len == 4 && memcmp(line, "beta", 4) == 0);
     CHECK_EQ(r.lineno, 5);
     CHECK_ERR(tern_line_reader_next(&r, 9, &line, &len), TERN_ETOOBIG); /* 10 bytes */
     CHECK_EQ(r.lineno, 6);
-    CHECK_ERR(tern_line_reader_next(&r, 16, &line, &len), TERN_EMALFORMED);
+    CHECK_ERR(tern_line_reader_next(&r, 32, &line, &len), TERN_EMALFORMED);
     CHECK_EQ(r.lineno, 7);
-    CHECK_EQ(tern_line_reader_next(&r, 16, &line, &len), 1); /* no final newline */
+    CHECK_EQ(tern_line_reader_next(&r, 32, &line, &len), 1); /* no final newline */
     CHECK(len == 4 && memcmp(line, "last", 4) == 0);
-    CHECK_EQ(tern_line_reader_next(&r, 16, &line, &len), 0);
+    CHECK_EQ(tern_line_reader_next(&r, 32, &line, &len), 0);
 }
 
 static const struct tern_test tests[] = {
