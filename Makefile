@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 # The commands people type. Each one installs what is missing first (scripts/deps.sh).
-#   make run       build (release) and start ternd on 127.0.0.1:1883
+#   make run       build (release) and start ternd: MQTT 127.0.0.1:1883, WebSockets :8080
 #   make test      everything CI runs: format check, -Werror ASan+UBSan build, unit and
 #                  integration tests; ends with "total: N passed, N failed"
 #   make test-tsan the unit and integration tests under ThreadSanitizer (clang), threads 4
@@ -32,7 +32,8 @@ run: deps
 	@cmake --preset release >/dev/null
 	@cmake --build build/release -j$(JOBS) --target ternd
 	@mkdir -p data
-	@echo "Starting ternd: MQTT on 127.0.0.1:1883 (Ctrl-C to stop)"
+	@echo "Starting ternd: MQTT on 127.0.0.1:1883, MQTT over WebSockets on ws://127.0.0.1:8080/mqtt"
+	@echo "  (health: http://127.0.0.1:8080/healthz, metrics: /metrics), state in ./data/tern.db; Ctrl-C stops"
 	@exec build/release/src/broker/ternd
 
 test: deps

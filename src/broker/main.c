@@ -48,7 +48,9 @@ static void usage(FILE *f)
                "  -c, --config FILE   load the configuration file FILE\n"
                "  -p, --port PORT     also listen on 127.0.0.1:PORT (quick start: with no -c,\n"
                "                      anonymous clients are allowed on that local listener;\n"
-               "                      with neither -c nor -p, ternd acts as -p 1883)\n"
+               "                      with neither -c nor -p, ternd listens on 127.0.0.1:1883\n"
+               "                      (MQTT) and 127.0.0.1:8080 (MQTT over WebSockets,\n"
+               "                      /healthz, /metrics) and persists to ./data/tern.db)\n"
                "  -v, --verbose       log everything (debug level)\n"
                "      --test-config   check the configuration and exit (0 = valid)\n"
                "  -h, --help          show this help\n"
@@ -135,9 +137,17 @@ static int load(struct tern_config *cfg, const char *path, uint16_t port, bool b
         }
     }
     if (builtin) {
-        /* The built-in configuration (`make run`) keeps its state in ./data/tern.db; a
+        /* The built-in configuration (`make run`) also serves MQTT over WebSockets (and
+         * /healthz, /metrics) on 127.0.0.1:8080, and keeps its state in ./data/tern.db; a
          * configuration file or a quick start with -p keeps Mosquitto's default (persistence
          * false). */
+        struct tern_listener_config *ws = tern_config_add_listener(cfg, 8080, "127.0.0.1");
+        if (ws == NULL) {
+            fprintf(stderr, "ternd: out of memory\n");
+            return TERN_ENOMEM;
+        }
+        ws->protocol = TERN_LISTENER_WEBSOCKETS;
+        ws->auth.allow_anonymous = 1;
         cfg->persistence = true;
         cfg->store_path = tern_strdup("./data/tern.db");
         if (cfg->store_path == NULL) {
