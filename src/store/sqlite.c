@@ -802,172 +802,147 @@ static void corrupt_row(struct sql_store *ss, const char *what, const uint8_t *k
              ss->path, what, (int)(len > 200 ? 200 : len), (const char *)key);
 }
 
-static int load_sessions(struct sql_store *ss, const struct tern_store_load_cbs *cbs, void *arg)
+/*
+ * One row of a load query. Returns 0 to go on (a corrupt row is logged and skipped), or a
+ * non-zero value that ends the load and becomes its result: the error of reading a column, or
+ * what the caller's callback returned.
+ */
+typedef int (*load_row_fn)(struct sql_store *ss, sqlite3_stmt *st,
+                           const struct tern_store_load_cbs *cbs, void *arg);
+
+/* Step through a load query and hand each row to fn; `what` names the query in errors. */
+static int load_rows(struct sql_store *ss, enum stmt_id id, const char *what, load_row_fn fn,
+                     const struct tern_store_load_cbs *cbs, void *arg)
 {
-    PREP(ss, ST_LOAD_SESS);
+    PREP(ss, id);
     (void)brc;
     int rc, ret = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const uint8_t *cid, *wb;
-        size_t clen, wlen;
-        struct tern_store_session sess = {0};
-        struct tern_store_will w;
-        err = col_blob(st, 0, &cid, &clen);
-        if (err == TERN_OK && sqlite3_column_type(st, 4) != SQLITE_NULL) {
-            err = col_blob(st, 4, &wb, &wlen);
-            if (err == TERN_OK) {
-                if (tern__store_will_decode(wb, wlen, &w) != TERN_OK) {
-                    corrupt_row(ss, "session", cid, clen);
-                    continue;
-                }
-                sess.will = &w;
+        if ((ret = fn(ss, st, cbs, arg)) != 0) {
+            break;
+        }
+    }
+    if (ret == 0 && rc != SQLITE_DONE) {
+        err = fail(ss, rc, what);
+    }
+    done(st);
+    return err != TERN_OK ? err : ret;
+}
+
+static int session_row(struct sql_store *ss, sqlite3_stmt *st,
+                       const struct tern_store_load_cbs *cbs, void *arg)
+{
+    const uint8_t *cid, *wb;
+    size_t clen, wlen;
+    struct tern_store_session sess = {0};
+    struct tern_store_will w;
+    int err = col_blob(st, 0, &cid, &clen);
+    if (err == TERN_OK && sqlite3_column_type(st, 4) != SQLITE_NULL) {
+        err = col_blob(st, 4, &wb, &wlen);
+        if (err == TERN_OK) {
+            if (tern__store_will_decode(wb, wlen, &w) != TERN_OK) {
+                corrupt_row(ss, "session", cid, clen);
+                return 0;
             }
-        }
-        if (err != TERN_OK) {
-            break;
-        }
-        sess.client_id = (const char *)cid;
-        sess.client_id_len = clen;
-        sess.version = (uint8_t)sqlite3_column_int(st, 1);
-        sess.expiry_s = (uint32_t)sqlite3_column_int64(st, 2);
-        sess.disconnected_ms = sqlite3_column_int64(st, 3);
-        if ((ret = cbs->session(arg, &sess)) != 0) {
-            break;
+            sess.will = &w;
         }
     }
-    if (err == TERN_OK && ret == 0 && rc != SQLITE_DONE) {
-        err = fail(ss, rc, "load sessions");
+    if (err != TERN_OK) {
+        return err;
     }
-    done(st);
-    return err != TERN_OK ? err : ret;
+    sess.client_id = (const char *)cid;
+    sess.client_id_len = clen;
+    sess.version = (uint8_t)sqlite3_column_int(st, 1);
+    sess.expiry_s = (uint32_t)sqlite3_column_int64(st, 2);
+    sess.disconnected_ms = sqlite3_column_int64(st, 3);
+    return cbs->session(arg, &sess);
 }
 
-static int load_subs(struct sql_store *ss, const struct tern_store_load_cbs *cbs, void *arg)
+static int sub_row(struct sql_store *ss, sqlite3_stmt *st, const struct tern_store_load_cbs *cbs,
+                   void *arg)
 {
-    PREP(ss, ST_LOAD_SUBS);
-    (void)brc;
-    int rc, ret = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const uint8_t *cid;
-        struct tern_store_sub sub = {0};
-        err = col_blob(st, 0, &cid, &sub.client_id_len);
-        if (err == TERN_OK) {
-            err = col_blob(st, 1, &sub.filter, &sub.filter_len);
-        }
-        if (err != TERN_OK) {
-            break;
-        }
-        sub.client_id = (const char *)cid;
-        sub.options = (uint8_t)sqlite3_column_int(st, 2);
-        sub.sub_id = (uint32_t)sqlite3_column_int64(st, 3);
-        if ((ret = cbs->sub(arg, &sub)) != 0) {
-            break;
-        }
+    (void)ss; /* nothing in these rows can be corrupt without a column read failing */
+    const uint8_t *cid;
+    struct tern_store_sub sub = {0};
+    int err = col_blob(st, 0, &cid, &sub.client_id_len);
+    if (err == TERN_OK) {
+        err = col_blob(st, 1, &sub.filter, &sub.filter_len);
     }
-    if (err == TERN_OK && ret == 0 && rc != SQLITE_DONE) {
-        err = fail(ss, rc, "load subscriptions");
+    if (err != TERN_OK) {
+        return err;
     }
-    done(st);
-    return err != TERN_OK ? err : ret;
+    sub.client_id = (const char *)cid;
+    sub.options = (uint8_t)sqlite3_column_int(st, 2);
+    sub.sub_id = (uint32_t)sqlite3_column_int64(st, 3);
+    return cbs->sub(arg, &sub);
 }
 
-static int load_smsgs(struct sql_store *ss, const struct tern_store_load_cbs *cbs, void *arg)
+static int smsg_row(struct sql_store *ss, sqlite3_stmt *st, const struct tern_store_load_cbs *cbs,
+                    void *arg)
 {
-    PREP(ss, ST_LOAD_SMSGS);
-    (void)brc;
-    int rc, ret = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const uint8_t *cid, *ids;
-        size_t ids_len, n_ids = 0;
-        struct tern_store_smsg q = {0};
-        struct tern_store_msg m;
-        err = col_blob(st, 0, &cid, &q.client_id_len);
-        if (err == TERN_OK) {
-            err = col_blob(st, 7, &ids, &ids_len);
-        }
-        if (err == TERN_OK) {
-            err = read_msg(st, 8, &m);
-        }
-        if (err != TERN_OK) {
-            break;
-        }
-        q.client_id = (const char *)cid;
-        q.seq = (uint64_t)sqlite3_column_int64(st, 1);
-        q.msg_id = m.id;
-        q.qos = (uint8_t)sqlite3_column_int(st, 2);
-        q.state = (uint8_t)sqlite3_column_int(st, 3);
-        q.packet_id = (uint16_t)sqlite3_column_int(st, 4);
-        q.dup = sqlite3_column_int(st, 5) != 0;
-        q.retain = sqlite3_column_int(st, 6) != 0;
-        if (tern__store_subids_decode(ids, ids_len, q.sub_ids, &n_ids) != TERN_OK || q.qos < 1 ||
-            q.qos > 2 || q.state > TERN_STORE_AWAIT_PUBCOMP) {
-            corrupt_row(ss, "session message", cid, q.client_id_len);
-            continue;
-        }
-        q.n_sub_ids = (uint8_t)n_ids;
-        if ((ret = cbs->smsg(arg, &q, &m)) != 0) {
-            break;
-        }
+    const uint8_t *cid, *ids;
+    size_t ids_len, n_ids = 0;
+    struct tern_store_smsg q = {0};
+    struct tern_store_msg m;
+    int err = col_blob(st, 0, &cid, &q.client_id_len);
+    if (err == TERN_OK) {
+        err = col_blob(st, 7, &ids, &ids_len);
     }
-    if (err == TERN_OK && ret == 0 && rc != SQLITE_DONE) {
-        err = fail(ss, rc, "load session messages");
+    if (err == TERN_OK) {
+        err = read_msg(st, 8, &m);
     }
-    done(st);
-    return err != TERN_OK ? err : ret;
+    if (err != TERN_OK) {
+        return err;
+    }
+    q.client_id = (const char *)cid;
+    q.seq = (uint64_t)sqlite3_column_int64(st, 1);
+    q.msg_id = m.id;
+    q.qos = (uint8_t)sqlite3_column_int(st, 2);
+    q.state = (uint8_t)sqlite3_column_int(st, 3);
+    q.packet_id = (uint16_t)sqlite3_column_int(st, 4);
+    q.dup = sqlite3_column_int(st, 5) != 0;
+    q.retain = sqlite3_column_int(st, 6) != 0;
+    if (tern__store_subids_decode(ids, ids_len, q.sub_ids, &n_ids) != TERN_OK || q.qos < 1 ||
+        q.qos > 2 || q.state > TERN_STORE_AWAIT_PUBCOMP) {
+        corrupt_row(ss, "session message", cid, q.client_id_len);
+        return 0;
+    }
+    q.n_sub_ids = (uint8_t)n_ids;
+    return cbs->smsg(arg, &q, &m);
 }
 
-static int load_qos2(struct sql_store *ss, const struct tern_store_load_cbs *cbs, void *arg)
+static int qos2_row(struct sql_store *ss, sqlite3_stmt *st, const struct tern_store_load_cbs *cbs,
+                    void *arg)
 {
-    PREP(ss, ST_LOAD_QOS2);
-    (void)brc;
-    int rc, ret = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const uint8_t *cid;
-        size_t clen;
-        if ((err = col_blob(st, 0, &cid, &clen)) != TERN_OK) {
-            break;
-        }
-        int pid = sqlite3_column_int(st, 1);
-        if (pid < 1 || pid > 65535) {
-            corrupt_row(ss, "QoS 2 id", cid, clen);
-            continue;
-        }
-        if ((ret = cbs->qos2(arg, (const char *)cid, clen, (uint16_t)pid)) != 0) {
-            break;
-        }
+    const uint8_t *cid;
+    size_t clen;
+    int err = col_blob(st, 0, &cid, &clen);
+    if (err != TERN_OK) {
+        return err;
     }
-    if (err == TERN_OK && ret == 0 && rc != SQLITE_DONE) {
-        err = fail(ss, rc, "load QoS 2 ids");
+    int pid = sqlite3_column_int(st, 1);
+    if (pid < 1 || pid > 65535) {
+        corrupt_row(ss, "QoS 2 id", cid, clen);
+        return 0;
     }
-    done(st);
-    return err != TERN_OK ? err : ret;
+    return cbs->qos2(arg, (const char *)cid, clen, (uint16_t)pid);
 }
 
-static int load_retained(struct sql_store *ss, const struct tern_store_load_cbs *cbs, void *arg)
+static int retained_row(struct sql_store *ss, sqlite3_stmt *st,
+                        const struct tern_store_load_cbs *cbs, void *arg)
 {
-    PREP(ss, ST_LOAD_RET);
-    (void)brc;
-    int rc, ret = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const uint8_t *t;
-        size_t tlen;
-        struct tern_store_msg m;
-        err = col_blob(st, 0, &t, &tlen);
-        if (err == TERN_OK) {
-            err = read_msg(st, 1, &m);
-        }
-        if (err != TERN_OK) {
-            break;
-        }
-        if ((ret = cbs->retained(arg, t, tlen, &m)) != 0) {
-            break;
-        }
+    (void)ss; /* nothing in these rows can be corrupt without a column read failing */
+    const uint8_t *t;
+    size_t tlen;
+    struct tern_store_msg m;
+    int err = col_blob(st, 0, &t, &tlen);
+    if (err == TERN_OK) {
+        err = read_msg(st, 1, &m);
     }
-    if (err == TERN_OK && ret == 0 && rc != SQLITE_DONE) {
-        err = fail(ss, rc, "load retained messages");
+    if (err != TERN_OK) {
+        return err;
     }
-    done(st);
-    return err != TERN_OK ? err : ret;
+    return cbs->retained(arg, t, tlen, &m);
 }
 
 static int sq_load(struct tern_store *s, const struct tern_store_load_cbs *cbs, void *arg)
@@ -975,19 +950,19 @@ static int sq_load(struct tern_store *s, const struct tern_store_load_cbs *cbs, 
     struct sql_store *ss = SQ(s);
     int rc = 0;
     if (rc == 0 && cbs->session != NULL) {
-        rc = load_sessions(ss, cbs, arg);
+        rc = load_rows(ss, ST_LOAD_SESS, "load sessions", session_row, cbs, arg);
     }
     if (rc == 0 && cbs->sub != NULL) {
-        rc = load_subs(ss, cbs, arg);
+        rc = load_rows(ss, ST_LOAD_SUBS, "load subscriptions", sub_row, cbs, arg);
     }
     if (rc == 0 && cbs->smsg != NULL) {
-        rc = load_smsgs(ss, cbs, arg);
+        rc = load_rows(ss, ST_LOAD_SMSGS, "load session messages", smsg_row, cbs, arg);
     }
     if (rc == 0 && cbs->qos2 != NULL) {
-        rc = load_qos2(ss, cbs, arg);
+        rc = load_rows(ss, ST_LOAD_QOS2, "load QoS 2 ids", qos2_row, cbs, arg);
     }
     if (rc == 0 && cbs->retained != NULL) {
-        rc = load_retained(ss, cbs, arg);
+        rc = load_rows(ss, ST_LOAD_RET, "load retained messages", retained_row, cbs, arg);
     }
     return rc;
 }
