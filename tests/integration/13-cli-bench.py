@@ -8,35 +8,17 @@ brokers fail with exit 1 and a message. No timing is asserted.
 The tern binary is $TERN, else the one built beside $TERND, else build/dev's.
 """
 
-import glob
 import json
-import os
 import subprocess
 import time
 
 import ternlib
-from ternlib import Skip, check, eq, versions
+from ternlib import check, eq, versions
 
 RUN_TIMEOUT = 40
 
 
-def tern_path():
-    p = os.environ.get("TERN")
-    if p:
-        return os.path.abspath(p)
-    if os.environ.get("TERND"):
-        bdir = os.path.dirname(os.path.dirname(os.path.dirname(
-            os.path.abspath(os.environ["TERND"]))))
-        c = os.path.join(bdir, "tools", "tern")
-        if os.path.exists(c):
-            return c
-    c = os.path.join(ternlib.ROOT, "build", "dev", "tools", "tern")
-    if os.path.exists(c):
-        return c
-    built = glob.glob(os.path.join(ternlib.ROOT, "build", "*", "tools", "tern"))
-    if not built:
-        raise Skip("tern binary not built (set TERN)")
-    return max(built, key=os.path.getmtime)
+tern_path = ternlib.tern_path
 
 
 def vflag(version):

@@ -10,7 +10,6 @@ The tern binary is $TERN, else the one built beside $TERND, else build/dev's.
 """
 
 import base64
-import glob
 import json
 import os
 import select
@@ -28,24 +27,7 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 RUN_TIMEOUT = 20
 
 
-def tern_path():
-    """$TERN; else the tern built beside $TERND; else build/dev's; else the newest build."""
-    p = os.environ.get("TERN")
-    if p:
-        return os.path.abspath(p)
-    cands = []
-    if os.environ.get("TERND"):
-        bdir = os.path.dirname(os.path.dirname(os.path.dirname(
-            os.path.abspath(os.environ["TERND"]))))
-        cands.append(os.path.join(bdir, "tools", "tern"))
-    cands.append(os.path.join(ternlib.ROOT, "build", "dev", "tools", "tern"))
-    for c in cands:
-        if os.path.exists(c):
-            return c
-    built = glob.glob(os.path.join(ternlib.ROOT, "build", "*", "tools", "tern"))
-    if not built:
-        raise Skip("tern binary not built (set TERN)")
-    return max(built, key=os.path.getmtime)
+tern_path = ternlib.tern_path
 
 
 def need(tool):

@@ -13,7 +13,6 @@ that has the passwd command.
 import base64
 import ctypes
 import ctypes.util
-import glob
 import hashlib
 import hmac
 import os
@@ -32,23 +31,7 @@ from ternlib import Skip, check, eq
 RUN_TIMEOUT = 30
 
 
-def tern_path():
-    p = os.environ.get("TERN")
-    if p:
-        return os.path.abspath(p)
-    if os.environ.get("TERND"):
-        bdir = os.path.dirname(os.path.dirname(os.path.dirname(
-            os.path.abspath(os.environ["TERND"]))))
-        c = os.path.join(bdir, "tools", "tern")
-        if os.path.exists(c):
-            return c
-    built = sorted(glob.glob(os.path.join(ternlib.ROOT, "build", "*", "tools", "tern")),
-                   key=os.path.getmtime, reverse=True)
-    for c in built:  # the newest build that has the passwd command
-        if subprocess.run([c, "passwd", "--help"], capture_output=True,
-                          timeout=RUN_TIMEOUT).returncode == 0:
-            return c
-    raise Skip("no tern binary with `passwd` built (set TERN)")
+tern_path = ternlib.tern_path
 
 
 def tp(*args, stdin=subprocess.DEVNULL):

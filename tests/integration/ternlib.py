@@ -14,6 +14,7 @@ Conventions (see tests/integration/run.py):
 Run with Debian's /usr/bin/python3 (it sees python3-paho-mqtt).
 """
 
+import glob
 import os
 import signal
 import socket
@@ -428,6 +429,27 @@ def ternd_path():
         if os.path.exists(cand):
             return cand
     raise TestFailure("ternd binary not found (set TERND)")
+
+
+def tern_path():
+    """The `tern` CLI to test: $TERN; else the one built beside $TERND; else build/dev's;
+    else the newest build. Raises Skip when none is built."""
+    p = os.environ.get("TERN")
+    if p:
+        return os.path.abspath(p)
+    cands = []
+    if os.environ.get("TERND"):
+        bdir = os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(os.environ["TERND"]))))
+        cands.append(os.path.join(bdir, "tools", "tern"))
+    cands.append(os.path.join(ROOT, "build", "dev", "tools", "tern"))
+    for c in cands:
+        if os.path.exists(c):
+            return c
+    built = glob.glob(os.path.join(ROOT, "build", "*", "tools", "tern"))
+    if not built:
+        raise Skip("tern binary not built (set TERN)")
+    return max(built, key=os.path.getmtime)
 
 
 def free_port():
