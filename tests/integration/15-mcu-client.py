@@ -7,10 +7,13 @@ and a QoS 1 message with binary payloads (NUL and 0xFF bytes, all 256 byte value
 both back intact, waits for two keepalive round trips and disconnects. Some tests put a
 recording TCP relay between the example and the broker to check the exact bytes the core
 sends (CONNECT, SUBSCRIBE, PUBLISH, PUBACK, PINGREQ, DISCONNECT), and to drop the broker's
-first PUBACK so the core must retransmit its QoS 1 PUBLISH with DUP set.
+first PUBACK so the core must retransmit its QoS 1 PUBLISH with DUP set. When the Cortex-M
+cross compiler is installed (scripts/deps.sh mcu), the core's code size is held to 4 kB.
 """
 
 import os
+import re
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -247,3 +250,15 @@ def test_refused_connack_mosquitto():
     eq(out.returncode, 1, "exit code")
     eq(out.stdout, b"connack 5\n", "CONNACK not authorized is reported")
     check(b"not authorized" in out.stderr, "error names the refusal: %r" % out.stderr)
+
+
+def test_code_size_under_4k():
+    if shutil.which("arm-none-eabi-gcc") is None:
+        raise Skip("arm-none-eabi-gcc not installed (scripts/deps.sh mcu)")
+    out = subprocess.run([os.path.join(ternlib.ROOT, "scripts", "mcu-size.sh")],
+                         capture_output=True, timeout=120)
+    eq(out.returncode, 0, "mcu-size.sh exit code (stderr: %r)" % out.stderr)
+    m = re.search(rb"CONNECT \+ PUBLISH/SUBSCRIBE QoS 0/1: core (\d+) bytes", out.stdout)
+    check(m is not None, "size line in %r" % out.stdout)
+    size = int(m.group(1))
+    check(1000 < size <= 4096, "core code size %d bytes, aim 4096 or less" % size)
