@@ -77,6 +77,12 @@ static int flush(struct tern_mcu *c)
     return TERN_OK;
 }
 
+/* Connecting or connected: the states in which packets are read and timers run. */
+static bool active(const struct tern_mcu *c)
+{
+    return c->state == TERN_MCU_CONNECTING || c->state == TERN_MCU_CONNECTED;
+}
+
 static int usable(const struct tern_mcu *c)
 {
     if (c->state == TERN_MCU_FAILED) {
@@ -161,6 +167,9 @@ int tern_mcu_init(struct tern_mcu *c, const struct tern_mcu_config *cfg)
 int tern_mcu_connect(struct tern_mcu *c, const struct tern_mcu_connect *o)
 {
     static const uint8_t head[7] = {0, 4, 'M', 'Q', 'T', 'T', TERN_MQTT_311};
+    if (o->client_id == NULL || o->will_qos > 2 || (o->password != NULL && o->username == NULL)) {
+        return TERN_EINVAL;
+    }
     struct {
         const void *p;
         size_t n;
@@ -176,9 +185,6 @@ int tern_mcu_connect(struct tern_mcu *c, const struct tern_mcu_connect *o)
                               (o->password != NULL ? 0x40u : 0u));
     if (has_will) {
         flags |= (uint8_t)(0x04u | (unsigned)o->will_qos << 3 | (o->will_retain ? 0x20u : 0u));
-    }
-    if (o->will_qos > 2 || (o->password != NULL && o->username == NULL)) {
-        return TERN_EINVAL;
     }
     size_t rl = sizeof(head) + 3;
     for (size_t i = 0; i < 5; i++) {
@@ -438,7 +444,8 @@ static int receive(struct tern_mcu *c)
         }
         c->rx_len += (size_t)n;
     }
-    while (c->state != TERN_MCU_IDLE && c->out_off == c->out_end) {
+    /* A callback may have disconnected or published (output busy): then stop. */
+    while (active(c) && c->out_off == c->out_end) {
         uint8_t type, flags;
         size_t total;
         ssize_t hdr = tern_packet_peek(c->cfg.rx, c->rx_len, &type, &flags, &total);
@@ -503,7 +510,7 @@ int tern_mcu_poll(struct tern_mcu *c)
         return rc;
     }
     rc = receive(c);
-    if (rc == TERN_OK && c->state != TERN_MCU_FAILED) {
+    if (rc == TERN_OK && active(c)) {
         rc = timers(c);
     }
     if (rc != TERN_OK) {

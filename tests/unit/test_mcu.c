@@ -41,6 +41,7 @@ struct wire {
     bool retain, dup;
     struct tern_mcu *echo; /* when set, on_message publishes the payload to "echo" */
     int32_t echo_rc;
+    bool hang_up; /* on_message disconnects (echo's client) */
 };
 
 static int32_t wire_send(void *ctx, const uint8_t *buf, size_t len)
@@ -92,7 +93,9 @@ static void wire_message(void *ctx, const struct tern_mcu_message *m)
     w->qos = m->qos;
     w->retain = m->retain;
     w->dup = m->dup;
-    if (w->echo != NULL) {
+    if (w->echo != NULL && w->hang_up) {
+        w->echo_rc = tern_mcu_disconnect(w->echo);
+    } else if (w->echo != NULL) {
         w->echo_rc = tern_mcu_publish(w->echo, "echo", m->payload, m->payload_len, 0, false);
     }
 }
@@ -241,6 +244,8 @@ static void test_connect_full(void)
     CHECK_ERR(tern_mcu_connect(&c, &bad), TERN_EINVAL);
     struct tern_mcu_connect bad_will = {.client_id = "x", .will_topic = "w", .will_qos = 3};
     CHECK_ERR(tern_mcu_connect(&c, &bad_will), TERN_EINVAL);
+    struct tern_mcu_connect no_id = {.clean_session = true};
+    CHECK_ERR(tern_mcu_connect(&c, &no_id), TERN_EINVAL);
     CHECK_EQ(w.sent_len, 0);
 }
 
@@ -632,6 +637,30 @@ static void test_echo_from_callback(void)
     EXPECT_SENT(&w, 0x40, 0x02, 0x00, 0x02, 0x30, 0x08, 0x00, 0x04, 'e', 'c', 'h', 'o', 'h', 'i');
 }
 
+/* Disconnecting from the message callback: the PUBACK goes out, then DISCONNECT, and nothing
+ * more is read or sent (no retransmission though one is due, the next packet stays unread). */
+static void test_disconnect_from_callback(void)
+{
+    struct tern_mcu c;
+    struct wire w;
+    connected(&c, &w, 0);
+    CHECK_ERR(tern_mcu_publish(&c, "t", "p", 1, 1, false), 1);
+    w.sent_len = 0;
+    w.now += 5000;
+    w.echo = &c;
+    w.hang_up = true;
+    FEED(&w, 0x32, 0x06, 0x00, 0x01, 'm', 0x00, 0x03, 'x', 0x30, 0x03, 0x00, 0x01, 'n');
+    CHECK_ERR(tern_mcu_poll(&c), TERN_OK);
+    CHECK_EQ(w.echo_rc, TERN_OK);
+    CHECK_EQ(w.n_messages, 1);
+    CHECK_EQ(c.state, TERN_MCU_IDLE);
+    EXPECT_SENT(&w, 0x40, 0x02, 0x00, 0x03, 0xE0, 0x00);
+    w.now += 5000;
+    CHECK_ERR(tern_mcu_poll(&c), TERN_OK);
+    CHECK_EQ(w.n_messages, 1);
+    CHECK_EQ(w.sent_len, 0);
+}
+
 /* Each input, after an accepted CONNACK, fails the client with the given error. */
 static void test_malformed(void)
 {
@@ -742,6 +771,7 @@ static const struct tern_test tests[] = {
     {"connack_timeout", test_connack_timeout},
     {"disconnect", test_disconnect},
     {"echo_from_callback", test_echo_from_callback},
+    {"disconnect_from_callback", test_disconnect_from_callback},
     {"malformed", test_malformed},
     {"before_connack", test_before_connack},
     {"rx_exact", test_rx_exact},
