@@ -219,6 +219,12 @@ void tern__conn_pump(struct tern_conn *c)
         if (q->qos > 0 && s->inflight.count >= win) {
             break;
         }
+        /* max_inflight_bytes: one message always goes, however large, so a big one can't
+         * stall the session forever. */
+        if (q->qos > 0 && b->cfg->max_inflight_bytes && s->inflight.count > 0 &&
+            s->inflight.bytes + tern_msg_size(q->msg) > (size_t)b->cfg->max_inflight_bytes) {
+            break;
+        }
         if (c->out_bytes >= b->out_highwater) {
             break;
         }
