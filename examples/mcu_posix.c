@@ -4,12 +4,13 @@
  * socket: how a firmware port looks, runnable on a PC. It connects with a 1 s keepalive,
  * subscribes to TOPIC at QoS 1, publishes two binary messages to it (QoS 0: 'a' NUL 'b' NUL
  * 0xFF; QoS 1: the 256 byte values 0..255), prints what comes back, waits for PINGS keepalive
- * round trips (default 2) and disconnects. Every step prints one line on stdout:
+ * round trips (default 2) and disconnects. VERSION is 4 (MQTT 3.1.1, the default) or 5.
+ * Every step prints one line on stdout:
  *   connack CODE | suback ID CODE | puback ID | message TOPIC qos=Q retain=R hex=HEX | pingresp
- *   | done
+ *   | disconnect REASON (5.0, from the server) | done
  * Exits 0 when all of that happened within 15 s, 1 otherwise (the reason on stderr).
  *
- *   example_mcu_posix HOST PORT TOPIC [PINGS]
+ *   example_mcu_posix HOST PORT TOPIC [PINGS [VERSION]]
  */
 #include "tern/mcu.h"
 
@@ -96,6 +97,9 @@ static void on_event(void *ctx, enum tern_mcu_event ev, uint16_t id, uint8_t cod
         a->pingresps++;
         printf("pingresp\n");
         break;
+    case TERN_MCU_EV_DISCONNECT:
+        printf("disconnect %u\n", (unsigned)code);
+        break;
     }
     fflush(stdout);
 }
@@ -131,11 +135,12 @@ static int die(const char *what, int err)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: example_mcu_posix HOST PORT TOPIC [PINGS]\n");
+        fprintf(stderr, "usage: example_mcu_posix HOST PORT TOPIC [PINGS [VERSION]]\n");
         return 2;
     }
     const char *topic = argv[3];
     int pings = argc > 4 ? (int)strtol(argv[4], NULL, 10) : 2;
+    uint8_t version = argc > 5 ? (uint8_t)strtol(argv[5], NULL, 10) : 4;
     static uint8_t tx[512], rx[512];
     struct app a = {.connack = -1};
     a.fd = open_socket(argv[1], argv[2]);
@@ -162,7 +167,7 @@ int main(int argc, char **argv)
         return die("init", rc);
     }
     struct tern_mcu_connect opts = {
-        .client_id = "tern-mcu-posix", .keepalive = 1, .clean_session = true};
+        .client_id = "tern-mcu-posix", .keepalive = 1, .clean_session = true, .version = version};
     rc = tern_mcu_connect(&c, &opts);
     if (rc != TERN_OK) {
         return die("connect", rc);

@@ -6,8 +6,10 @@
 # PUBLISH/SUBSCRIBE at QoS 0/1, and sums from the linker map the flash bytes (.text and
 # .rodata input sections) that came from the core's objects: the test main, libc (memcpy,
 # memset, strlen from newlib-nano) and the C runtime are listed apart, not counted.
-# Then the same with every API function (TERN_MCU_SIZE_ALL), the host codec's encode + decode
-# alone for comparison (examples/mcu_size_codec.c), and the core's per-function table.
+# The core as built by default speaks 3.1.1 and 5.0; the same firmware is measured with the
+# 3.1.1-only core (-DTERN_MCU_MQTT5=0), with every API function (TERN_MCU_SIZE_ALL), the host
+# codec's encode + decode alone for comparison (examples/mcu_size_codec.c), and the core's
+# per-function table.
 #   scripts/mcu-size.sh          (make mcu-size; needs: scripts/deps.sh mcu)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,10 +74,12 @@ report() {
 }
 
 build connect_pub_sub examples/mcu_size_main.c
+build mqtt311_only examples/mcu_size_main.c -DTERN_MCU_MQTT5=0
 build all_api examples/mcu_size_main.c -DTERN_MCU_SIZE_ALL
 echo "MCU core code size, arm-none-eabi-gcc $("$CC" -dumpversion) -Os -mcpu=cortex-m0plus -mthumb," \
      "--gc-sections (flash: .text + .rodata)"
 report connect_pub_sub "CONNECT + PUBLISH/SUBSCRIBE QoS 0/1"
+report mqtt311_only "the same, 3.1.1-only core (-DTERN_MCU_MQTT5=0)"
 report all_api "whole API (+ UNSUBSCRIBE, DISCONNECT)"
 # For comparison: the host codec's encode + decode alone (examples/mcu_size_codec.c).
 CORE=(src/protocol/packet.c src/protocol/props.c src/protocol/topic.c src/protocol/utf8.c)

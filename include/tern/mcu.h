@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Tern's MQTT 3.1.1 client core for microcontrollers: no malloc, no OS, no globals.
+ * Tern's MQTT client core for microcontrollers: no malloc, no OS, no globals. MQTT 3.1.1, and
+ * 5.0 when tern_mcu_connect asks for it (no properties sent; received ones are skipped or
+ * handed on raw, Server Keep Alive is obeyed, reason codes are reported).
  *
  * All state lives in a struct tern_mcu the caller allocates (static, stack or inside its own
  * object), with two caller-owned buffers: `tx` for outgoing packets and `rx` for incoming ones.
@@ -61,15 +63,18 @@ struct tern_mcu_message {
     uint8_t qos; /* 0 or 1 */
     bool retain;
     bool dup;
+    const uint8_t *props; /* 5.0: the raw property block (length checked only); else empty */
+    size_t props_len;
 };
 typedef void (*tern_mcu_message_fn)(void *ctx, const struct tern_mcu_message *msg);
 
 enum tern_mcu_event {
-    TERN_MCU_EV_CONNACK = 1, /* code: CONNACK return code (0 accepted); packet_id 0 */
-    TERN_MCU_EV_PUBACK,      /* the QoS 1 PUBLISH packet_id is complete */
-    TERN_MCU_EV_SUBACK,      /* code: granted QoS (0, 1) or 0x80 refused */
-    TERN_MCU_EV_UNSUBACK,    /* packet_id unsubscribed */
+    TERN_MCU_EV_CONNACK = 1, /* code: return code (3.1.1) or reason code (5.0); 0 accepted */
+    TERN_MCU_EV_PUBACK,      /* the QoS 1 PUBLISH packet_id is complete; code: 5.0 reason */
+    TERN_MCU_EV_SUBACK,      /* code: granted QoS (0, 1) or >= 0x80 refused */
+    TERN_MCU_EV_UNSUBACK,    /* packet_id unsubscribed; code: 5.0 reason (0 in 3.1.1) */
     TERN_MCU_EV_PINGRESP,    /* the broker answered a keepalive PINGREQ */
+    TERN_MCU_EV_DISCONNECT,  /* 5.0: the server sent DISCONNECT; code: its reason */
 };
 typedef void (*tern_mcu_event_fn)(void *ctx, enum tern_mcu_event ev, uint16_t packet_id,
                                   uint8_t code);
@@ -105,8 +110,9 @@ enum tern_mcu_state {
 /* The client. Fields are read-only for the caller (state and err are meant to be read). */
 struct tern_mcu {
     struct tern_mcu_config cfg;
-    uint8_t state; /* enum tern_mcu_state */
-    bool ping_out; /* a PINGREQ awaits its PINGRESP */
+    uint8_t state;   /* enum tern_mcu_state */
+    bool ping_out;   /* a PINGREQ awaits its PINGRESP */
+    uint8_t version; /* protocol level of the connection: 4 (3.1.1) or 5 */
     uint16_t next_id;
     uint16_t held_id;      /* packet id of the QoS 1 PUBLISH in flight */
     int err;               /* why the client failed (enum tern_err), 0 otherwise */
@@ -126,13 +132,14 @@ struct tern_mcu_connect {
     uint16_t keepalive;    /* seconds; 0 disables keepalive */
     bool clean_session;
     const char *username;    /* NULL: none */
-    const uint8_t *password; /* NULL: none (binary; needs a user name in 3.1.1) */
+    const uint8_t *password; /* NULL: none (binary; 3.1.1 needs a user name with it) */
     size_t password_len;
     const char *will_topic; /* NULL: no will */
     const uint8_t *will_payload;
     size_t will_len;
     uint8_t will_qos; /* 0..2 */
     bool will_retain;
+    uint8_t version; /* 0 or 4: MQTT 3.1.1; 5: MQTT 5.0 (not with -DTERN_MCU_MQTT5=0) */
 };
 
 /* Set up the client from cfg (copied). Returns TERN_OK, or TERN_EINVAL for a missing callback
@@ -144,7 +151,8 @@ int tern_mcu_init(struct tern_mcu *c, const struct tern_mcu_config *cfg);
  * any earlier connection, queues CONNECT and tries to send it. With clean_session 0 a QoS 1
  * PUBLISH still in flight is sent again (DUP) once CONNACK arrives; with 1 it is dropped.
  * Completion is reported by TERN_MCU_EV_CONNACK and state TERN_MCU_CONNECTED.
- * Returns TERN_OK, TERN_EINVAL (bad options, a field over 65535 bytes), TERN_ENOSPC (CONNECT
+ * Returns TERN_OK, TERN_EINVAL (bad options or version, a field over 65535 bytes),
+ * TERN_EUNSUPPORTED (version 5 in a core built with -DTERN_MCU_MQTT5=0), TERN_ENOSPC (CONNECT
  * does not fit in tx) or TERN_EIO (send failed).
  */
 int tern_mcu_connect(struct tern_mcu *c, const struct tern_mcu_connect *opts);
@@ -171,7 +179,8 @@ int32_t tern_mcu_unsubscribe(struct tern_mcu *c, const char *filter);
  * Do the pending work: send queued output, read once from the transport, handle every
  * complete packet (message and event callbacks run from here), run the keepalive, CONNACK,
  * PINGRESP and retransmission timers. Returns TERN_OK, or the error that failed the client
- * (sticky until tern_mcu_connect): TERN_EIO/TERN_ECLOSED (transport), TERN_EMALFORMED,
+ * (sticky until tern_mcu_connect): TERN_EIO/TERN_ECLOSED (transport, or a 5.0 DISCONNECT
+ * from the server: TERN_MCU_EV_DISCONNECT has its reason), TERN_EMALFORMED,
  * TERN_EPROTOCOL, TERN_ETOOBIG (packet larger than rx), TERN_ETIMEDOUT (no CONNACK or
  * PINGRESP in time), TERN_EDENIED (CONNACK refused the connection; the code is in the event).
  * In state TERN_MCU_IDLE it only sends what is still queued (e.g. the DISCONNECT).

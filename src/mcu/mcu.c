@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The microcontroller client core (include/tern/mcu.h): an MQTT 3.1.1 client state machine
- * over caller-supplied buffers and callbacks. No allocation, no globals, no libc beyond
- * memcpy/memset/strlen (strlen on topic, filter, client id and user name only).
+ * The microcontroller client core (include/tern/mcu.h): an MQTT 3.1.1 / 5.0 client state
+ * machine over caller-supplied buffers and callbacks. No allocation, no globals, no libc
+ * beyond memcpy/memset/strlen (strlen on topic, filter, client id and user name only).
  *
  * Output. tx holds, in order: the QoS 1 PUBLISH in flight, tx[0..held), kept for
  * retransmission; then at most one more packet being sent. tx[out_off..out_end) is what the
@@ -17,9 +17,10 @@
  * Why not tern_packet_decode/encode: they cover every packet of 3.1, 3.1.1 and 5.0 in one
  * switch (plus property validation), so linking them costs several kB that a client which
  * only sends CONNECT/PUBLISH/SUBSCRIBE and receives CONNACK/PUBLISH/acks never runs. The core
- * writes its seven 3.1.1 packets directly and checks the five it accepts by exact size, and
- * shares with the codec what both need: the varint (fixed header) reader and writer and the
- * topic-name/UTF-8 rules (docs/internals/mcu.md has the figures).
+ * writes its seven packets directly (5.0: with empty property blocks), checks what it accepts
+ * by exact size (3.1.1) or by the 5.0 reason/property layout, and shares with the codec what
+ * both need: the varint (fixed header) reader and writer and the topic-name/UTF-8 rules
+ * (docs/internals/mcu.md has the figures).
  *
  * Invariants: out_off <= out_end <= tx_cap; held is 0 or the size of one whole PUBLISH at
  * tx[0]; rx_len <= rx_cap; in TERN_MCU_FAILED err != 0 and nothing is sent or read until
@@ -35,6 +36,20 @@
 
 #define DEFAULT_TIMEOUT_MS 10000u
 #define FLAG_DUP           0x08u
+
+/*
+ * MQTT 5.0 support costs about 900 bytes; -DTERN_MCU_MQTT5=0 builds a 3.1.1-only core in
+ * which tern_mcu_connect refuses version 5 (TERN_EUNSUPPORTED). It is a constant, not #ifdef
+ * blocks: every 5.0 path is behind is_v5(), which the compiler folds to false.
+ */
+#ifndef TERN_MCU_MQTT5
+#define TERN_MCU_MQTT5 1
+#endif
+
+static bool is_v5(const struct tern_mcu *c)
+{
+    return TERN_MCU_MQTT5 && c->version == TERN_MQTT_5;
+}
 
 static uint32_t now(const struct tern_mcu *c)
 {
@@ -163,11 +178,20 @@ int tern_mcu_init(struct tern_mcu *c, const struct tern_mcu_config *cfg)
     return TERN_OK;
 }
 
-/* CONNECT (3.1): variable header, then the present fields in their fixed order. */
+/*
+ * CONNECT (3.1): variable header, then the present fields in their fixed order. 5.0 adds an
+ * empty property block after the keepalive and another before the will topic.
+ */
 int tern_mcu_connect(struct tern_mcu *c, const struct tern_mcu_connect *o)
 {
-    static const uint8_t head[7] = {0, 4, 'M', 'Q', 'T', 'T', TERN_MQTT_311};
-    if (o->client_id == NULL || o->will_qos > 2 || (o->password != NULL && o->username == NULL)) {
+    static const uint8_t head[6] = {0, 4, 'M', 'Q', 'T', 'T'};
+    uint8_t version = o->version != 0 ? o->version : TERN_MQTT_311;
+    bool v5 = TERN_MCU_MQTT5 && version == TERN_MQTT_5;
+    if (version == TERN_MQTT_5 && !v5) {
+        return TERN_EUNSUPPORTED;
+    }
+    if (o->client_id == NULL || o->will_qos > 2 || (version != TERN_MQTT_311 && !v5) ||
+        (!v5 && o->password != NULL && o->username == NULL)) {
         return TERN_EINVAL;
     }
     struct {
@@ -181,17 +205,20 @@ int tern_mcu_connect(struct tern_mcu *c, const struct tern_mcu_connect *o)
         {o->password, o->password_len},
     };
     bool has_will = o->will_topic != NULL;
+    /* Bit i: field i is sent (the client id always; will topic and payload together). */
+    unsigned present = 1u | (has_will ? 6u : 0u) | (o->username != NULL ? 8u : 0u) |
+                       (o->password != NULL ? 16u : 0u);
     uint8_t flags = (uint8_t)((o->clean_session ? 0x02u : 0u) | (o->username != NULL ? 0x80u : 0u) |
                               (o->password != NULL ? 0x40u : 0u));
     if (has_will) {
         flags |= (uint8_t)(0x04u | (unsigned)o->will_qos << 3 | (o->will_retain ? 0x20u : 0u));
     }
-    size_t rl = sizeof(head) + 3;
+    size_t rl = sizeof(head) + 4 + (v5 ? 1u + has_will : 0u);
     for (size_t i = 0; i < 5; i++) {
         if (f[i].n > 0xFFFFu) {
             return TERN_EINVAL;
         }
-        if (i == 0 || f[i].p != NULL) {
+        if ((present >> i & 1u) != 0) {
             rl += 2 + f[i].n;
         }
     }
@@ -211,13 +238,22 @@ int tern_mcu_connect(struct tern_mcu *c, const struct tern_mcu_connect *o)
     }
     memcpy(p, head, sizeof(head));
     p += sizeof(head);
+    *p++ = version;
     *p++ = flags;
     p = put_u16(p, o->keepalive);
-    for (size_t i = 0; i < 5; i++) {
-        if (i == 0 || f[i].p != NULL) {
-            p = put_field(p, f[i].p, f[i].n);
-        }
+    if (v5) {
+        *p++ = 0; /* property length */
     }
+    for (size_t i = 0; i < 5; i++) {
+        if ((present >> i & 1u) == 0) {
+            continue;
+        }
+        if (v5 && i == 1) {
+            *p++ = 0; /* will property length */
+        }
+        p = put_field(p, f[i].p, f[i].n);
+    }
+    c->version = version;
     c->keepalive_ms = (uint32_t)o->keepalive * 1000u;
     c->state = TERN_MCU_CONNECTING;
     rc = commit(c, p);
@@ -239,7 +275,8 @@ int32_t tern_mcu_publish(struct tern_mcu *c, const char *topic, const void *payl
     if (qos == 1 && c->held != 0) {
         return TERN_EAGAIN; /* one QoS 1 message in flight */
     }
-    size_t rl = 2 + tlen + 2u * qos;
+    size_t props = is_v5(c); /* 5.0: an empty property block */
+    size_t rl = 2 + tlen + 2u * qos + props;
     if (len > TERN_VARINT_MAX - rl) {
         return TERN_ENOSPC;
     }
@@ -255,6 +292,9 @@ int32_t tern_mcu_publish(struct tern_mcu *c, const char *topic, const void *payl
         id = take_id(c);
         p = put_u16(p, id);
     }
+    if (props != 0) {
+        *p++ = 0;
+    }
     if (len != 0) {
         memcpy(p, payload, len);
     }
@@ -268,7 +308,8 @@ int32_t tern_mcu_publish(struct tern_mcu *c, const char *topic, const void *payl
     return rc != TERN_OK ? rc : id;
 }
 
-/* SUBSCRIBE (options >= 0) or UNSUBSCRIBE (options < 0) of one filter. */
+/* SUBSCRIBE (options >= 0) or UNSUBSCRIBE (options < 0) of one filter; 5.0 adds an empty
+ * property block after the packet id. */
 static int32_t sub_unsub(struct tern_mcu *c, uint8_t type, const char *filter, int options)
 {
     int rc = usable(c);
@@ -279,13 +320,18 @@ static int32_t sub_unsub(struct tern_mcu *c, uint8_t type, const char *filter, i
     if (flen == 0 || flen > 0xFFFFu || options > 1) {
         return TERN_EINVAL;
     }
+    bool v5 = is_v5(c);
     uint8_t *p;
-    rc = begin(c, (uint8_t)((unsigned)type << 4 | 0x02u), 4 + flen + (options >= 0 ? 1u : 0u), &p);
+    rc = begin(c, (uint8_t)((unsigned)type << 4 | 0x02u), 4 + flen + (options >= 0) + v5, &p);
     if (rc != TERN_OK) {
         return rc;
     }
     uint16_t id = take_id(c);
-    p = put_field(put_u16(p, id), filter, flen);
+    p = put_u16(p, id);
+    if (v5) {
+        *p++ = 0;
+    }
+    p = put_field(p, filter, flen);
     if (options >= 0) {
         *p++ = (uint8_t)options;
     }
@@ -334,7 +380,24 @@ size_t tern_mcu_pending(const struct tern_mcu *c)
     return c->out_end - c->out_off;
 }
 
-/* Incoming PUBLISH at QoS 0/1 (3.3): topic, packet id, payload; QoS 2 is refused. */
+/*
+ * A 5.0 property block at *p (varint length, then the properties) within [*p, end): on
+ * success *p is the first property and *len the block's length.
+ */
+static int read_props(const uint8_t **p, const uint8_t *end, size_t *len)
+{
+    uint32_t n;
+    ssize_t h = tern_varint_read(*p, (size_t)(end - *p), &n);
+    if (h < 0 || n > (size_t)(end - *p) - (size_t)h) {
+        return TERN_EMALFORMED;
+    }
+    *p += h;
+    *len = n;
+    return TERN_OK;
+}
+
+/* Incoming PUBLISH at QoS 0/1 (3.3): topic, packet id, 5.0 properties, payload; QoS 2 is
+ * refused. The properties are only skipped (their length checked) and handed on raw. */
 static int on_publish(struct tern_mcu *c, uint8_t flags, const uint8_t *b, size_t n)
 {
     struct tern_mcu_message m;
@@ -354,6 +417,15 @@ static int on_publish(struct tern_mcu *c, uint8_t flags, const uint8_t *b, size_
         return TERN_EMALFORMED;
     }
     uint16_t id = m.qos != 0 ? get_u16(b + head - 2) : 0;
+    m.props = b + head;
+    m.props_len = 0;
+    if (is_v5(c)) {
+        int rc = read_props(&m.props, b + n, &m.props_len);
+        if (rc != TERN_OK) {
+            return rc;
+        }
+        head = (size_t)(m.props + m.props_len - b);
+    }
     m.payload = b + head;
     m.payload_len = n - head;
     if (m.qos != 0) {
@@ -373,12 +445,100 @@ static int on_publish(struct tern_mcu *c, uint8_t flags, const uint8_t *b, size_
 }
 
 /*
- * The body size each accepted non-PUBLISH type must have (3.2, 3.4, 3.9, 3.11, 3.13);
- * 0xFF: not a packet a 3.1.1 client accepts (QoS 2 flows are never started).
+ * The body size each accepted non-PUBLISH type must have in 3.1.1 (3.2, 3.4, 3.9, 3.11,
+ * 3.13); 0xFF: not a packet the client accepts (QoS 2 flows are never started; 5.0 also
+ * accepts DISCONNECT from the server).
  */
 static const uint8_t body_size[16] = {
     0xFF, 0xFF, 2, 0xFF, 2, 0xFF, 0xFF, 0xFF, 0xFF, 3, 0xFF, 2, 0xFF, 0, 0xFF, 0xFF,
 };
+
+/*
+ * 5.0 acknowledgement bodies: after `fixed` bytes (CONNACK flags, a packet id, or none),
+ * CONNACK, PUBACK and DISCONNECT carry a reason code then properties (PUBACK and DISCONNECT
+ * may stop before either, 3.4.2.1 and 3.14.2.1), SUBACK and UNSUBACK properties then one
+ * reason code per filter (the core sends one). Sets *code (0 when absent) and the properties.
+ */
+static int parse_v5(uint8_t type, const uint8_t *b, size_t n, uint8_t *code, const uint8_t **props,
+                    size_t *props_len)
+{
+    size_t fixed = type == TERN_CONNACK ? 1 : type >= TERN_PINGRESP ? 0 : 2;
+    bool reason_last = type == TERN_SUBACK || type == TERN_UNSUBACK;
+    const uint8_t *p = b + fixed, *end = b + n;
+    *code = 0;
+    if (n < fixed) {
+        return TERN_EMALFORMED;
+    }
+    if (p == end) { /* PINGRESP, or PUBACK / DISCONNECT without reason and properties */
+        return type == TERN_CONNACK || reason_last ? TERN_EMALFORMED : TERN_OK;
+    }
+    if (type == TERN_PINGRESP) {
+        return TERN_EMALFORMED;
+    }
+    if (!reason_last) {
+        *code = *p++;
+        if (p == end && type != TERN_CONNACK) {
+            return TERN_OK;
+        }
+    }
+    *props = p;
+    if (read_props(props, end, props_len) != TERN_OK) {
+        return TERN_EMALFORMED;
+    }
+    p = *props + *props_len;
+    if (reason_last) {
+        if (end - p != 1) {
+            return TERN_EMALFORMED;
+        }
+        *code = *p++;
+    }
+    return p == end ? TERN_OK : TERN_EMALFORMED;
+}
+
+/* Value sizes of the 5.0 properties 0x01..0x2A (2.2.2.2): 1, 2 or 4 bytes, or: */
+#define PV_VARINT 8  /* Subscription Identifier */
+#define PV_STR    16 /* one length-prefixed UTF-8 string or binary field */
+#define PV_PAIR   32 /* two of them (User Property) */
+static const uint8_t prop_size[0x2B] = {
+    [0x01] = 1,         [0x02] = 4,      [0x03] = PV_STR,  [0x08] = PV_STR, [0x09] = PV_STR,
+    [0x0B] = PV_VARINT, [0x11] = 4,      [0x12] = PV_STR,  [0x13] = 2,      [0x15] = PV_STR,
+    [0x16] = PV_STR,    [0x17] = 1,      [0x18] = 4,       [0x19] = 1,      [0x1A] = PV_STR,
+    [0x1C] = PV_STR,    [0x1F] = PV_STR, [0x21] = 2,       [0x22] = 2,      [0x23] = 2,
+    [0x24] = 1,         [0x25] = 1,      [0x26] = PV_PAIR, [0x27] = 4,      [0x28] = 1,
+    [0x29] = 1,         [0x2A] = 1,
+};
+
+/*
+ * Walk CONNACK's properties for Server Keep Alive (3.2.2.3.14), which replaces the client's
+ * keepalive. Only value sizes are known here: the host codec's property table (props.c)
+ * also carries names and per-packet rules and would cost the core about 900 bytes.
+ */
+static int connack_props(struct tern_mcu *c, const uint8_t *p, const uint8_t *end)
+{
+    while (p < end) {
+        uint8_t id = *p++;
+        uint8_t size = id < sizeof(prop_size) ? prop_size[id] : 0;
+        size_t left = (size_t)(end - p), len = size;
+        if (size == PV_VARINT) {
+            uint32_t v;
+            ssize_t h = tern_varint_read(p, left, &v);
+            len = h > 0 ? (size_t)h : SIZE_MAX;
+        } else if (size >= PV_STR) {
+            len = 0;
+            for (int k = size == PV_PAIR ? 2 : 1; k > 0 && len <= left; k--) {
+                len = left - len < 2 ? SIZE_MAX : len + 2 + get_u16(p + len);
+            }
+        }
+        if (size == 0 || len > left) {
+            return TERN_EMALFORMED;
+        }
+        if (id == TERN_PROP_SERVER_KEEP_ALIVE) {
+            c->keepalive_ms = get_u16(p) * 1000u;
+        }
+        p += len;
+    }
+    return TERN_OK;
+}
 
 /* One complete packet: type/flags byte b[-1], body b[0..n). */
 static int handle(struct tern_mcu *c, uint8_t type, uint8_t flags, const uint8_t *b, size_t n)
@@ -390,21 +550,35 @@ static int handle(struct tern_mcu *c, uint8_t type, uint8_t flags, const uint8_t
     if (type == TERN_PUBLISH) {
         return on_publish(c, flags, b, n);
     }
-    if (body_size[type] == 0xFF || flags != 0) {
+    bool v5 = is_v5(c);
+    if (flags != 0 || (body_size[type] == 0xFF && !(v5 && type == TERN_DISCONNECT))) {
         return TERN_EPROTOCOL;
     }
-    if (n != body_size[type]) {
+    uint8_t code = 0;
+    const uint8_t *props = b;
+    size_t props_len = 0;
+    if (v5) {
+        int rc = parse_v5(type, b, n, &code, &props, &props_len);
+        if (rc != TERN_OK) {
+            return rc;
+        }
+    } else if (n != body_size[type]) {
         return TERN_EMALFORMED;
+    } else if (type == TERN_CONNACK || type == TERN_SUBACK) {
+        code = b[n - 1];
     }
     uint16_t id = n >= 2 ? get_u16(b) : 0;
+    /* Failure codes: 3.1.1 CONNACK 1..5 and SUBACK 0x80; 5.0 anything from 0x80 up. */
+    bool refused = v5 ? code >= 0x80 : code != 0;
     switch (type) {
     case TERN_CONNACK:
-        /* 3.2.2: flags byte is 0 or 1, return codes 0..5, session present only with 0. */
-        if (b[0] > 1 || b[1] > TERN_CONNACK3_NOT_AUTHORIZED || (b[0] != 0 && b[1] != 0)) {
+        /* Flags byte 0 or 1, session present only with success, known codes. */
+        if (b[0] > 1 || (b[0] != 0 && code != 0) || (v5 ? code != 0 && !refused : code > 5) ||
+            connack_props(c, props, props + props_len) != TERN_OK) {
             return TERN_EMALFORMED;
         }
-        event(c, TERN_MCU_EV_CONNACK, 0, b[1]);
-        if (b[1] != 0) {
+        event(c, TERN_MCU_EV_CONNACK, 0, code);
+        if (code != 0) {
             return TERN_EDENIED;
         }
         c->state = TERN_MCU_CONNECTED;
@@ -414,18 +588,21 @@ static int handle(struct tern_mcu *c, uint8_t type, uint8_t flags, const uint8_t
     case TERN_PUBACK:
         if (c->held != 0 && id == c->held_id) {
             c->held = 0;
-            event(c, TERN_MCU_EV_PUBACK, id, 0);
+            event(c, TERN_MCU_EV_PUBACK, id, code);
         }
         return TERN_OK; /* an unknown id: the ack of a duplicate we sent; ignore */
     case TERN_SUBACK:
-        if (b[2] > 2 && b[2] != 0x80) {
+        if (code > 2 && !(v5 ? refused : code == 0x80)) {
             return TERN_EMALFORMED;
         }
-        event(c, TERN_MCU_EV_SUBACK, id, b[2]);
+        event(c, TERN_MCU_EV_SUBACK, id, code);
         return TERN_OK;
     case TERN_UNSUBACK:
-        event(c, TERN_MCU_EV_UNSUBACK, id, 0);
+        event(c, TERN_MCU_EV_UNSUBACK, id, code);
         return TERN_OK;
+    case TERN_DISCONNECT: /* 5.0: the server closes the connection and says why */
+        event(c, TERN_MCU_EV_DISCONNECT, 0, code);
+        return TERN_ECLOSED;
     default: /* PINGRESP */
         c->ping_out = false;
         event(c, TERN_MCU_EV_PINGRESP, 0, 0);

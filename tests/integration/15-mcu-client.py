@@ -2,7 +2,7 @@
 """15 mcu: the microcontroller client core (include/tern/mcu.h) over a real non-blocking TCP
 socket with POSIX callbacks (examples/mcu_posix.c), against ternd and Debian's mosquitto.
 
-The example connects with a 1 s keepalive, subscribes to its topic at QoS 1, publishes a QoS 0
+Every test runs for MQTT 3.1.1 and 5.0. The example connects with a 1 s keepalive, subscribes to its topic at QoS 1, publishes a QoS 0
 and a QoS 1 message with binary payloads (NUL and 0xFF bytes, all 256 byte values), must get
 both back intact, waits for two keepalive round trips and disconnects. Some tests put a
 recording TCP relay between the example and the broker to check the exact bytes the core
@@ -153,8 +153,8 @@ class Relay:
         return False
 
 
-def run_example(port, pings=2):
-    return subprocess.run([example(), "127.0.0.1", str(port), TOPIC, str(pings)],
+def run_example(port, version, pings=2):
+    return subprocess.run([example(), "127.0.0.1", str(port), TOPIC, str(pings), str(version)],
                           capture_output=True, timeout=30)
 
 
@@ -174,82 +174,116 @@ def check_round_trip(out):
     return lines
 
 
-def test_ternd_round_trip():
+def test_ternd_round_trip(version):
     with broker() as b:
-        check_round_trip(run_example(b.port))
+        check_round_trip(run_example(b.port, version))
 
 
-def test_mosquitto_round_trip():
+def test_mosquitto_round_trip(version):
     with Mosquitto() as m:
-        check_round_trip(run_example(m.port))
+        check_round_trip(run_example(m.port, version))
 
 
-def publish_bytes(qos, payload, mid=None, dup=False):
-    body = len(TOPIC).to_bytes(2, "big") + TOPIC.encode()
-    if qos:
-        body += mid.to_bytes(2, "big")
-    body += payload
-    return bytes([0x30 | (0x08 if dup else 0) | qos << 1]) + ternlib.varint(len(body)) + body
+def packet_id(pub):
+    """Packet id of a QoS 1/2 PUBLISH (whole packet bytes)."""
+    rl, pos = ternlib.read_varint(pub, 1)
+    tlen = int.from_bytes(pub[pos:pos + 2], "big")
+    return pub[pos + 2 + tlen:pos + 4 + tlen]
 
 
-def check_wire(relay):
+def check_wire(relay, version):
+    """The core's packets equal what ternlib's independent builders produce."""
     sent = relay.to_broker
-    connect_body = (b"\x00\x04MQTT\x04\x02\x00\x01" + len(CLIENT_ID).to_bytes(2, "big")
-                    + CLIENT_ID)
-    eq(sent[0], b"\x10" + bytes([len(connect_body)]) + connect_body, "CONNECT bytes")
-    eq(sent[1], b"\x82\x0a\x00\x01\x00\x05mcu/t\x01", "SUBSCRIBE bytes")
-    eq(sent[2], publish_bytes(0, SMALL), "QoS 0 PUBLISH bytes")
-    eq(sent[3], publish_bytes(1, ALL, mid=2), "QoS 1 PUBLISH bytes")
+    eq(sent[0], ternlib.connect(CLIENT_ID.decode(), version, clean=True, keepalive=1),
+       "CONNECT bytes")
+    eq(sent[1], ternlib.subscribe(1, [(TOPIC, 1)], version), "SUBSCRIBE bytes")
+    eq(sent[2], ternlib.publish(TOPIC, SMALL, 0, version=version), "QoS 0 PUBLISH bytes")
+    eq(sent[3], ternlib.publish(TOPIC, ALL, 1, mid=2, version=version), "QoS 1 PUBLISH bytes")
     pubacks = [p for p in sent if p[0] == 0x40]
     check(len(pubacks) >= 1 and all(len(p) == 4 for p in pubacks),
           "PUBACK for the incoming QoS 1 message: %r" % pubacks)
     incoming = [p for p in relay.to_client if p[0] & 0xF6 == 0x32]
-    check(incoming and pubacks[0][2:] == incoming[0][-258:-256],
+    check(incoming and pubacks[0][2:] == packet_id(incoming[0]),
           "PUBACK carries the broker's packet id")
     check(sent.count(b"\xc0\x00") >= 2, "PINGREQ on the wire: %r" % [p[:2] for p in sent])
     check(relay.to_client.count(b"\xd0\x00") >= 2, "PINGRESP from the broker")
     eq(sent[-1], b"\xe0\x00", "DISCONNECT last")
 
 
-def test_wire_bytes_ternd():
+def test_wire_bytes_ternd(version):
     with broker() as b, Relay(b.port) as r:
-        check_round_trip(run_example(r.port))
-    check_wire(r)
+        check_round_trip(run_example(r.port, version))
+    check_wire(r, version)
 
 
-def test_wire_bytes_mosquitto():
+def test_wire_bytes_mosquitto(version):
     with Mosquitto() as m, Relay(m.port) as r:
-        check_round_trip(run_example(r.port))
-    check_wire(r)
+        check_round_trip(run_example(r.port, version))
+    check_wire(r, version)
 
 
-def check_retransmit(port_of):
+def check_retransmit(port_of, version):
     with port_of() as srv, Relay(srv.port, drop_puback=True) as r:
-        out = run_example(r.port, pings=1)
+        out = run_example(r.port, version, pings=1)
     eq(out.returncode, 0, "exit code (stderr: %r)" % out.stderr)
     check(r.dropped, "the relay dropped a PUBACK")
     qos1 = [p for p in r.to_broker if p[0] & 0xF6 == 0x32]
-    first = publish_bytes(1, ALL, mid=2)
+    first = ternlib.publish(TOPIC, ALL, 1, mid=2, version=version)
     check(len(qos1) >= 2, "the QoS 1 PUBLISH was sent again: %d" % len(qos1))
     eq(qos1[0], first, "first transmission")
     eq(qos1[1], bytes([first[0] | 0x08]) + first[1:], "retransmission: same bytes with DUP")
     check(b"puback 2" in out.stdout, "PUBACK of the retransmission completes it")
 
 
-def test_retransmit_dup_ternd():
-    check_retransmit(broker)
+def test_retransmit_dup_ternd(version):
+    check_retransmit(broker, version)
 
 
-def test_retransmit_dup_mosquitto():
-    check_retransmit(Mosquitto)
+def test_retransmit_dup_mosquitto(version):
+    check_retransmit(Mosquitto, version)
 
 
-def test_refused_connack_mosquitto():
+def test_refused_connack_mosquitto(version):
     with Mosquitto("allow_anonymous false") as m:
-        out = run_example(m.port)
+        out = run_example(m.port, version)
     eq(out.returncode, 1, "exit code")
-    eq(out.stdout, b"connack 5\n", "CONNACK not authorized is reported")
+    # 3.1.1: return code 5 (not authorized); 5.0: reason 0x87 (Not authorized)
+    eq(out.stdout, b"connack %d\n" % (5 if version == 4 else 0x87), "CONNACK refusal reported")
     check(b"not authorized" in out.stderr, "error names the refusal: %r" % out.stderr)
+
+
+def check_takeover(srv, version, sends_reason):
+    """A second connection with the same client id takes the session over. ternd sends a 5.0
+    client DISCONNECT 0x8E (Session taken over) first; mosquitto 2.0.11 only closes."""
+    proc = subprocess.Popen([example(), "127.0.0.1", str(srv.port), TOPIC, "50", str(version)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = b""
+        deadline = time.monotonic() + 10
+        while not line.startswith(b"suback") and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+        check(line.startswith(b"suback"), "example subscribed")
+        other = ternlib.client(srv.port, CLIENT_ID.decode(), version=version)
+        rest, err = proc.communicate(timeout=15)
+        other.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    eq(proc.returncode, 1, "exit code")
+    if version == 5 and sends_reason:
+        check(b"disconnect 142\n" in rest, "DISCONNECT reason 0x8E reported: %r" % rest)
+    check(b"connection closed" in err, "error says the connection closed: %r" % err)
+
+
+def test_takeover_ternd(version):
+    with broker() as b:
+        check_takeover(b, version, True)
+
+
+def test_takeover_mosquitto(version):
+    with Mosquitto() as m:
+        check_takeover(m, version, False)
 
 
 def test_code_size_under_4k():

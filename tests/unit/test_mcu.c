@@ -13,6 +13,11 @@
 #include <stdint.h>
 #include <string.h>
 
+/* test_mcu311 is built with TERN_MCU_MQTT5=0, as its core is (tests/unit/CMakeLists.txt). */
+#ifndef TERN_MCU_MQTT5
+#define TERN_MCU_MQTT5 1
+#endif
+
 #define MAX_EVENTS 16
 
 struct wire {
@@ -39,6 +44,8 @@ struct wire {
     size_t payload_len;
     uint8_t qos;
     bool retain, dup;
+    uint8_t props[32];
+    size_t props_len;
     struct tern_mcu *echo; /* when set, on_message publishes the payload to "echo" */
     int32_t echo_rc;
     bool hang_up; /* on_message disconnects (echo's client) */
@@ -90,6 +97,8 @@ static void wire_message(void *ctx, const struct tern_mcu_message *m)
     memcpy(w->topic, m->topic, w->topic_len);
     w->payload_len = m->payload_len < sizeof(w->payload) ? m->payload_len : sizeof(w->payload);
     memcpy(w->payload, m->payload, w->payload_len);
+    w->props_len = m->props_len < sizeof(w->props) ? m->props_len : sizeof(w->props);
+    memcpy(w->props, m->props, w->props_len);
     w->qos = m->qos;
     w->retain = m->retain;
     w->dup = m->dup;
@@ -157,17 +166,28 @@ static void setup(struct tern_mcu *c, struct wire *w, size_t rx_cap)
     CHECK_ERR(tern_mcu_init(c, &cfg), TERN_OK);
 }
 
-/* Connect as "c1" with the given keepalive, answer CONNACK accepted, clear the wire. */
-static void connected(struct tern_mcu *c, struct wire *w, uint16_t keepalive)
+/* Connect as "c1" with the given keepalive and protocol level (0 = 3.1.1), answer CONNACK
+ * accepted, clear the wire. */
+static void connected_v(struct tern_mcu *c, struct wire *w, uint16_t keepalive, uint8_t version)
 {
     setup(c, w, sizeof(rx_buf));
-    struct tern_mcu_connect o = {.client_id = "c1", .keepalive = keepalive, .clean_session = true};
+    struct tern_mcu_connect o = {
+        .client_id = "c1", .keepalive = keepalive, .clean_session = true, .version = version};
     CHECK_ERR(tern_mcu_connect(c, &o), TERN_OK);
-    FEED(w, 0x20, 0x02, 0x00, 0x00);
+    if (version == 5) {
+        FEED(w, 0x20, 0x03, 0x00, 0x00, 0x00);
+    } else {
+        FEED(w, 0x20, 0x02, 0x00, 0x00);
+    }
     CHECK_ERR(tern_mcu_poll(c), TERN_OK);
     CHECK_EQ(c->state, TERN_MCU_CONNECTED);
     w->sent_len = 0;
     w->n_events = 0;
+}
+
+static void connected(struct tern_mcu *c, struct wire *w, uint16_t keepalive)
+{
+    connected_v(c, w, keepalive, 0);
 }
 
 static void test_init_rejects(void)
@@ -246,6 +266,15 @@ static void test_connect_full(void)
     CHECK_ERR(tern_mcu_connect(&c, &bad_will), TERN_EINVAL);
     struct tern_mcu_connect no_id = {.clean_session = true};
     CHECK_ERR(tern_mcu_connect(&c, &no_id), TERN_EINVAL);
+    struct tern_mcu_connect v3 = {.client_id = "x", .version = 3};
+    CHECK_ERR(tern_mcu_connect(&c, &v3), TERN_EINVAL);
+    CHECK_EQ(w.sent_len, 0);
+    /* A will with an empty message still sends the (empty) will payload field. */
+    struct tern_mcu_connect empty_will = {
+        .client_id = "x", .clean_session = true, .will_topic = "w"};
+    CHECK_ERR(tern_mcu_connect(&c, &empty_will), TERN_OK);
+    EXPECT_SENT(&w, 0x10, 0x12, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x06, 0x00, 0x00, 0x00, 0x01,
+                'x', 0x00, 0x01, 'w', 0x00, 0x00);
     CHECK_EQ(w.sent_len, 0);
 }
 
@@ -692,6 +721,7 @@ static void test_malformed(void)
         {"PUBLISH QoS 1 no id", {0x32, 0x04, 0x00, 0x01, 't', 0x00}, 6, TERN_EMALFORMED},
         {"PUBLISH QoS 1 id 0", {0x32, 0x05, 0x00, 0x01, 't', 0x00, 0x00}, 7, TERN_EMALFORMED},
         {"larger than rx", {0x30, 0x80, 0x02}, 3, TERN_ETOOBIG},
+        {"DISCONNECT in 3.1.1", {0xE0, 0x00}, 2, TERN_EPROTOCOL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct tern_mcu c;
@@ -750,6 +780,206 @@ static void test_rx_exact(void)
     CHECK_ERR(tern_mcu_poll(&c), TERN_ETOOBIG);
 }
 
+#if TERN_MCU_MQTT5
+static void test_v5_connect(void)
+{
+    struct tern_mcu c;
+    struct wire w;
+    setup(&c, &w, sizeof(rx_buf));
+    static const uint8_t pw[] = {0x00, 0x01};
+    struct tern_mcu_connect o = {
+        .client_id = "d",
+        .keepalive = 10,
+        .clean_session = true,
+        .password = pw, /* 5.0 allows a password without a user name */
+        .password_len = sizeof(pw),
+        .will_topic = "w",
+        .will_payload = (const uint8_t *)"x",
+        .will_len = 1,
+        .version = 5,
+    };
+    CHECK_ERR(tern_mcu_connect(&c, &o), TERN_OK);
+    /* props 0 after keepalive, will props 0 before the will topic; flags 0x40|0x04|0x02 */
+    EXPECT_SENT(&w, 0x10, 0x19, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x46, 0x00, 0x0A, 0x00, 0x00,
+                0x01, 'd', 0x00, 0x00, 0x01, 'w', 0x00, 0x01, 'x', 0x00, 0x02, 0x00, 0x01);
+    struct tern_mcu_connect plain = {.client_id = "d", .clean_session = true, .version = 5};
+    CHECK_ERR(tern_mcu_connect(&c, &plain), TERN_OK);
+    EXPECT_SENT(&w, 0x10, 0x0E, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02, 0x00, 0x00, 0x00, 0x00,
+                0x01, 'd');
+    /* CONNACK with properties: Server Keep Alive 3 s replaces the 0 asked for; a user
+     * property and a string before it are skipped by size. */
+    FEED(&w, 0x20, 0x11, 0x00, 0x00, 0x0E, 0x26, 0x00, 0x01, 'k', 0x00, 0x01, 'v', 0x1F, 0x00, 0x01,
+         'r', 0x13, 0x00, 0x03);
+    CHECK_ERR(tern_mcu_poll(&c), TERN_OK);
+    CHECK_EQ(c.state, TERN_MCU_CONNECTED);
+    CHECK_EQ(c.keepalive_ms, 3000);
+    w.now += 3000;
+    CHECK_ERR(tern_mcu_poll(&c), TERN_OK);
+    EXPECT_SENT(&w, 0xC0, 0x00);
+}
+
+static void test_v5_connack_refused(void)
+{
+    struct tern_mcu c;
+    struct wire w;
+    setup(&c, &w, sizeof(rx_buf));
+    struct tern_mcu_connect o = {.client_id = "d", .clean_session = true, .version = 5};
+    CHECK_ERR(tern_mcu_connect(&c, &o), TERN_OK);
+    FEED(&w, 0x20, 0x03, 0x00, 0x87, 0x00); /* not authorized */
+    CHECK_ERR(tern_mcu_poll(&c), TERN_EDENIED);
+    CHECK_EQ(w.n_events, 1);
+    CHECK_EQ(w.events[0].code, 0x87);
+}
+
+static void test_v5_publish_subscribe(void)
+{
+    struct tern_mcu c;
+    struct wire w;
+    connected_v(&c, &w, 0, 5);
+    CHECK_ERR(tern_mcu_publish(&c, "t", "\0z", 2, 0, false), 0);
+    EXPECT_SENT(&w, 0x30, 0x06, 0x00, 0x01, 't', 0x00, 0x00, 'z');
+    CHECK_ERR(tern_mcu_publish(&c, "t", "p", 1, 1, false), 1);
+    EXPECT_SENT(&w, 0x32, 0x07, 0x00, 0x01, 't', 0x00, 0x01, 0x00, 'p');
+    CHECK_ERR(tern_mcu_subscribe(&c, "s/#", 1), 2);
+    EXPECT_SENT(&w, 0x82, 0x09, 0x00, 0x02, 0x00, 0x00, 0x03, 's', '/', '#', 0x01);
+    CHECK_ERR(tern_mcu_unsubscribe(&c, "s/#"), 3);
+    EXPECT_SENT(&w, 0xA2, 0x08, 0x00, 0x03, 0x00, 0x00, 0x03, 's', '/', '#');
+    /* PUBACK with reason 0x10 (no matching subscribers), SUBACK with properties and a grant,
+     * UNSUBACK with reason 0x11 (no subscription existed). */
+    FEED(&w, 0x40, 0x03, 0x00, 0x01, 0x10, 0x90, 0x08, 0x00, 0x02, 0x04, 0x1F, 0x00, 0x01, 'r',
+         0x01, 0xB0, 0x04, 0x00, 0x03, 0x00, 0x11);
+    CHECK_ERR(tern_mcu_poll(&c), TERN_OK);
+    CHECK_EQ(w.n_events, 3);
+    CHECK_EQ(w.events[0].ev, TERN_MCU_EV_PUBACK);
+    CHECK_EQ(w.events[0].code, 0x10);
+    CHECK_EQ(c.held, 0);
+    CHECK_EQ(w.events[1].ev, TERN_MCU_EV_SUBACK);
+    CHECK_EQ(w.events[1].id, 2);
+    CHECK_EQ(w.events[1].code, 1);
+    CHECK_EQ(w.events[2].ev, TERN_MCU_EV_UNSUBACK);
+    CHECK_EQ(w.events[2].code, 0x11);
+    /* The short PUBACK forms: id only, and id + reason + empty properties. */
+    CHECK_ERR(tern_mcu_publish(&c, "t", "p", 1, 1, false), 4);
+    FEED(&w, 0x40, 0x02, 0x00, 0x04);
+    CHECK_ERR(tern_mcu_poll(&c), TERN_OK);
+    CHECK_EQ(c.held, 0);
+    CHECK_ERR(tern_mcu_publish(&c, "t", "p", 1, 1, false), 5);
+    FEED(&w, 0x40, 0x04, 0x00, 0x05, 0x00, 0x00);
+    CHECK_ERR(tern_mcu_poll(&c), TERN_OK);
+    CHECK_EQ(c.held, 0);
+    CHECK_EQ(w.n_events, 5);
+}
+
+static void test_v5_receive(void)
+{
+    struct tern_mcu c;
+    struct wire w;
+    connected_v(&c, &w, 0, 5);
+    /* QoS 1 with Payload Format Indicator and Correlation Data, binary payload. */
+    FEED(&w, 0x32, 0x0F, 0x00, 0x01, 'x', 0x00, 0x07, 0x07, 0x01, 0x01, 0x09, 0x00, 0x02, 0xAA,
+         0xBB, 0x00, 0xFF);
+    CHECK_ERR(tern_mcu_poll(&c), TERN_OK);
+    CHECK_EQ(w.n_messages, 1);
+    CHECK_EQ(w.props_len, 7);
+    CHECK_MEM(w.props, "\x01\x01\x09\x00\x02\xAA\xBB", 7);
+    CHECK_EQ(w.payload_len, 2);
+    CHECK_MEM(w.payload, "\x00\xFF", 2);
+    EXPECT_SENT(&w, 0x40, 0x02, 0x00, 0x07);
+    /* QoS 0 with no properties and no payload. */
+    FEED(&w, 0x30, 0x04, 0x00, 0x01, 'y', 0x00);
+    CHECK_ERR(tern_mcu_poll(&c), TERN_OK);
+    CHECK_EQ(w.n_messages, 2);
+    CHECK_EQ(w.props_len, 0);
+    CHECK_EQ(w.payload_len, 0);
+    /* The server closes with a reason. */
+    FEED(&w, 0xE0, 0x01, 0x8B);
+    CHECK_ERR(tern_mcu_poll(&c), TERN_ECLOSED);
+    CHECK_EQ(w.events[w.n_events - 1].ev, TERN_MCU_EV_DISCONNECT);
+    CHECK_EQ(w.events[w.n_events - 1].code, 0x8B);
+}
+
+static void test_v5_malformed(void)
+{
+    static const struct {
+        const char *what;
+        uint8_t bytes[12];
+        size_t len;
+        int err;
+    } cases[] = {
+        {"PUBLISH properties past end",
+         {0x30, 0x05, 0x00, 0x01, 't', 0x05, 0x01},
+         7,
+         TERN_EMALFORMED},
+        {"PUBLISH without property length", {0x30, 0x03, 0x00, 0x01, 't'}, 5, TERN_EMALFORMED},
+        {"PUBLISH empty topic (alias)",
+         {0x30, 0x06, 0x00, 0x00, 0x03, 0x23, 0x00, 0x01},
+         8,
+         TERN_EMALFORMED},
+        {"PUBACK properties past end", {0x40, 0x04, 0x00, 0x01, 0x00, 0x05}, 6, TERN_EMALFORMED},
+        {"PUBACK one byte", {0x40, 0x01, 0x00}, 3, TERN_EMALFORMED},
+        {"SUBACK no reason", {0x90, 0x03, 0x00, 0x01, 0x00}, 5, TERN_EMALFORMED},
+        {"SUBACK two reasons", {0x90, 0x05, 0x00, 0x01, 0x00, 0x01, 0x01}, 7, TERN_EMALFORMED},
+        {"SUBACK bad reason", {0x90, 0x04, 0x00, 0x01, 0x00, 0x10}, 6, TERN_EMALFORMED},
+        {"PINGRESP with body", {0xD0, 0x01, 0x00}, 3, TERN_EMALFORMED},
+        {"DISCONNECT bytes after properties", {0xE0, 0x03, 0x00, 0x00, 0x00}, 5, TERN_EMALFORMED},
+        {"AUTH", {0xF0, 0x00}, 2, TERN_EPROTOCOL},
+        {"PUBREC", {0x50, 0x02, 0x00, 0x01}, 4, TERN_EPROTOCOL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct tern_mcu c;
+        struct wire w;
+        connected_v(&c, &w, 0, 5);
+        feed(&w, cases[i].bytes, cases[i].len);
+        int rc = tern_mcu_poll(&c);
+        if (rc != cases[i].err) {
+            fprintf(stderr, "  case %s:\n", cases[i].what);
+        }
+        CHECK_ERR(rc, cases[i].err);
+        CHECK_EQ(c.state, TERN_MCU_FAILED);
+        CHECK_EQ(w.n_messages, 0);
+    }
+    /* CONNACK: no property length, a 3.1.1 return code, an unknown property, a truncated
+     * Server Keep Alive, a string property running past the block. */
+    static const struct {
+        uint8_t bytes[10];
+        size_t len;
+    } connacks[] = {
+        {{0x20, 0x02, 0x00, 0x00}, 4},
+        {{0x20, 0x03, 0x00, 0x05, 0x00}, 5},
+        {{0x20, 0x05, 0x00, 0x00, 0x02, 0x7F, 0x00}, 7},
+        {{0x20, 0x05, 0x00, 0x00, 0x02, 0x13, 0x00}, 7},
+        {{0x20, 0x07, 0x00, 0x00, 0x04, 0x1F, 0x00, 0x05, 'r'}, 9},
+        {{0x20, 0x01, 0x00}, 3},
+    };
+    for (size_t i = 0; i < sizeof(connacks) / sizeof(connacks[0]); i++) {
+        struct tern_mcu c;
+        struct wire w;
+        setup(&c, &w, sizeof(rx_buf));
+        struct tern_mcu_connect o = {.client_id = "d", .clean_session = true, .version = 5};
+        CHECK_ERR(tern_mcu_connect(&c, &o), TERN_OK);
+        feed(&w, connacks[i].bytes, connacks[i].len);
+        int rc = tern_mcu_poll(&c);
+        if (rc != TERN_EMALFORMED) {
+            fprintf(stderr, "  CONNACK case %zu:\n", i);
+        }
+        CHECK_ERR(rc, TERN_EMALFORMED);
+    }
+}
+
+#else
+/* A 3.1.1-only core refuses 5.0 and sends nothing. */
+static void test_v5_refused(void)
+{
+    struct tern_mcu c;
+    struct wire w;
+    setup(&c, &w, sizeof(rx_buf));
+    struct tern_mcu_connect o = {.client_id = "d", .clean_session = true, .version = 5};
+    CHECK_ERR(tern_mcu_connect(&c, &o), TERN_EUNSUPPORTED);
+    CHECK_EQ(w.sent_len, 0);
+    CHECK_EQ(c.state, TERN_MCU_IDLE);
+}
+#endif
+
 static const struct tern_test tests[] = {
     {"init_rejects", test_init_rejects},
     {"connect_minimal", test_connect_minimal},
@@ -775,7 +1005,16 @@ static const struct tern_test tests[] = {
     {"malformed", test_malformed},
     {"before_connack", test_before_connack},
     {"rx_exact", test_rx_exact},
+#if TERN_MCU_MQTT5
+    {"v5_connect", test_v5_connect},
+    {"v5_connack_refused", test_v5_connack_refused},
+    {"v5_publish_subscribe", test_v5_publish_subscribe},
+    {"v5_receive", test_v5_receive},
+    {"v5_malformed", test_v5_malformed},
+#else
+    {"v5_refused", test_v5_refused},
+#endif
     {NULL, NULL},
 };
 
-TERN_TEST_MAIN("mcu", tests)
+TERN_TEST_MAIN(TERN_MCU_MQTT5 ? "mcu" : "mcu311", tests)
