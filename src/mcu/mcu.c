@@ -38,7 +38,7 @@
 #define FLAG_DUP           0x08u
 
 /*
- * MQTT 5.0 support costs about 900 bytes; -DTERN_MCU_MQTT5=0 builds a 3.1.1-only core in
+ * MQTT 5.0 support costs about 730 bytes; -DTERN_MCU_MQTT5=0 builds a 3.1.1-only core in
  * which tern_mcu_connect refuses version 5 (TERN_EUNSUPPORTED). It is a constant, not #ifdef
  * blocks: every 5.0 path is behind is_v5(), which the compiler folds to false.
  */
