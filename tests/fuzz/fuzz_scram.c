@@ -9,21 +9,13 @@
  *    fuzzer cannot derive; it answers TERN_EDENIED with an "e=" message, and the exchange
  *    names no user.
  */
+#include "fuzz.h"
 #include "auth/scram.h"
 #include "common/alloc.h"
 #include "tern/error.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)  \
-    do {               \
-        if (!(cond)) { \
-            abort();   \
-        }              \
-    } while (0)
 
 static int lookup(void *ud, const char *user, struct tern_passwd_scram *out)
 {

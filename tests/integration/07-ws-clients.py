@@ -14,7 +14,8 @@ import tempfile
 import threading
 import time
 
-from ternlib import ROOT, PUBLISH, Skip, broker, check, client, eq, free_port
+from ternlib import (ROOT, PUBLISH, Skip, broker, check, client, eq, free_port,
+                     wait_listening)
 
 try:
     import paho.mqtt.client as mqtt
@@ -147,15 +148,8 @@ def test_paho_wss(version):
               "keyfile %s/server-rsa.key\ncafile %s/ca.crt\nrequire_certificate true\n"
               "use_identity_as_username true\n" % (port2, d, d, d))
     with broker(extra) as b:
-        deadline = time.monotonic() + 5
         for p in (port, port2):  # Broker waits for its first listener only
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", p), timeout=0.2).close()
-                    break
-                except OSError:
-                    check(time.monotonic() < deadline, "wss listener up")
-                    time.sleep(0.02)
+            check(wait_listening(p), "wss listener up")
         cid = "wss-cert-%d" % version
         WsClient(port2, cid, version, ca=d + "/ca.crt",
                  cert=(d + "/client.crt", d + "/client.key")).close()
@@ -243,14 +237,7 @@ def test_mqttjs_wss(version):
     extra = ("listener %d 127.0.0.1\nprotocol websockets\ncertfile %s/server-rsa.crt\n"
              "keyfile %s/server-rsa.key\n" % (port, d, d))
     with broker(extra) as b:
-        deadline = time.monotonic() + 5
-        while True:  # Broker waits for its first listener only
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                check(time.monotonic() < deadline, "wss listener up")
-                time.sleep(0.02)
+        check(wait_listening(port), "wss listener up")  # Broker waits for its first only
         url = "wss://127.0.0.1:%d/mqtt" % port
         r = subprocess.run(["node", "-e", js.JS, url, str(version)], env=env,
                            capture_output=True, timeout=30)
