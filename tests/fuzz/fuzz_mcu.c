@@ -14,6 +14,7 @@
  * the full host codec (tern_packet_decode) as a client-to-server packet of the connection's
  * protocol level (3.1.1 or 5.0).
  */
+#include "fuzz.h"
 #include "common/alloc.h"
 #include "protocol/packet.h"
 #include "protocol/topic.h"
@@ -23,15 +24,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)  \
-    do {               \
-        if (!(cond)) { \
-            abort();   \
-        }              \
-    } while (0)
 
 struct fz {
     const uint8_t *in;
