@@ -629,6 +629,19 @@ static int h_persistence_sync(struct parser *p, const struct opt *o, char *arg)
     return TERN_OK;
 }
 
+static int h_deny_publish_action(struct parser *p, const struct opt *o, char *arg)
+{
+    (void)o;
+    if (strcmp(arg, "ack") == 0) {
+        p->cfg->deny_publish_action = TERN_DENY_PUBLISH_ACK;
+    } else if (strcmp(arg, "disconnect") == 0) {
+        p->cfg->deny_publish_action = TERN_DENY_PUBLISH_DISCONNECT;
+    } else {
+        return fail(p, "deny_publish_action: invalid value '%s' (ack or disconnect)", arg);
+    }
+    return TERN_OK;
+}
+
 static int h_on_corrupt(struct parser *p, const struct opt *o, char *arg)
 {
     (void)o;
@@ -915,6 +928,9 @@ static const struct opt options[] = {
     A_STR("acl_file", acl_file),
     G_STR("clientid_prefixes", clientid_prefixes),
     G_BOOL("check_retain_source", check_retain_source),
+    FN("deny_publish_action", W_GLOBAL, h_deny_publish_action),
+    G_INT("auth_threads", auth_threads, 1, 64),
+    G_INT("auth_queue_size", auth_queue_size, 1, 1000000),
     /* Limits and behaviour. */
     FN("max_packet_size", W_GLOBAL, h_max_packet_size),
     G_INT("message_size_limit", message_size_limit, 0, 268435455),

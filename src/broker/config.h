@@ -76,6 +76,12 @@ enum tern_log_dest {
     TERN_LOGD_DLT = 1u << 5,
 };
 
+/* deny_publish_action (Tern): what a PUBLISH the ACL refuses gets. */
+enum tern_deny_publish {
+    TERN_DENY_PUBLISH_ACK = 0,        /* acknowledge (5.0: reason 0x87) and drop, as Mosquitto */
+    TERN_DENY_PUBLISH_DISCONNECT = 1, /* 5.0: DISCONNECT 0x87; 3.x: close the connection */
+};
+
 /*
  * Authentication/authorization settings that per_listener_settings makes per listener.
  * In the global block and while parsing, -1 / NULL mean "not set". After a successful load each
@@ -139,8 +145,11 @@ struct tern_config {
     /* Security (global block; per listener when per_listener_settings is true). */
     bool per_listener_settings;
     struct tern_auth_config auth;
-    char *clientid_prefixes;  /* deprecated in Mosquitto; NULL = any client id */
-    bool check_retain_source; /* default false */
+    char *clientid_prefixes;                    /* deprecated in Mosquitto; NULL = any client id */
+    enum tern_deny_publish deny_publish_action; /* Tern: default ack */
+    unsigned auth_threads;                      /* Tern: password-check threads, 0 = 2 */
+    unsigned auth_queue_size;                   /* Tern: logins waiting for them, 0 = 256 */
+    bool check_retain_source;                   /* default false */
 
     /* Limits. 0 means "no limit" where noted, as in Mosquitto. */
     int64_t max_connections;          /* default for listeners: -1 = unlimited */

@@ -97,6 +97,11 @@ struct tern_conn {
     bool doomed;               /* to be closed by the flush hook (see conn_doom in conn.c) */
     uint8_t doom_reason;
     const char *doom_why; /* static string */
+
+    /* Security (auth.c): the login verdict while a parked CONNECT is decoded again
+     * (enum tern_auth_verdict), and deliveries the read ACL refused (for rate-limited logs). */
+    uint8_t auth_verdict;
+    uint64_t acl_read_denied;
 };
 
 /* Create a connection for an accepted stream (taken) on worker w. Logs and closes on failure. */
