@@ -357,6 +357,9 @@ static int listener_tls_new(const struct tern_listener_config *lc, struct tern_t
         .require_certificate = t->require_certificate,
         .alpn = "mqtt",
         .max_send_fragment = t->max_send_fragment,
+        /* TLS-PSK: psk_hint enables it on this listener, the keys come from psk_file. */
+        .psk_hint = t->psk_hint,
+        .psk_file = t->psk_hint ? lc->auth.psk_file : NULL,
     };
     if (t->tls_version) {
         int rc = tern_tls_version_parse(t->tls_version, &o.min_version);

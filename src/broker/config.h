@@ -94,11 +94,13 @@ struct tern_auth_config {
     char *auto_id_prefix;           /* default: "auto-" */
     char *password_file;
     char *acl_file;
+    char *psk_file; /* TLS-PSK `identity:hexkey` lines, used by listeners with psk_hint */
 };
 
 /*
  * TLS settings of a listener: stored as written. `enabled` is true when certfile (or keyfile)
- * is set; the runtime must refuse a TLS listener it cannot serve rather than serve plain TCP.
+ * or psk_hint (a TLS-PSK listener, keys from the auth block's psk_file) is set; the runtime must
+ * refuse a TLS listener it cannot serve rather than serve plain TCP.
  */
 struct tern_tls_config {
     bool enabled;
@@ -115,6 +117,7 @@ struct tern_tls_config {
     bool use_identity_as_username;
     bool use_subject_as_username;
     unsigned max_send_fragment; /* tls_max_send_fragment, 512..16384; 0 = 16384 */
+    char *psk_hint;             /* TLS-PSK on this listener (Mosquitto: the hint enables it) */
 };
 
 struct tern_listener_config {

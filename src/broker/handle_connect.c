@@ -527,12 +527,17 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
         }
     }
 
-    /* TLS listeners: the client certificate's CN or subject replaces CONNECT's username. */
+    /* TLS listeners: the PSK identity, or the client certificate's CN or subject, replaces
+     * CONNECT's username (and authenticates the client). */
     char ident[512];
     bool cert_user = lc->tls.use_identity_as_username || lc->tls.use_subject_as_username;
+    const char *psk_id = c->tls ? tern_tls_stream_psk_identity(c->tls) : NULL;
     if (cert_user) {
         int irc = TERN_ENOTFOUND;
-        if (c->tls && lc->tls.use_subject_as_username) {
+        if (psk_id && lc->tls.use_identity_as_username) {
+            irc = snprintf(ident, sizeof ident, "%s", psk_id) < (int)sizeof ident ? TERN_OK
+                                                                                  : TERN_ENOSPC;
+        } else if (c->tls && lc->tls.use_subject_as_username) {
             irc = tern_tls_stream_peer_subject(c->tls, ident, sizeof ident);
         } else if (c->tls) {
             irc = tern_tls_stream_peer_cn(c->tls, ident, sizeof ident);
