@@ -472,6 +472,34 @@ enum tern_auth_verdict tern__auth_login(struct tern_conn *c, bool tls_ident,
     return post_login(c, s, li, password, password_len);
 }
 
+/* The remembered answer for (topic, qos, retain) under generation gen, if any. */
+static bool cache_get(const struct tern_acl_cache *k, uint64_t gen, const uint8_t *topic,
+                      size_t len, uint8_t qos, bool retain, bool *allow, uint8_t *qos_out)
+{
+    if (k->gen != gen || k->len != len || k->qos_in != qos || k->retain != retain ||
+        memcmp(k->topic, topic, len) != 0) {
+        return false;
+    }
+    *allow = k->allow;
+    *qos_out = k->qos_out;
+    return true;
+}
+
+static void cache_put(struct tern_acl_cache *k, uint64_t gen, const uint8_t *topic, size_t len,
+                      uint8_t qos, bool retain, bool allow, uint8_t qos_out)
+{
+    if (len > sizeof k->topic) {
+        return;
+    }
+    memcpy(k->topic, topic, len);
+    k->len = (uint8_t)len;
+    k->qos_in = qos;
+    k->retain = retain;
+    k->allow = allow;
+    k->qos_out = qos_out;
+    k->gen = gen;
+}
+
 static const struct tern_acl *conn_acl(struct tern_conn *c)
 {
     if (c->listener->cfg->auth.acl_file == NULL) {
@@ -491,9 +519,20 @@ enum tern_acl_result tern__auth_acl(struct tern_conn *c, const uint8_t *topic, s
     if (acl == NULL) {
         return TERN_ACL_DENY;
     }
-    enum tern_acl_result r = tern_acl_check(acl, c->username, c->client_id ? c->client_id : "",
-                                            (const char *)topic, len, access, qos, retain);
-    return r == TERN_ACL_ALLOW ? TERN_ACL_ALLOW : TERN_ACL_DENY;
+    /* PUBLISH answers are remembered (a device publishes on a few topics, again and again). */
+    struct tern_acl_cache *k = access == TERN_ACL_WRITE ? &c->acl_cache[1] : NULL;
+    uint64_t gen = slots[c->w->id].gen + 1;
+    bool allow;
+    uint8_t unused;
+    if (k && cache_get(k, gen, topic, len, qos, retain, &allow, &unused)) {
+        return allow ? TERN_ACL_ALLOW : TERN_ACL_DENY;
+    }
+    allow = tern_acl_check(acl, c->username, c->client_id ? c->client_id : "", (const char *)topic,
+                           len, access, qos, retain) == TERN_ACL_ALLOW;
+    if (k) {
+        cache_put(k, gen, topic, len, qos, retain, allow, qos);
+    }
+    return allow ? TERN_ACL_ALLOW : TERN_ACL_DENY;
 }
 
 int tern__auth_sub_qos(struct tern_conn *c, const uint8_t *filter, size_t len)
@@ -509,37 +548,60 @@ int tern__auth_sub_qos(struct tern_conn *c, const uint8_t *filter, size_t len)
                             (const char *)filter, len, TERN_ACL_SUBSCRIBE, false);
 }
 
+/* The read decision for q without the cache: true with *qos_out, or false. */
+static bool read_decision(struct tern_conn *c, const struct tern_acl *acl,
+                          const struct tern_qmsg *q, uint8_t *qos_out)
+{
+    const struct tern_msg *m = q->msg;
+    const char *cid = c->client_id ? c->client_id : "";
+    *qos_out = q->qos;
+    if (acl == NULL) {
+        return false;
+    }
+    if (tern_acl_check(acl, c->username, cid, (const char *)m->topic, m->topic_len, TERN_ACL_READ,
+                       q->qos, q->retain) == TERN_ACL_ALLOW) {
+        return true;
+    }
+    if (q->qos > 0) {
+        /* A qos<= limit lowered since the SUBSCRIBE: deliver at the QoS still allowed. */
+        int mq = tern_acl_max_qos(acl, c->username, cid, (const char *)m->topic, m->topic_len,
+                                  TERN_ACL_READ, q->retain);
+        if (mq >= 0 && mq < q->qos) {
+            *qos_out = (uint8_t)mq;
+            return true;
+        }
+    }
+    return false;
+}
+
 bool tern__auth_may_deliver(struct tern_conn *c, struct tern_qmsg *q)
 {
     if (c->listener->cfg->auth.acl_file == NULL) {
         return true;
     }
-    const struct tern_acl *acl = conn_acl(c);
+    struct snap *s = worker_snap(c->w);
+    const struct tern_acl *acl = s ? s->l[listener_index(c)].acl : NULL;
     const struct tern_msg *m = q->msg;
-    const char *cid = c->client_id ? c->client_id : "";
-    if (acl != NULL) {
-        if (tern_acl_check(acl, c->username, cid, (const char *)m->topic, m->topic_len,
-                           TERN_ACL_READ, q->qos, q->retain) == TERN_ACL_ALLOW) {
-            return true;
-        }
-        if (q->qos > 0) {
-            /* A qos<= limit lowered since the SUBSCRIBE: deliver at the QoS still allowed. */
-            int mq = tern_acl_max_qos(acl, c->username, cid, (const char *)m->topic, m->topic_len,
-                                      TERN_ACL_READ, q->retain);
-            if (mq >= 0 && mq < q->qos) {
-                q->qos = (uint8_t)mq;
-                return true;
-            }
-        }
+    uint64_t gen = slots[c->w->id].gen + 1; /* + 1: 0 marks an empty cache */
+    bool allow;
+    uint8_t qos;
+    struct tern_acl_cache *k = &c->acl_cache[0];
+    if (!cache_get(k, gen, m->topic, m->topic_len, q->qos, q->retain, &allow, &qos)) {
+        allow = read_decision(c, acl, q, &qos);
+        cache_put(k, gen, m->topic, m->topic_len, q->qos, q->retain, allow, qos);
+    }
+    if (allow) {
+        q->qos = qos;
+        return true;
     }
     /* Every denial is logged; past the first, at debug level with a count every 1000. */
     c->acl_read_denied++;
     enum tern_log_level lv = (c->acl_read_denied == 1 || c->acl_read_denied % 1000 == 0)
                                  ? TERN_LOG_NOTICE
                                  : TERN_LOG_DEBUG;
-    tern_log(lv, "client %s (u'%s'): delivery on %.*s denied by the ACL (%llu so far)", cid,
-             c->username ? c->username : "", (int)m->topic_len, (const char *)m->topic,
-             (unsigned long long)c->acl_read_denied);
+    tern_log(lv, "client %s (u'%s'): delivery on %.*s denied by the ACL (%llu so far)",
+             c->client_id ? c->client_id : "", c->username ? c->username : "", (int)m->topic_len,
+             (const char *)m->topic, (unsigned long long)c->acl_read_denied);
     return false;
 }
 
