@@ -12,6 +12,8 @@
  */
 #include "auth/passwd.h"
 
+#include "auth/base64.h"
+
 #include "common/alloc.h"
 #include "common/file.h"
 #include "tern/error.h"
@@ -55,96 +57,6 @@ struct tern_passwd {
     struct entry *e; /* sorted by user */
     size_t n;
 };
-
-/* ---- base64 ---- */
-
-static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_val(char c)
-{
-    const char *p = c != '\0' ? strchr(b64_chars, c) : NULL;
-    return p != NULL ? (int)(p - b64_chars) : -1;
-}
-
-/*
- * Decode `len` chars of base64 into out (at most cap bytes). With `padded`, the length must be a
- * multiple of 4 with 0-2 '='; without, no '=' may appear and a remainder of 1 char is invalid.
- * Unused low bits of the last char must be zero (one text per byte string). Returns the byte
- * count or -1.
- */
-static long b64_decode(const char *s, size_t len, bool padded, uint8_t *out, size_t cap)
-{
-    size_t pad = 0;
-    if (padded) {
-        if (len % 4 != 0) {
-            return -1;
-        }
-        while (pad < 2 && len > 0 && s[len - 1] == '=') {
-            len--;
-            pad++;
-        }
-    }
-    if (len % 4 == 1) {
-        return -1;
-    }
-    if (padded && (len + pad) % 4 != 0) {
-        return -1;
-    }
-    size_t n = 0;
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64_val(s[i]);
-        if (v < 0) {
-            return -1;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n >= cap) {
-                return -1;
-            }
-            out[n++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1u;
-        }
-    }
-    if (acc != 0) {
-        return -1;
-    }
-    return (long)n;
-}
-
-/* Encode into out (NUL-terminated); returns chars written or -1 when it does not fit. */
-static long b64_encode(const uint8_t *in, size_t len, bool padded, char *out, size_t cap)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        size_t k = len - i;
-        if (k > 1) {
-            v |= (uint32_t)in[i + 1] << 8;
-        }
-        if (k > 2) {
-            v |= in[i + 2];
-        }
-        size_t chars = k >= 3 ? 4 : k + 1;
-        for (size_t j = 0; j < 4; j++) {
-            if (j >= chars && !padded) {
-                break;
-            }
-            if (n + 1 >= cap) {
-                return -1;
-            }
-            out[n++] = j < chars ? b64_chars[(v >> (18 - 6 * j)) & 63u] : '=';
-        }
-    }
-    if (n >= cap) {
-        return -1;
-    }
-    out[n] = '\0';
-    return (long)n;
-}
 
 /* ---- hash strings ---- */
 
@@ -210,12 +122,12 @@ static const char *decode_hash(const char *s, size_t len, struct entry *e)
             return "$6$ hash must be $6$salt$hash";
         }
         e->alg = TERN_PASSWD_SHA512;
-        got = b64_decode(f[2], fl[2], true, e->salt, MAX_SALT);
+        got = tern_b64_decode(TERN_B64_STD, f[2], fl[2], true, e->salt, MAX_SALT);
         if (got <= 0) {
             return "bad base64 salt in $6$ hash";
         }
         e->salt_len = (size_t)got;
-        got = b64_decode(f[3], fl[3], true, e->digest, MAX_DIGEST);
+        got = tern_b64_decode(TERN_B64_STD, f[3], fl[3], true, e->digest, MAX_DIGEST);
         if (got != (long)SHA512_LEN) {
             return "$6$ hash is not 64 bytes of base64";
         }
@@ -230,12 +142,12 @@ static const char *decode_hash(const char *s, size_t len, struct entry *e)
         if (!parse_u32(f[2], fl[2], 1, PBKDF2_MAX, &e->t)) {
             return "bad iteration count in $7$ hash (1-100000000)";
         }
-        got = b64_decode(f[3], fl[3], true, e->salt, MAX_SALT);
+        got = tern_b64_decode(TERN_B64_STD, f[3], fl[3], true, e->salt, MAX_SALT);
         if (got <= 0) {
             return "bad base64 salt in $7$ hash";
         }
         e->salt_len = (size_t)got;
-        got = b64_decode(f[4], fl[4], true, e->digest, MAX_DIGEST);
+        got = tern_b64_decode(TERN_B64_STD, f[4], fl[4], true, e->digest, MAX_DIGEST);
         if (got != (long)SHA512_LEN) {
             return "$7$ hash is not 64 bytes of base64";
         }
@@ -278,12 +190,12 @@ static const char *decode_hash(const char *s, size_t len, struct entry *e)
         if (e->m < 8u * e->p) {
             return "argon2id memory must be at least 8 KiB per lane";
         }
-        got = b64_decode(f[4], fl[4], false, e->salt, MAX_SALT);
+        got = tern_b64_decode(TERN_B64_STD, f[4], fl[4], false, e->salt, MAX_SALT);
         if (got < (long)ARGON2_MIN_SALT_LENGTH) {
             return "bad base64 salt in argon2id hash (8-64 bytes, unpadded)";
         }
         e->salt_len = (size_t)got;
-        got = b64_decode(f[5], fl[5], false, e->digest, MAX_DIGEST);
+        got = tern_b64_decode(TERN_B64_STD, f[5], fl[5], false, e->digest, MAX_DIGEST);
         if (got < (long)ARGON2_MIN_OUTLEN) {
             return "bad base64 digest in argon2id hash (4-64 bytes, unpadded)";
         }
@@ -646,13 +558,13 @@ int tern_passwd_hash(enum tern_passwd_alg alg, uint32_t cost, const void *passwo
         goto done;
     }
     size_t n = (size_t)prefix;
-    long w = b64_encode(e.salt, e.salt_len, padded, out + n, outlen - n);
+    long w = tern_b64_encode(TERN_B64_STD, e.salt, e.salt_len, padded, out + n, outlen - n);
     if (w < 0 || n + (size_t)w + 1 >= outlen) {
         goto done;
     }
     n += (size_t)w;
     out[n++] = '$';
-    w = b64_encode(e.digest, e.digest_len, padded, out + n, outlen - n);
+    w = tern_b64_encode(TERN_B64_STD, e.digest, e.digest_len, padded, out + n, outlen - n);
     if (w < 0) {
         goto done;
     }
