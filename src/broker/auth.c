@@ -450,9 +450,9 @@ enum tern_auth_verdict tern__auth_login(struct tern_conn *c, bool tls_ident,
                                         const uint8_t *password, size_t password_len)
 {
     if (c->auth_verdict != TERN_AUTH_NONE) {
-        enum tern_auth_verdict v = (enum tern_auth_verdict)c->auth_verdict;
-        c->auth_verdict = TERN_AUTH_NONE;
-        return v;
+        /* Kept: the same buffered CONNECT may be decoded once more after a session takeover
+         * on another worker, and must not be hashed again. */
+        return (enum tern_auth_verdict)c->auth_verdict;
     }
     const struct tern_auth_config *ac = &c->listener->cfg->auth;
     if (tls_ident) {

@@ -64,8 +64,8 @@ void tern__auth_reload(struct tern_broker *b);
  * Decide the login of c, whose username (c->username, NULL = anonymous) and client id are set.
  * `tls_ident` is true when the username comes from the TLS identity. Returns the verdict, or
  * TERN_AUTH_NONE after posting the password check to the pool: the caller must then return
- * TERN_EAGAIN (the CONNECT stays buffered; tern__conn_continue decodes it again and the next call
- * returns the stored verdict). `password` may be NULL (no password in CONNECT).
+ * TERN_EAGAIN (the CONNECT stays buffered; tern__conn_continue decodes it again and later calls
+ * return the stored verdict). `password` may be NULL (no password in CONNECT).
  */
 enum tern_auth_verdict tern__auth_login(struct tern_conn *c, bool tls_ident,
                                         const uint8_t *password, size_t password_len);

@@ -288,3 +288,20 @@ def test_close_while_password_checked():
                 break
             except ConnectionResetError:
                 check(time.monotonic() < deadline, "the auth queue never drained")
+
+
+def test_session_takeover_after_password_check(version):
+    """A login that passed the password check and then has to take its session over from a
+    connection on another worker (the CONNECT is parked twice) completes."""
+    d = tmpdir()
+    pw = os.path.join(d, "pw")
+    mosq_passwd(pw, {"alice": "s3cret"})
+    with broker("allow_anonymous false\npassword_file %s\n" % pw, threads=4) as b:
+        old = client(b.port, "same", version, clean=False, username="alice", password="s3cret")
+        for _ in range(4):  # round robin: some of these land on another worker than `old`
+            new = client(b.port, "same", version, clean=False, username="alice",
+                         password="s3cret")
+            old.expect_closed()
+            old = new
+        old.send(pingreq())
+        old.expect(PINGRESP)
