@@ -305,3 +305,36 @@ def test_session_takeover_after_password_check(version):
             old = new
         old.send(pingreq())
         old.expect(PINGRESP)
+
+
+def test_password_login_over_websocket():
+    """The parked CONNECT resumes on a WebSocket connection too (Paho over ws://)."""
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError:
+        raise Skip("paho-mqtt not available")
+    import threading
+    d = tmpdir()
+    pw = os.path.join(d, "pw")
+    tern_passwd(pw, "web", "s3cret", create=True)
+    wsport = free_port()
+    with broker("allow_anonymous false\npassword_file %s\nlistener %d 127.0.0.1\n"
+                "protocol websockets\n" % (pw, wsport)):
+        results = []
+        for password in ("s3cret", "wrong"):
+            done = threading.Event()
+            rcs = []
+            c = mqtt.Client(client_id="ws-" + password, transport="websockets")
+            c.ws_set_options(path="/mqtt")
+            c.username_pw_set("web", password)
+            c.on_connect = lambda cl, ud, flags, rc, rcs=rcs, done=done: (rcs.append(rc),
+                                                                           done.set())
+            c.connect("127.0.0.1", wsport, keepalive=30)
+            c.loop_start()
+            try:
+                check(done.wait(10), "CONNACK over websockets")
+            finally:
+                c.disconnect()
+                c.loop_stop()
+            results.append(rcs[0])
+        eq(results, [0, 4], "right and wrong password over ws://")
