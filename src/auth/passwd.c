@@ -21,6 +21,7 @@
 #include <argon2.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <errno.h>
@@ -108,13 +109,51 @@ static bool field_is(const char *f, size_t fl, const char *lit)
  * Decode a hash string into e (user and line untouched). Returns NULL on success or a static
  * message saying what is wrong.
  */
+/* "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>" (RFC 5803). */
+static const char *decode_scram(const char *s, size_t len, struct entry *e)
+{
+    static const char bad[] = "SCRAM-SHA-256 hash must be SCRAM-SHA-256$iterations:salt$"
+                              "StoredKey:ServerKey (base64)";
+    const char *f[4];
+    size_t fl[4];
+    if (split_dollar(s, len, f, fl, 4) != 3) {
+        return bad;
+    }
+    const char *c1 = memchr(f[1], ':', fl[1]);
+    const char *c2 = memchr(f[2], ':', fl[2]);
+    if (c1 == NULL || c2 == NULL) {
+        return bad;
+    }
+    e->alg = TERN_PASSWD_SCRAM_SHA256;
+    if (!parse_u32(f[1], (size_t)(c1 - f[1]), 1, PBKDF2_MAX, &e->t)) {
+        return "bad iteration count in SCRAM-SHA-256 hash (1-100000000)";
+    }
+    long got = tern_b64_decode(TERN_B64_STD, c1 + 1, fl[1] - (size_t)(c1 - f[1]) - 1, true, e->salt,
+                               MAX_SALT);
+    if (got <= 0) {
+        return "bad base64 salt in SCRAM-SHA-256 hash";
+    }
+    e->salt_len = (size_t)got;
+    size_t kl = (size_t)(c2 - f[2]);
+    if (tern_b64_decode(TERN_B64_STD, f[2], kl, true, e->digest, 32) != 32 ||
+        tern_b64_decode(TERN_B64_STD, c2 + 1, fl[2] - kl - 1, true, e->digest + 32, 32) != 32) {
+        return "SCRAM-SHA-256 keys are not 32 bytes of base64 each";
+    }
+    e->digest_len = 64;
+    return NULL;
+}
+
 static const char *decode_hash(const char *s, size_t len, struct entry *e)
 {
+    static const char scram[] = "SCRAM-SHA-256$";
+    if (len >= sizeof scram - 1 && memcmp(s, scram, sizeof scram - 1) == 0) {
+        return decode_scram(s + sizeof scram - 2, len - (sizeof scram - 2), e);
+    }
     const char *f[8];
     size_t fl[8];
     int n = split_dollar(s, len, f, fl, 8);
     if (n < 3 || fl[0] != 0) {
-        return "hash does not start with $6$, $7$ or $argon2id$";
+        return "hash does not start with $6$, $7$, $argon2id$ or SCRAM-SHA-256$";
     }
     long got;
     if (field_is(f[1], fl[1], "6")) {
@@ -202,7 +241,7 @@ static const char *decode_hash(const char *s, size_t len, struct entry *e)
         e->digest_len = (size_t)got;
         return NULL;
     }
-    return "unsupported hash (want $argon2id$, $7$ or $6$)";
+    return "unsupported hash (want $argon2id$, $7$, $6$ or SCRAM-SHA-256$)";
 }
 
 /* Derive the digest for `password` with e's parameters into out (e->digest_len bytes). */
@@ -236,6 +275,24 @@ static int derive(const struct entry *e, const void *password, size_t password_l
             return TERN_ENOMEM;
         }
         return TERN_OK;
+    case TERN_PASSWD_SCRAM_SHA256: {
+        /* StoredKey || ServerKey from SaltedPassword = PBKDF2-HMAC-SHA256 (RFC 5802 §3). */
+        if (password_len > 65535u) {
+            return TERN_EINVAL;
+        }
+        uint8_t salted[32], client_key[32];
+        unsigned kl = 0;
+        int ok = PKCS5_PBKDF2_HMAC(password, (int)password_len, e->salt, (int)e->salt_len,
+                                   (int)e->t, EVP_sha256(), 32, salted) == 1 &&
+                 HMAC(EVP_sha256(), salted, 32, (const uint8_t *)"Client Key", 10, client_key,
+                      &kl) != NULL &&
+                 EVP_Digest(client_key, 32, out, NULL, EVP_sha256(), NULL) == 1 &&
+                 HMAC(EVP_sha256(), salted, 32, (const uint8_t *)"Server Key", 10, out + 32, &kl) !=
+                     NULL;
+        OPENSSL_cleanse(salted, sizeof salted);
+        OPENSSL_cleanse(client_key, sizeof client_key);
+        return ok ? TERN_OK : TERN_ENOMEM;
+    }
     case TERN_PASSWD_ARGON2ID: {
         int rc = argon2id_hash_raw(e->t, e->m, e->p, password, password_len, e->salt, e->salt_len,
                                    out, e->digest_len);
@@ -513,6 +570,37 @@ int tern_passwd_verify(const struct tern_passwd *pw, const char *username, const
 
 /* ---- hashing ---- */
 
+/* "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>" into out. */
+static int scram_format(const struct entry *e, char *out, size_t outlen)
+{
+    char salt[TERN_B64_LEN(MAX_SALT) + 1], k1[TERN_B64_LEN(32) + 1], k2[TERN_B64_LEN(32) + 1];
+    if (tern_b64_encode(TERN_B64_STD, e->salt, e->salt_len, true, salt, sizeof salt) < 0 ||
+        tern_b64_encode(TERN_B64_STD, e->digest, 32, true, k1, sizeof k1) < 0 ||
+        tern_b64_encode(TERN_B64_STD, e->digest + 32, 32, true, k2, sizeof k2) < 0) {
+        return TERN_ENOSPC;
+    }
+    int n = snprintf(out, outlen, "SCRAM-SHA-256$%u:%s$%s:%s", (unsigned)e->t, salt, k1, k2);
+    return n >= 0 && (size_t)n < outlen ? TERN_OK : TERN_ENOSPC;
+}
+
+int tern_passwd_scram_lookup(const struct tern_passwd *pw, const char *username,
+                             struct tern_passwd_scram *out)
+{
+    const struct entry *e = pw && username ? find(pw, username) : NULL;
+    if (e == NULL) {
+        return TERN_ENOTFOUND;
+    }
+    if (e->alg != TERN_PASSWD_SCRAM_SHA256) {
+        return TERN_EUNSUPPORTED;
+    }
+    memcpy(out->salt, e->salt, e->salt_len);
+    out->salt_len = e->salt_len;
+    out->iterations = e->t;
+    memcpy(out->stored_key, e->digest, 32);
+    memcpy(out->server_key, e->digest + 32, 32);
+    return TERN_OK;
+}
+
 int tern_passwd_hash(enum tern_passwd_alg alg, uint32_t cost, const void *password,
                      size_t password_len, char *out, size_t outlen)
 {
@@ -536,6 +624,13 @@ int tern_passwd_hash(enum tern_passwd_alg alg, uint32_t cost, const void *passwo
         }
         e.salt_len = PBKDF2_SALT;
         e.digest_len = SHA512_LEN;
+    } else if (alg == TERN_PASSWD_SCRAM_SHA256) {
+        e.t = cost != 0 ? cost : TERN_PASSWD_SCRAM_ITER;
+        if (e.t > PBKDF2_MAX) {
+            return TERN_EINVAL;
+        }
+        e.salt_len = 16;
+        e.digest_len = 64;
     } else {
         return TERN_EUNSUPPORTED;
     }
@@ -545,6 +640,10 @@ int tern_passwd_hash(enum tern_passwd_alg alg, uint32_t cost, const void *passwo
     int rc = derive(&e, password, password_len, e.digest);
     if (rc != TERN_OK) {
         return rc;
+    }
+    if (alg == TERN_PASSWD_SCRAM_SHA256) {
+        rc = scram_format(&e, out, outlen);
+        goto done;
     }
     if (alg == TERN_PASSWD_ARGON2ID) {
         prefix = snprintf(out, outlen, "$argon2id$v=19$m=%u,t=%u,p=%u$", (unsigned)e.m,
