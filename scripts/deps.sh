@@ -14,7 +14,8 @@ APT_PACKAGES=(
   # libraries (DESIGN.md, Dependencies)
   libssl-dev libsqlite3-dev libargon2-dev libcjson-dev
   # tests, interop and coverage
-  python3 python3-paho-mqtt mosquitto mosquitto-clients libpaho-mqtt-dev
+  python3 python3-paho-mqtt python3-jwt python3-cryptography mosquitto mosquitto-clients
+  libpaho-mqtt-dev
 )
 # Only `make mcu-size` needs these; the tests do not.
 if [ "${1:-}" = mcu ]; then

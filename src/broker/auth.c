@@ -19,23 +19,29 @@
  */
 #include "broker/auth.h"
 
+#include "auth/jwt.h"
 #include "auth/passwd.h"
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/time.h"
+#include "protocol/topic.h"
 #include "tern/error.h"
 
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- snapshot ---------------------------------------------------------------------------- */
 
 struct lsec {
-    struct tern_passwd *pw; /* borrowed from snap->pws, NULL = no password_file */
-    struct tern_acl *acl;   /* borrowed from snap->acls, NULL = no acl_file */
+    struct tern_passwd *pw;      /* borrowed from snap->pws, NULL = no password_file */
+    struct tern_acl *acl;        /* borrowed from snap->acls, NULL = no acl_file */
+    struct tern_jwt_keys *jwt;   /* owned, NULL = no JWT key source */
+    struct tern_jwt_policy jwtp; /* strings borrowed from the configuration */
 };
 
 struct snap {
@@ -74,6 +80,9 @@ static void snap_unref(struct snap *s)
     for (size_t i = 0; i < s->nacls; i++) {
         tern_acl_free(s->acls[i]);
     }
+    for (size_t i = 0; s->l != NULL && i < s->n; i++) {
+        tern_jwt_keys_free(s->l[i].jwt);
+    }
     tern_free(s->pws);
     tern_free(s->pw_paths);
     tern_free(s->acls);
@@ -86,6 +95,46 @@ static struct snap *snap_ref(struct snap *s)
 {
     atomic_fetch_add(&s->refs, 1);
     return s;
+}
+
+/* True when the listener's configuration names a JWT key source. */
+static bool jwt_configured(const struct tern_auth_config *ac)
+{
+    return ac->jwt_key_file || ac->jwt_jwks_file || ac->jwt_secret_file;
+}
+
+/* Load listener li's JWT keys (if any) into s. Logs "where: jwt_...: path: reason" on failure. */
+static int snap_load_jwt(struct snap *s, const struct tern_listener_config *lc, size_t li)
+{
+    const struct tern_auth_config *ac = &lc->auth;
+    char err[512];
+    int rc = TERN_OK;
+    const char *opt = NULL;
+    if (ac->jwt_key_file) {
+        opt = "jwt_key_file";
+        rc = tern_jwt_keys_load_pem(&s->l[li].jwt, ac->jwt_key_file, err, sizeof err);
+    } else if (ac->jwt_jwks_file) {
+        opt = "jwt_jwks_file";
+        rc = tern_jwt_keys_load_jwks(&s->l[li].jwt, ac->jwt_jwks_file, err, sizeof err);
+    } else if (ac->jwt_secret_file) {
+        opt = "jwt_secret_file";
+        rc = tern_jwt_keys_load_secret(&s->l[li].jwt, ac->jwt_secret_file, err, sizeof err);
+    }
+    if (rc != TERN_OK) {
+        if (rc == TERN_ENOMEM) {
+            snprintf(err, sizeof err, "out of memory");
+        }
+        tern_log(TERN_LOG_ERROR, "%s: %s: %s", lc->origin ? lc->origin : "listener", opt, err);
+        return rc;
+    }
+    struct tern_jwt_policy *pol = &s->l[li].jwtp;
+    pol->audience = ac->jwt_audience;
+    pol->issuer = ac->jwt_issuer;
+    pol->username_claim = ac->jwt_username_claim;
+    pol->topics_claim = ac->jwt_topics_claim;
+    pol->require_exp = ac->jwt_require_exp != 0;
+    pol->leeway_s = (uint32_t)(ac->jwt_leeway > 0 ? ac->jwt_leeway : 0);
+    return TERN_OK;
 }
 
 /* Load every listener's files. Logs the first error (file:line) and returns NULL on failure. */
@@ -143,6 +192,9 @@ static struct snap *snap_load(const struct tern_broker *b)
                 s->l[i].acl = s->acls[s->nacls++];
             }
         }
+        if (snap_load_jwt(s, b->listeners[i].cfg, i) != TERN_OK) {
+            goto fail;
+        }
     }
     return s;
 oom:
@@ -185,6 +237,9 @@ struct job {
     uint8_t *pw; /* owned, wiped when freed */
     size_t pwlen;
     uint8_t verdict;
+    bool jwt;                          /* the password is a token for the listener's JWT keys */
+    struct tern_jwt_identity id;       /* JWT: who the token names, on success */
+    char peer[TERN_STREAM_PEERSTRLEN]; /* for logs on the pool thread */
 };
 
 static struct {
@@ -208,8 +263,361 @@ static void job_free(struct job *j)
         tern_free(j->pw);
     }
     tern_free(j->user);
+    tern_jwt_identity_fini(&j->id);
     snap_unref(j->snap);
     tern_free(j);
+}
+
+/* ---- failed-login limit per source address ---------------------------------------------- */
+
+/*
+ * A fixed table, set-associative: an address hashes to one set of FAIL_WAYS slots; a new
+ * address takes the set's least recently used slot. So memory is fixed (FAIL_SETS × FAIL_WAYS
+ * slots) and a flood of addresses only evicts older entries. A slot counts failures in a window
+ * that starts with the first failure; at auth_fail_limit failures the address is blocked until
+ * the window ends. One mutex: it is taken once per CONNECT and once per failure, never while
+ * hashing.
+ */
+#define FAIL_SETS 256u
+#define FAIL_WAYS 4u
+#define FAIL_ADDR 48u
+
+struct fail_slot {
+    char addr[FAIL_ADDR]; /* "" = free */
+    uint64_t start_ms;    /* window start (monotonic) */
+    uint64_t used;        /* LRU tick */
+    uint32_t failures;
+    uint32_t refused; /* CONNECTs refused unchecked in this window */
+};
+
+static struct {
+    pthread_mutex_t mtx;
+    struct fail_slot slot[FAIL_SETS * FAIL_WAYS];
+    uint64_t tick;
+} fails = {.mtx = PTHREAD_MUTEX_INITIALIZER};
+
+/* The address part of c->peer ("1.2.3.4:5678" → "1.2.3.4", "[::1]:5678" → "[::1]"). */
+static void peer_addr(const struct tern_conn *c, char *out, size_t cap)
+{
+    const char *p = c->peer;
+    size_t n = strlen(p);
+    const char *colon = strrchr(p, ':');
+    if (strncmp(p, "unix:", 5) != 0 && colon != NULL) {
+        n = (size_t)(colon - p);
+    }
+    snprintf(out, cap, "%.*s", (int)n, p);
+}
+
+static void fail_limits(const struct tern_conn *c, uint32_t *limit, uint64_t *window_ms)
+{
+    const struct tern_config *cfg = c->w->broker->cfg;
+    *limit = cfg->auth_fail_limit < 0 ? 10u : (uint32_t)cfg->auth_fail_limit;
+    *window_ms = (uint64_t)(cfg->auth_fail_window < 0 ? 60 : cfg->auth_fail_window) * 1000u;
+}
+
+/* The slot for addr (mtx held); with `create`, a new or evicted one. NULL when absent. */
+static struct fail_slot *fail_find(const char *addr, bool create, uint64_t now, uint64_t window)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = addr; *p; p++) {
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    }
+    struct fail_slot *set = &fails.slot[(h % FAIL_SETS) * FAIL_WAYS];
+    struct fail_slot *victim = &set[0];
+    for (unsigned i = 0; i < FAIL_WAYS; i++) {
+        if (set[i].addr[0] != '\0' && strcmp(set[i].addr, addr) == 0) {
+            struct fail_slot *f = &set[i];
+            if (now - f->start_ms >= window) {
+                if (f->refused > 0) {
+                    tern_log(TERN_LOG_NOTICE,
+                             "%s: %u CONNECT(s) refused unchecked after too many failed logins",
+                             f->addr, f->refused);
+                }
+                f->failures = 0;
+                f->refused = 0;
+                f->start_ms = now;
+            }
+            f->used = ++fails.tick;
+            return f;
+        }
+        if (set[i].used < victim->used) {
+            victim = &set[i];
+        }
+    }
+    if (!create) {
+        return NULL;
+    }
+    memset(victim, 0, sizeof *victim);
+    snprintf(victim->addr, sizeof victim->addr, "%s", addr);
+    victim->start_ms = now;
+    victim->used = ++fails.tick;
+    return victim;
+}
+
+/* Worker: a login from c failed (wrong password, bad token). */
+static void fail_record(const struct tern_conn *c)
+{
+    uint32_t limit;
+    uint64_t window;
+    fail_limits(c, &limit, &window);
+    if (limit == 0) {
+        return;
+    }
+    char addr[FAIL_ADDR];
+    peer_addr(c, addr, sizeof addr);
+    pthread_mutex_lock(&fails.mtx);
+    struct fail_slot *f = fail_find(addr, true, tern_time_mono_ms(), window);
+    if (f->failures < UINT32_MAX) {
+        f->failures++;
+    }
+    pthread_mutex_unlock(&fails.mtx);
+}
+
+/* Worker, before any check: true when c's address has failed too often in this window. The
+ * first refusal of a window is logged; later ones are counted and summed up when it ends. */
+static bool fail_blocked(const struct tern_conn *c)
+{
+    uint32_t limit;
+    uint64_t window;
+    fail_limits(c, &limit, &window);
+    if (limit == 0) {
+        return false;
+    }
+    char addr[FAIL_ADDR];
+    peer_addr(c, addr, sizeof addr);
+    uint64_t now = tern_time_mono_ms();
+    pthread_mutex_lock(&fails.mtx);
+    struct fail_slot *f = fail_find(addr, false, now, window);
+    bool blocked = f != NULL && f->failures >= limit;
+    if (blocked && f->refused++ == 0) {
+        tern_log(TERN_LOG_WARNING,
+                 "%s: %u failed logins within %llu s; refusing its CONNECTs unchecked for %llu s",
+                 addr, f->failures, (unsigned long long)(window / 1000u),
+                 (unsigned long long)((f->start_ms + window - now) / 1000u + 1u));
+    }
+    pthread_mutex_unlock(&fails.mtx);
+    return blocked;
+}
+
+/* ---- JWT provider ------------------------------------------------------------------------ */
+
+/*
+ * What a token said, kept for the connection's lifetime (c->authx, on c's worker only): the
+ * username that replaces CONNECT's, the topic allow-list, and the timer that ends the
+ * connection when the token expires.
+ */
+struct tern__auth_conn {
+    struct tern_conn *c;
+    char *username;  /* owned: the token's username claim */
+    bool has_topics; /* the token carried the topics claim: only `topics` are allowed */
+    char **topics;   /* owned, ntopics valid filters */
+    size_t ntopics;
+    int64_t expire_s; /* exp + leeway (seconds since the epoch), 0 = never */
+    struct tern_timer timer;
+};
+
+/* A token's shape: three base64url parts (the signature may be empty: "alg none" tokens are
+ * refused by the verifier with a reason rather than passed to the password file). */
+static bool jwt_shaped(const uint8_t *p, size_t len)
+{
+    if (p == NULL || len < 5 || len > TERN_JWT_MAX_TOKEN) {
+        return false;
+    }
+    size_t dots = 0, part = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t ch = p[i];
+        if (ch == '.') {
+            if (part == 0 || ++dots > 2) {
+                return false;
+            }
+            part = 0;
+        } else if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                   (ch >= '0' && ch <= '9') || ch == '-' || ch == '_') {
+            part++;
+        } else {
+            return false;
+        }
+    }
+    return dots == 2;
+}
+
+/* Pool thread: verify j's token against its listener's keys; sets j->verdict (and j->id). */
+static void run_jwt(struct job *j)
+{
+    const struct lsec *l = &j->snap->l[j->li];
+    char why[256] = "";
+    int rc = TERN_EDENIED;
+    if (l->jwt == NULL) {
+        snprintf(why, sizeof why, "no JWT keys loaded");
+    } else {
+        rc = tern_jwt_verify(l->jwt, &l->jwtp, (const char *)j->pw, j->pwlen, tern_time_real_s(),
+                             &j->id, why, sizeof why);
+    }
+    for (size_t i = 0; rc == TERN_OK && i < j->id.ntopics; i++) {
+        const char *f = j->id.topics[i];
+        if (tern_topic_filter_validate((const uint8_t *)f, strlen(f)) != TERN_OK) {
+            snprintf(why, sizeof why, "topics claim holds an invalid filter '%.64s'", f);
+            rc = TERN_EDENIED;
+        }
+    }
+    if (rc == TERN_OK && j->id.username[0] == '\0') {
+        snprintf(why, sizeof why, "username claim is empty");
+        rc = TERN_EDENIED;
+    }
+    if (rc == TERN_OK) {
+        tern_log(TERN_LOG_INFO, "login from %s with a JWT for user '%s'%s", j->peer, j->id.username,
+                 j->id.has_topics ? " (topics limited by the token)" : "");
+        j->verdict = TERN_AUTH_ALLOW;
+    } else if (rc == TERN_EDENIED) {
+        tern_log(TERN_LOG_NOTICE, "login from %s with a JWT failed: %s", j->peer, why);
+        j->verdict = TERN_AUTH_BAD_CRED;
+    } else {
+        j->verdict = TERN_AUTH_ERROR;
+    }
+}
+
+/* Worker: move a verified token's identity into c->authx. */
+static int jwt_keep_identity(struct tern_conn *c, struct tern_jwt_identity *id)
+{
+    struct tern__auth_conn *a = tern_calloc(1, sizeof *a);
+    if (a == NULL) {
+        return TERN_ENOMEM;
+    }
+    tern_timer_init(&a->timer);
+    a->c = c;
+    a->username = id->username;
+    a->has_topics = id->has_topics;
+    a->topics = id->topics;
+    a->ntopics = id->ntopics;
+    id->username = NULL;
+    id->topics = NULL;
+    id->ntopics = 0;
+    if (id->exp != 0) {
+        a->expire_s = id->exp + (int64_t)c->listener->cfg->auth.jwt_leeway;
+    }
+    tern__auth_conn_free(c);
+    c->authx = a;
+    return TERN_OK;
+}
+
+static void jwt_expired(struct tern_loop *loop, struct tern_timer *t)
+{
+    (void)loop;
+    struct tern__auth_conn *a = tern_container_of(t, struct tern__auth_conn, timer);
+    struct tern_conn *c = a->c;
+    if (c->state == TERN_CONN_CLOSING) {
+        return;
+    }
+    tern_log(TERN_LOG_NOTICE, "client %s (u'%s'): token expired, disconnecting",
+             c->client_id ? c->client_id : "?", a->username);
+    tern__conn_close(c, TERN_RC_MAXIMUM_CONNECT_TIME, "token expired");
+}
+
+/* Worker, on the decision's replay: the token's username replaces CONNECT's, and its expiry
+ * gets a timer (once). */
+static enum tern_auth_verdict jwt_apply(struct tern_conn *c)
+{
+    struct tern__auth_conn *a = c->authx;
+    char *u = tern_strdup(a->username);
+    if (u == NULL) {
+        return TERN_AUTH_ERROR;
+    }
+    tern_free(c->username);
+    c->username = u;
+    if (a->expire_s != 0 && !tern_timer_active(&a->timer)) {
+        int64_t left_ms = a->expire_s * 1000 - tern_time_real_ms();
+        uint64_t due = tern_loop_now(c->w->loop) + (left_ms > 0 ? (uint64_t)left_ms : 0);
+        if (tern_loop_timer_start(c->w->loop, &a->timer, due, jwt_expired) != TERN_OK) {
+            return TERN_AUTH_ERROR;
+        }
+    }
+    return TERN_AUTH_ALLOW;
+}
+
+/* Does an allow-list filter cover the subscription filter `s` (every topic s matches, f
+ * matches)? '+' and '#' in s are covered only by '+' / '#' in f; the '$' rule holds. */
+static bool filter_covers(const char *f, size_t flen, const uint8_t *s, size_t slen)
+{
+    if (slen > 0 && s[0] == '$' && flen > 0 && (f[0] == '+' || f[0] == '#')) {
+        return false;
+    }
+    size_t i = 0, j = 0;
+    for (;;) {
+        size_t fe = i, se = j;
+        while (fe < flen && f[fe] != '/') {
+            fe++;
+        }
+        while (se < slen && s[se] != '/') {
+            se++;
+        }
+        if (fe - i == 1 && f[i] == '#') {
+            return true;
+        }
+        if (se - j == 1 && s[j] == '#') {
+            return false; /* only '#' covers '#' */
+        }
+        bool plus = fe - i == 1 && f[i] == '+';
+        if (!plus && (fe - i != se - j || memcmp(f + i, s + j, fe - i) != 0)) {
+            return false;
+        }
+        if (fe == flen || se == slen) {
+            /* "a/#" covers "a" too: the filter may end with "/#" where s ends. */
+            return (fe == flen && se == slen) ||
+                   (se == slen && flen - fe == 2 && f[fe] == '/' && f[fe + 1] == '#');
+        }
+        i = fe + 1;
+        j = se + 1;
+    }
+}
+
+/* Does the token's topic allow-list permit this? A topic name (READ, WRITE) must match one
+ * filter; a SUBSCRIBE filter ($share/group/ stripped) must be covered by one. */
+static bool jwt_topics_allow(const struct tern__auth_conn *a, const uint8_t *topic, size_t len,
+                             enum tern_acl_access access)
+{
+    if (access == TERN_ACL_SUBSCRIBE) {
+        const uint8_t *g, *inner;
+        size_t glen, ilen;
+        if (tern_topic_shared_split(topic, len, &g, &glen, &inner, &ilen)) {
+            topic = inner;
+            len = ilen;
+        }
+    }
+    for (size_t i = 0; i < a->ntopics; i++) {
+        const char *f = a->topics[i];
+        size_t flen = strlen(f);
+        bool ok = access == TERN_ACL_SUBSCRIBE
+                      ? filter_covers(f, flen, topic, len)
+                      : tern_topic_match((const uint8_t *)f, flen, topic, len);
+        if (ok) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* True when c carries a token allow-list that refuses this. */
+static bool jwt_topics_deny(const struct tern_conn *c, const uint8_t *topic, size_t len,
+                            enum tern_acl_access access)
+{
+    return c->authx != NULL && c->authx->has_topics &&
+           !jwt_topics_allow(c->authx, topic, len, access);
+}
+
+void tern__auth_conn_free(struct tern_conn *c)
+{
+    struct tern__auth_conn *a = c->authx;
+    if (a == NULL) {
+        return;
+    }
+    tern_loop_timer_stop(c->w->loop, &a->timer);
+    for (size_t i = 0; i < a->ntopics; i++) {
+        tern_free(a->topics[i]);
+    }
+    tern_free(a->topics);
+    tern_free(a->username);
+    tern_free(a);
+    c->authx = NULL;
 }
 
 /* On the connection's worker: resume the parked CONNECT with the verdict. */
@@ -219,10 +627,17 @@ static void login_done(struct tern_loop *loop, struct tern_loop_msg *msg)
     struct job *j = tern_container_of(msg, struct job, msg);
     struct tern_conn *c = j->c;
     uint8_t verdict = j->verdict;
-    job_free(j);
     if (atomic_load(&tern__broker->stopping)) {
+        job_free(j);
         return; /* the worker freed every connection as it stopped */
     }
+    if (verdict == TERN_AUTH_BAD_CRED) {
+        fail_record(c);
+    }
+    if (verdict == TERN_AUTH_ALLOW && j->jwt && jwt_keep_identity(c, &j->id) != TERN_OK) {
+        verdict = TERN_AUTH_ERROR;
+    }
+    job_free(j);
     c->refs--;
     if (c->state == TERN_CONN_CLOSING) {
         /* Closed while the password was checked (peer gone, connect timeout). */
@@ -259,6 +674,11 @@ static void *pool_main(void *arg)
         pool.n--;
         pthread_mutex_unlock(&pool.mtx);
 
+        if (j->jwt) {
+            run_jwt(j);
+            tern_loop_send(j->w->loop, &j->msg, login_done);
+            continue;
+        }
         const struct tern_passwd *pw = j->snap->l[j->li].pw;
         int rc = pw ? tern_passwd_verify(pw, j->user, j->pw ? j->pw : (const uint8_t *)"",
                                          j->pw ? j->pwlen : 0)
@@ -283,15 +703,18 @@ static void *pool_main(void *arg)
     }
 }
 
-/* Queue a password check for c. Returns NONE (parked), BUSY or ERROR. */
+/* Queue a password check (or, with `jwt`, a token check) for c. Returns NONE (parked), BUSY
+ * or ERROR. */
 static enum tern_auth_verdict post_login(struct tern_conn *c, struct snap *s, size_t li,
-                                         const uint8_t *password, size_t password_len)
+                                         const uint8_t *password, size_t password_len, bool jwt)
 {
     struct job *j = tern_calloc(1, sizeof *j);
     if (j == NULL) {
         return TERN_AUTH_ERROR;
     }
-    j->user = tern_strdup(c->username);
+    j->jwt = jwt;
+    snprintf(j->peer, sizeof j->peer, "%s", c->peer);
+    j->user = tern_strdup(c->username ? c->username : "");
     if (password) {
         j->pw = tern_malloc(password_len ? password_len : 1);
         if (j->pw) {
@@ -348,6 +771,9 @@ int tern__auth_start(struct tern_broker *b)
     pthread_mutex_unlock(&snap_mtx);
 
     bool need_pool = s->npws > 0;
+    for (size_t i = 0; i < s->n; i++) {
+        need_pool = need_pool || s->l[i].jwt != NULL;
+    }
     for (size_t i = 0; i < b->nlisteners; i++) {
         const struct tern_listener_config *lc = b->listeners[i].cfg;
         tern_log(TERN_LOG_INFO, "%s: auth: %s%s%s%s%s", lc->origin ? lc->origin : "listener",
@@ -424,7 +850,8 @@ void tern__auth_reload(struct tern_broker *b)
     }
     bool any = false;
     for (size_t i = 0; i < b->nlisteners; i++) {
-        any = any || b->listeners[i].cfg->auth.password_file || b->listeners[i].cfg->auth.acl_file;
+        any = any || b->listeners[i].cfg->auth.password_file ||
+              b->listeners[i].cfg->auth.acl_file || jwt_configured(&b->listeners[i].cfg->auth);
     }
     if (!any) {
         return;
@@ -440,10 +867,14 @@ void tern__auth_reload(struct tern_broker *b)
     atomic_fetch_add(&snap_gen, 1);
     pthread_mutex_unlock(&snap_mtx);
     snap_unref(old);
+    size_t njwt = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        njwt += s->l[i].jwt != NULL;
+    }
     tern_log(TERN_LOG_NOTICE,
              "password and ACL files reloaded (%zu password file(s), %zu ACL "
-             "file(s))",
-             s->npws, s->nacls);
+             "file(s), JWT keys for %zu listener(s))",
+             s->npws, s->nacls, njwt);
 }
 
 enum tern_auth_verdict tern__auth_login(struct tern_conn *c, bool tls_ident,
@@ -451,25 +882,45 @@ enum tern_auth_verdict tern__auth_login(struct tern_conn *c, bool tls_ident,
 {
     if (c->auth_verdict != TERN_AUTH_NONE) {
         /* Kept: the same buffered CONNECT may be decoded once more after a session takeover
-         * on another worker, and must not be hashed again. */
+         * on another worker, and must not be hashed again. A token's username replaces
+         * CONNECT's again on every decoding. */
+        if (c->auth_verdict == TERN_AUTH_ALLOW && c->authx != NULL) {
+            return jwt_apply(c);
+        }
         return (enum tern_auth_verdict)c->auth_verdict;
     }
     const struct tern_auth_config *ac = &c->listener->cfg->auth;
     if (tls_ident) {
         return TERN_AUTH_ALLOW; /* the certificate or PSK authenticated the client */
     }
+    if (fail_blocked(c)) {
+        return TERN_AUTH_BLOCKED;
+    }
+    bool jwt = jwt_configured(ac);
+    if (jwt && jwt_shaped(password, password_len)) {
+        /* A token: verified on the pool; whatever the outcome, the password file is not
+         * asked (a token is not a password). */
+        struct snap *s = worker_snap(c->w);
+        size_t li = listener_index(c);
+        if (s == NULL || s->l[li].jwt == NULL) {
+            return TERN_AUTH_ERROR;
+        }
+        return post_login(c, s, li, password, password_len, true);
+    }
     if (c->username == NULL) {
         return ac->allow_anonymous ? TERN_AUTH_ALLOW : TERN_AUTH_NOT_AUTH;
     }
     if (ac->password_file == NULL) {
-        return TERN_AUTH_ALLOW; /* no password check configured: a name alone is accepted */
+        /* No password check configured: a name alone is accepted, unless the listener takes
+         * tokens (then a named client without a token is refused). */
+        return jwt ? TERN_AUTH_BAD_CRED : TERN_AUTH_ALLOW;
     }
     struct snap *s = worker_snap(c->w);
     size_t li = listener_index(c);
     if (s == NULL || s->l[li].pw == NULL) {
         return TERN_AUTH_ERROR;
     }
-    return post_login(c, s, li, password, password_len);
+    return post_login(c, s, li, password, password_len, false);
 }
 
 /* The remembered answer for (topic, qos, retain) under generation gen, if any. */
@@ -512,6 +963,9 @@ static const struct tern_acl *conn_acl(struct tern_conn *c)
 enum tern_acl_result tern__auth_acl(struct tern_conn *c, const uint8_t *topic, size_t len,
                                     enum tern_acl_access access, uint8_t qos, bool retain)
 {
+    if (jwt_topics_deny(c, topic, len, access)) {
+        return TERN_ACL_DENY;
+    }
     if (c->listener->cfg->auth.acl_file == NULL) {
         return TERN_ACL_ALLOW;
     }
@@ -537,6 +991,9 @@ enum tern_acl_result tern__auth_acl(struct tern_conn *c, const uint8_t *topic, s
 
 int tern__auth_sub_qos(struct tern_conn *c, const uint8_t *filter, size_t len)
 {
+    if (jwt_topics_deny(c, filter, len, TERN_ACL_SUBSCRIBE)) {
+        return -1;
+    }
     if (c->listener->cfg->auth.acl_file == NULL) {
         return 2;
     }
@@ -576,6 +1033,18 @@ static bool read_decision(struct tern_conn *c, const struct tern_acl *acl,
 
 bool tern__auth_may_deliver(struct tern_conn *c, struct tern_qmsg *q)
 {
+    if (jwt_topics_deny(c, q->msg->topic, q->msg->topic_len, TERN_ACL_READ)) {
+        c->acl_read_denied++;
+        if (c->acl_read_denied == 1 || c->acl_read_denied % 1000 == 0) {
+            tern_log(TERN_LOG_NOTICE,
+                     "client %s (u'%s'): delivery on %.*s denied by the token's topics (%llu so "
+                     "far)",
+                     c->client_id ? c->client_id : "", c->username ? c->username : "",
+                     (int)q->msg->topic_len, (const char *)q->msg->topic,
+                     (unsigned long long)c->acl_read_denied);
+        }
+        return false;
+    }
     if (c->listener->cfg->auth.acl_file == NULL) {
         return true;
     }

@@ -46,6 +46,7 @@ enum tern_auth_verdict {
     TERN_AUTH_NOT_AUTH = 3, /* not authorized (anonymous refused): 3.1.1 rc 5, 5.0 0x87 */
     TERN_AUTH_BUSY = 4,     /* the pool's queue is full: 3.1.1 rc 3, 5.0 0x89 */
     TERN_AUTH_ERROR = 5,    /* out of memory: 3.1.1 rc 3, 5.0 0x80 */
+    TERN_AUTH_BLOCKED = 6,  /* too many failed logins from the address: 3.1.1 rc 3, 5.0 0x89 */
 };
 
 /*
@@ -84,6 +85,10 @@ int tern__auth_sub_qos(struct tern_conn *c, const uint8_t *filter, size_t len);
  * returns false (and logs, rate limited) when the read rules deny the message.
  */
 bool tern__auth_may_deliver(struct tern_conn *c, struct tern_qmsg *q);
+
+/* Free c's auth state beyond the password (a token's identity and expiry timer); on c's
+ * worker, from tern__conn_free. */
+void tern__auth_conn_free(struct tern_conn *c);
 
 /* Log one denial (client id, username, topic, what). */
 void tern__auth_log_denied(const struct tern_conn *c, const char *what, const uint8_t *topic,

@@ -290,6 +290,18 @@ static void listener_init(struct tern_listener_config *l, uint16_t port)
     l->max_topic_alias = 10;
     l->auth.allow_anonymous = -1;
     l->auth.allow_zero_length_clientid = -1;
+    l->auth.jwt_leeway = -1;
+    l->auth.jwt_require_exp = -1;
+}
+
+static void jwt_free(struct tern_auth_config *a)
+{
+    char **f[] = {&a->jwt_key_file, &a->jwt_jwks_file,      &a->jwt_secret_file, &a->jwt_audience,
+                  &a->jwt_issuer,   &a->jwt_username_claim, &a->jwt_topics_claim};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        tern_free(*f[i]);
+        *f[i] = NULL;
+    }
 }
 
 static void auth_free(struct tern_auth_config *a)
@@ -299,6 +311,7 @@ static void auth_free(struct tern_auth_config *a)
     tern_free(a->acl_file);
     tern_free(a->psk_file);
     a->auto_id_prefix = a->password_file = a->acl_file = a->psk_file = NULL;
+    jwt_free(a);
 }
 
 static void listener_free(struct tern_listener_config *l)
@@ -878,6 +891,10 @@ out:
     {                                                            \
         n, K_STR, W_AUTH, AUTH_OFF(f), 0, 0, 0, 0, 0, NULL, NULL \
     }
+#define A_INT(n, f, lo, hi)                                                                \
+    {                                                                                      \
+        n, K_INT, W_AUTH, AUTH_OFF(f), 0, 0, (unsigned)sizeof(int64_t), lo, hi, NULL, NULL \
+    }
 #define FN(n, w, fn)                           \
     {                                          \
         n, K_FN, w, 0, 0, 0, 0, 0, 0, fn, NULL \
@@ -930,6 +947,17 @@ static const struct opt options[] = {
     A_STR("password_file", password_file),
     A_STR("acl_file", acl_file),
     A_STR("psk_file", psk_file),
+    A_STR("jwt_key_file", jwt_key_file),
+    A_STR("jwt_jwks_file", jwt_jwks_file),
+    A_STR("jwt_secret_file", jwt_secret_file),
+    A_STR("jwt_audience", jwt_audience),
+    A_STR("jwt_issuer", jwt_issuer),
+    A_STR("jwt_username_claim", jwt_username_claim),
+    A_STR("jwt_topics_claim", jwt_topics_claim),
+    A_INT("jwt_leeway", jwt_leeway, 0, 86400),
+    A_TRI("jwt_require_exp", jwt_require_exp),
+    G_INT("auth_fail_limit", auth_fail_limit, 0, 1000000),
+    G_INT("auth_fail_window", auth_fail_window, 1, 86400),
     G_STR("clientid_prefixes", clientid_prefixes),
     G_BOOL("check_retain_source", check_retain_source),
     FN("deny_publish_action", W_GLOBAL, h_deny_publish_action),
@@ -1249,6 +1277,27 @@ out:
 
 /* ---- after parsing ---- */
 
+/* The JWT options a listener does not set itself come from the global block. */
+static int resolve_jwt(struct tern_auth_config *l, const struct tern_auth_config *g)
+{
+    char **lf[] = {&l->jwt_key_file, &l->jwt_jwks_file,      &l->jwt_secret_file, &l->jwt_audience,
+                   &l->jwt_issuer,   &l->jwt_username_claim, &l->jwt_topics_claim};
+    char *const gf[] = {g->jwt_key_file, g->jwt_jwks_file,      g->jwt_secret_file, g->jwt_audience,
+                        g->jwt_issuer,   g->jwt_username_claim, g->jwt_topics_claim};
+    for (size_t i = 0; i < sizeof lf / sizeof lf[0]; i++) {
+        if (*lf[i] == NULL && gf[i] != NULL && (*lf[i] = tern_strdup(gf[i])) == NULL) {
+            return TERN_ENOMEM;
+        }
+    }
+    if (l->jwt_leeway < 0) {
+        l->jwt_leeway = g->jwt_leeway >= 0 ? g->jwt_leeway : 30;
+    }
+    if (l->jwt_require_exp < 0) {
+        l->jwt_require_exp = g->jwt_require_exp >= 0 ? g->jwt_require_exp : 1;
+    }
+    return TERN_OK;
+}
+
 static int resolve_auth(struct tern_auth_config *l, const struct tern_auth_config *g)
 {
     if (l->allow_anonymous < 0) {
@@ -1274,7 +1323,7 @@ static int resolve_auth(struct tern_auth_config *l, const struct tern_auth_confi
         (l->psk_file = tern_strdup(g->psk_file)) == NULL) {
         return TERN_ENOMEM;
     }
-    return TERN_OK;
+    return resolve_jwt(l, g);
 }
 
 static int resolve_listener(const struct tern_config *c, struct tern_listener_config *l)
@@ -1352,6 +1401,13 @@ static int finish(struct parser *p)
         if (l->tls.psk_hint != NULL && l->auth.psk_file == NULL) {
             return fail_at(p, at, "listener has psk_hint but no psk_file applies to it");
         }
+        if ((l->auth.jwt_key_file != NULL) + (l->auth.jwt_jwks_file != NULL) +
+                (l->auth.jwt_secret_file != NULL) >
+            1) {
+            return fail_at(p, at,
+                           "listener has more than one of jwt_key_file, jwt_jwks_file and "
+                           "jwt_secret_file (one key source per listener)");
+        }
         if (!l->tls.enabled && (l->tls.cafile || l->tls.capath || l->tls.require_certificate)) {
             return fail_at(p, at,
                            "listener has cafile/capath/require_certificate but no certfile and "
@@ -1387,6 +1443,10 @@ void tern_config_defaults(struct tern_config *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->auth.allow_anonymous = -1;
     cfg->auth.allow_zero_length_clientid = -1;
+    cfg->auth.jwt_leeway = -1;
+    cfg->auth.jwt_require_exp = -1;
+    cfg->auth_fail_limit = -1;
+    cfg->auth_fail_window = -1;
     cfg->max_connections = -1;
     cfg->max_inflight_messages = 20;
     cfg->max_queued_messages = 1000;

@@ -95,6 +95,17 @@ struct tern_auth_config {
     char *password_file;
     char *acl_file;
     char *psk_file; /* TLS-PSK `identity:hexkey` lines, used by listeners with psk_hint */
+    /* JWT as the password (auth.c; at most one key source per listener). After load
+     * jwt_leeway is >= 0 (default 30) and jwt_require_exp 0 or 1 (default 1). */
+    char *jwt_key_file;       /* PEM public key or certificate (RS256 / ES256) */
+    char *jwt_jwks_file;      /* JWKS document, keys chosen by "kid" */
+    char *jwt_secret_file;    /* HS256 shared secret */
+    char *jwt_audience;       /* NULL = "aud" not checked */
+    char *jwt_issuer;         /* NULL = "iss" not checked */
+    char *jwt_username_claim; /* NULL = "sub" */
+    char *jwt_topics_claim;   /* NULL = no topic allow-list from the token */
+    int64_t jwt_leeway;       /* seconds; -1 = not set */
+    int jwt_require_exp;      /* -1 = not set */
 };
 
 /*
@@ -153,6 +164,11 @@ struct tern_config {
     unsigned auth_threads;                      /* Tern: password-check threads, 0 = 2 */
     unsigned auth_queue_size;                   /* Tern: logins waiting for them, 0 = 256 */
     bool check_retain_source;                   /* default false */
+    /* Tern: failed logins per source address before its CONNECTs are refused unchecked
+     * (auth.c), within auth_fail_window seconds. -1 = not set (default 10 and 60); limit 0
+     * turns the limit off. */
+    int64_t auth_fail_limit;
+    int64_t auth_fail_window;
 
     /* Limits. 0 means "no limit" where noted, as in Mosquitto. */
     int64_t max_connections;          /* default for listeners: -1 = unlimited */

@@ -11,6 +11,8 @@
  */
 #include "broker/conn.h"
 
+#include "broker/auth.h"
+
 #include "broker/http_front.h"
 #include "broker/persist.h"
 #include "broker/subtree.h"
@@ -391,6 +393,7 @@ void tern__conn_free(struct tern_conn *c)
     tern_session_unref(c->session);
     tern_free(c->client_id);
     tern_free(c->username);
+    tern__auth_conn_free(c);
     tern_free(c);
 }
 

@@ -106,6 +106,9 @@ struct tern_conn {
     /* auth.c's last ACL answers, [0] for deliveries (READ), [1] for PUBLISH (WRITE): a
      * fan-out sends one topic again and again, a device publishes on one topic. */
     struct tern_acl_cache acl_cache[2];
+    /* auth.c's per-connection state beyond the password (a JWT's username, topic allow-list
+     * and expiry timer); NULL for most connections. Freed by tern__auth_conn_free. */
+    struct tern__auth_conn *authx;
 };
 
 /* Create a connection for an accepted stream (taken) on worker w. Logs and closes on failure. */

@@ -54,8 +54,10 @@ static void send_connack(struct tern_conn *c, bool present, uint8_t reason, stru
     (void)tern__conn_send_packet(c, &p);
 }
 
-/* Refuse the connection: CONNACK with the code for c->version, then close. */
-static int refuse(struct tern_conn *c, uint8_t v3code, uint8_t v5reason, const char *why)
+/* Refuse the connection: CONNACK with the code for c->version, then close; log it when
+ * `logged` (refusals that are counted and summed up elsewhere are not logged one by one). */
+static int refuse_log(struct tern_conn *c, uint8_t v3code, uint8_t v5reason, const char *why,
+                      bool logged)
 {
     struct tern_props props = {NULL, 0};
     uint8_t pbuf[160];
@@ -70,10 +72,17 @@ static int refuse(struct tern_conn *c, uint8_t v3code, uint8_t v5reason, const c
         }
     }
     send_connack(c, false, c->version == TERN_MQTT_5 ? v5reason : v3code, props);
-    tern_log(TERN_LOG_NOTICE, "connection from %s refused: %s (client %s, u'%s')", c->peer, why,
-             c->client_id ? c->client_id : "?", c->username ? c->username : "");
+    if (logged) {
+        tern_log(TERN_LOG_NOTICE, "connection from %s refused: %s (client %s, u'%s')", c->peer, why,
+                 c->client_id ? c->client_id : "?", c->username ? c->username : "");
+    }
     tern__conn_close(c, 0xFF, why);
     return TERN_EDENIED;
+}
+
+static int refuse(struct tern_conn *c, uint8_t v3code, uint8_t v5reason, const char *why)
+{
+    return refuse_log(c, v3code, v5reason, why, true);
 }
 
 /* ---- sessions ---------------------------------------------------------------------------- */
@@ -608,6 +617,9 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
     case TERN_AUTH_NOT_AUTH:
         return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_NOT_AUTHORIZED,
                       "anonymous clients not allowed");
+    case TERN_AUTH_BLOCKED:
+        return refuse_log(c, TERN_CONNACK3_SERVER_UNAVAILABLE, TERN_RC_SERVER_BUSY,
+                          "too many failed logins from this address", false);
     case TERN_AUTH_BUSY:
         return refuse(c, TERN_CONNACK3_SERVER_UNAVAILABLE, TERN_RC_SERVER_BUSY,
                       "too many logins waiting for a password check");
