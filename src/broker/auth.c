@@ -21,6 +21,7 @@
 
 #include "auth/jwt.h"
 #include "auth/passwd.h"
+#include "auth/scram.h"
 #include "broker/broker.h"
 #include "broker/conn.h"
 #include "common/alloc.h"
@@ -414,6 +415,13 @@ struct tern__auth_conn {
     size_t ntopics;
     int64_t expire_s; /* exp + leeway (seconds since the epoch), 0 = never */
     struct tern_timer timer;
+    /* Enhanced authentication (SCRAM-SHA-256). */
+    enum tern_auth_phase phase;
+    struct tern_scram_server *scram; /* during an exchange */
+    uint8_t *connect;                /* owned copy of the CONNECT, replayed after the exchange */
+    size_t connect_len;
+    uint8_t *final; /* owned server-final, sent in CONNACK (or AUTH 0x00 after re-auth) */
+    size_t final_len;
 };
 
 /* A token's shape: three base64url parts (the signature may be empty: "alg none" tokens are
@@ -476,15 +484,29 @@ static void run_jwt(struct job *j)
     }
 }
 
+/* c->authx, created empty when absent; NULL when out of memory. */
+static struct tern__auth_conn *authx_get(struct tern_conn *c)
+{
+    if (c->authx == NULL) {
+        struct tern__auth_conn *a = tern_calloc(1, sizeof *a);
+        if (a == NULL) {
+            return NULL;
+        }
+        tern_timer_init(&a->timer);
+        a->c = c;
+        c->authx = a;
+    }
+    return c->authx;
+}
+
 /* Worker: move a verified token's identity into c->authx. */
 static int jwt_keep_identity(struct tern_conn *c, struct tern_jwt_identity *id)
 {
-    struct tern__auth_conn *a = tern_calloc(1, sizeof *a);
+    tern__auth_conn_free(c);
+    struct tern__auth_conn *a = authx_get(c);
     if (a == NULL) {
         return TERN_ENOMEM;
     }
-    tern_timer_init(&a->timer);
-    a->c = c;
     a->username = id->username;
     a->has_topics = id->has_topics;
     a->topics = id->topics;
@@ -495,8 +517,6 @@ static int jwt_keep_identity(struct tern_conn *c, struct tern_jwt_identity *id)
     if (id->exp != 0) {
         a->expire_s = id->exp + (int64_t)c->listener->cfg->auth.jwt_leeway;
     }
-    tern__auth_conn_free(c);
-    c->authx = a;
     return TERN_OK;
 }
 
@@ -611,6 +631,9 @@ void tern__auth_conn_free(struct tern_conn *c)
         return;
     }
     tern_loop_timer_stop(c->w->loop, &a->timer);
+    tern_scram_server_free(a->scram);
+    tern_free(a->connect);
+    tern_free(a->final);
     for (size_t i = 0; i < a->ntopics; i++) {
         tern_free(a->topics[i]);
     }
@@ -1080,4 +1103,216 @@ void tern__auth_log_denied(const struct tern_conn *c, const char *what, const ui
     tern_log(TERN_LOG_NOTICE, "client %s (u'%s'): %s %.*s denied by the ACL",
              c->client_id ? c->client_id : "?", c->username ? c->username : "", what, (int)len,
              (const char *)topic);
+}
+
+/* ---- enhanced authentication: SCRAM-SHA-256 (MQTT 5.0 section 4.12) ---------------------- */
+
+/* The SCRAM messages are a few HMACs and hashes (the stored keys are precomputed; an unknown
+ * user's fake salt is one HMAC), so the exchange runs on the worker: nothing here blocks. */
+
+static int scram_lookup(void *ud, const char *username, struct tern_passwd_scram *out)
+{
+    return tern_passwd_scram_lookup(ud, username, out);
+}
+
+enum tern_auth_phase tern__auth_phase(const struct tern_conn *c)
+{
+    return c->authx ? c->authx->phase : TERN_AUTH_PHASE_NONE;
+}
+
+/* Keep `msg` (len bytes) as the server-final to send. */
+static int keep_final(struct tern__auth_conn *a, const uint8_t *msg, size_t len)
+{
+    uint8_t *f = tern_malloc(len ? len : 1);
+    if (f == NULL) {
+        return TERN_ENOMEM;
+    }
+    memcpy(f, msg, len);
+    tern_free(a->final);
+    a->final = f;
+    a->final_len = len;
+    return TERN_OK;
+}
+
+/* Start an exchange on c from client-first; server-first into out. */
+static enum tern_auth_verdict scram_start(struct tern_conn *c, struct tern__auth_conn *a,
+                                          const uint8_t *data, size_t dlen, uint8_t *out,
+                                          size_t cap, size_t *outlen)
+{
+    struct snap *s = worker_snap(c->w);
+    const struct tern_passwd *pw = s ? s->l[listener_index(c)].pw : NULL;
+    if (pw == NULL) {
+        tern_log(TERN_LOG_NOTICE, "%s: SCRAM-SHA-256 refused: the listener has no password_file",
+                 c->peer);
+        return TERN_AUTH_BAD_METHOD;
+    }
+    char why[200] = "";
+    tern_scram_server_free(a->scram);
+    a->scram = NULL;
+    int rc = tern_scram_server_first(&a->scram, data, dlen, scram_lookup, (void *)pw, NULL, out,
+                                     cap, outlen, why, sizeof why);
+    if (rc == TERN_EDENIED) {
+        tern_log(TERN_LOG_NOTICE, "%s: SCRAM client-first refused: %s", c->peer, why);
+        return TERN_AUTH_BAD_METHOD;
+    }
+    if (rc != TERN_OK) {
+        return TERN_AUTH_ERROR;
+    }
+    return TERN_AUTH_CONTINUE;
+}
+
+enum tern_auth_verdict tern__auth_enhanced_connect(struct tern_conn *c, const uint8_t *method,
+                                                   size_t mlen, const uint8_t *data, size_t dlen,
+                                                   const uint8_t *raw, size_t rawlen, uint8_t *out,
+                                                   size_t cap, size_t *outlen)
+{
+    *outlen = 0;
+    if (c->authx && c->authx->phase == TERN_AUTH_PHASE_DONE) {
+        /* The CONNECT replayed after the exchange: the SCRAM user replaces CONNECT's. */
+        return jwt_apply(c);
+    }
+    if (c->authx && c->authx->phase == TERN_AUTH_PHASE_WAITING) {
+        return TERN_AUTH_BAD_METHOD; /* a second CONNECT during the exchange */
+    }
+    if (mlen != strlen(TERN_SCRAM_MECHANISM) || memcmp(method, TERN_SCRAM_MECHANISM, mlen) != 0) {
+        tern_log(TERN_LOG_NOTICE, "%s: authentication method '%.*s' not supported", c->peer,
+                 (int)(mlen < 64 ? mlen : 64), (const char *)method);
+        return TERN_AUTH_BAD_METHOD;
+    }
+    if (fail_blocked(c)) {
+        return TERN_AUTH_BLOCKED;
+    }
+    uint8_t type, flags;
+    size_t total = 0;
+    if (tern_packet_peek(raw, rawlen, &type, &flags, &total) < 0 || total > rawlen ||
+        type != TERN_CONNECT) {
+        return TERN_AUTH_ERROR;
+    }
+    struct tern__auth_conn *a = authx_get(c);
+    uint8_t *copy = tern_malloc(total);
+    if (a == NULL || copy == NULL) {
+        tern_free(copy);
+        return TERN_AUTH_ERROR;
+    }
+    memcpy(copy, raw, total);
+    tern_free(a->connect);
+    a->connect = copy;
+    a->connect_len = total;
+    enum tern_auth_verdict v = scram_start(c, a, data, dlen, out, cap, outlen);
+    if (v == TERN_AUTH_CONTINUE) {
+        a->phase = TERN_AUTH_PHASE_WAITING;
+    }
+    return v;
+}
+
+/* Finish an exchange with client-final; the server-final is kept in a->final. */
+static enum tern_auth_verdict scram_finish(struct tern_conn *c, struct tern__auth_conn *a,
+                                           const uint8_t *data, size_t dlen)
+{
+    uint8_t fin[TERN_SCRAM_MAX_MSG];
+    size_t flen = 0;
+    char why[200] = "";
+    if (a->scram == NULL) {
+        return TERN_AUTH_BAD_METHOD;
+    }
+    int rc = tern_scram_server_final(a->scram, data, dlen, fin, sizeof fin, &flen, why, sizeof why);
+    if (rc == TERN_OK) {
+        const char *user = tern_scram_server_username(a->scram);
+        char *u = tern_strdup(user);
+        if (u == NULL || keep_final(a, fin, flen) != TERN_OK) {
+            tern_free(u);
+            return TERN_AUTH_ERROR;
+        }
+        tern_free(a->username);
+        a->username = u;
+        tern_scram_server_free(a->scram);
+        a->scram = NULL;
+        return TERN_AUTH_ALLOW;
+    }
+    tern_scram_server_free(a->scram);
+    a->scram = NULL;
+    if (rc != TERN_EDENIED) {
+        return TERN_AUTH_ERROR;
+    }
+    bool bad_proof = flen >= 15 && memcmp(fin, "e=invalid-proof", 15) == 0;
+    tern_log(TERN_LOG_NOTICE, "%s: SCRAM-SHA-256 login failed: %s", c->peer, why);
+    if (bad_proof) {
+        fail_record(c);
+        return TERN_AUTH_BAD_CRED;
+    }
+    return TERN_AUTH_BAD_METHOD;
+}
+
+enum tern_auth_verdict tern__auth_enhanced_continue(struct tern_conn *c, const uint8_t *data,
+                                                    size_t dlen, const uint8_t **connect,
+                                                    size_t *connect_len)
+{
+    struct tern__auth_conn *a = c->authx;
+    if (a == NULL || a->phase != TERN_AUTH_PHASE_WAITING) {
+        return TERN_AUTH_BAD_METHOD;
+    }
+    enum tern_auth_verdict v = scram_finish(c, a, data, dlen);
+    if (v == TERN_AUTH_ALLOW) {
+        a->phase = TERN_AUTH_PHASE_DONE;
+        c->auth_verdict = TERN_AUTH_ALLOW;
+        *connect = a->connect;
+        *connect_len = a->connect_len;
+        tern_log(TERN_LOG_INFO, "login from %s with SCRAM-SHA-256 as user '%s'", c->peer,
+                 a->username);
+    } else {
+        a->phase = TERN_AUTH_PHASE_FAILED;
+    }
+    return v;
+}
+
+const uint8_t *tern__auth_enhanced_final(const struct tern_conn *c, size_t *len)
+{
+    if (c->authx == NULL || c->authx->final == NULL) {
+        *len = 0;
+        return NULL;
+    }
+    *len = c->authx->final_len;
+    return c->authx->final;
+}
+
+enum tern_auth_verdict tern__auth_reauth(struct tern_conn *c, bool start, const uint8_t *data,
+                                         size_t dlen, uint8_t *out, size_t cap, size_t *outlen)
+{
+    struct tern__auth_conn *a = c->authx;
+    *outlen = 0;
+    if (a == NULL || (a->phase != TERN_AUTH_PHASE_DONE && a->phase != TERN_AUTH_PHASE_REAUTH)) {
+        return TERN_AUTH_BAD_METHOD;
+    }
+    if (start) {
+        enum tern_auth_verdict v = scram_start(c, a, data, dlen, out, cap, outlen);
+        a->phase = v == TERN_AUTH_CONTINUE ? TERN_AUTH_PHASE_REAUTH : TERN_AUTH_PHASE_FAILED;
+        return v;
+    }
+    if (a->phase != TERN_AUTH_PHASE_REAUTH) {
+        return TERN_AUTH_BAD_METHOD;
+    }
+    char *before = tern_strdup(a->username);
+    if (before == NULL) {
+        return TERN_AUTH_ERROR;
+    }
+    enum tern_auth_verdict v = scram_finish(c, a, data, dlen);
+    if (v == TERN_AUTH_ALLOW && strcmp(before, a->username) != 0) {
+        /* Re-authentication confirms the identity; it cannot switch to another user. */
+        tern_log(TERN_LOG_NOTICE, "client %s: re-authentication as another user ('%s')",
+                 c->client_id ? c->client_id : "?", a->username);
+        v = TERN_AUTH_NOT_AUTH;
+    }
+    tern_free(before);
+    a->phase = v == TERN_AUTH_ALLOW ? TERN_AUTH_PHASE_DONE : TERN_AUTH_PHASE_FAILED;
+    if (v == TERN_AUTH_ALLOW) {
+        *outlen = a->final_len < cap ? a->final_len : 0;
+        memcpy(out, a->final, *outlen);
+    }
+    return v;
+}
+
+const uint8_t *tern__auth_kept_connect(const struct tern_conn *c, size_t *len)
+{
+    *len = c->authx ? c->authx->connect_len : 0;
+    return c->authx ? c->authx->connect : NULL;
 }

@@ -40,13 +40,24 @@ struct tern_qmsg;
 
 /* Verdict of the login chain (stored in the connection while its CONNECT is re-decoded). */
 enum tern_auth_verdict {
-    TERN_AUTH_NONE = 0,     /* not decided yet */
-    TERN_AUTH_ALLOW = 1,    /* log in */
-    TERN_AUTH_BAD_CRED = 2, /* wrong password or unknown user: 3.1.1 rc 4, 5.0 0x86 */
-    TERN_AUTH_NOT_AUTH = 3, /* not authorized (anonymous refused): 3.1.1 rc 5, 5.0 0x87 */
-    TERN_AUTH_BUSY = 4,     /* the pool's queue is full: 3.1.1 rc 3, 5.0 0x89 */
-    TERN_AUTH_ERROR = 5,    /* out of memory: 3.1.1 rc 3, 5.0 0x80 */
-    TERN_AUTH_BLOCKED = 6,  /* too many failed logins from the address: 3.1.1 rc 3, 5.0 0x89 */
+    TERN_AUTH_NONE = 0,       /* not decided yet */
+    TERN_AUTH_ALLOW = 1,      /* log in */
+    TERN_AUTH_BAD_CRED = 2,   /* wrong password or unknown user: 3.1.1 rc 4, 5.0 0x86 */
+    TERN_AUTH_NOT_AUTH = 3,   /* not authorized (anonymous refused): 3.1.1 rc 5, 5.0 0x87 */
+    TERN_AUTH_BUSY = 4,       /* the pool's queue is full: 3.1.1 rc 3, 5.0 0x89 */
+    TERN_AUTH_ERROR = 5,      /* out of memory: 3.1.1 rc 3, 5.0 0x80 */
+    TERN_AUTH_BLOCKED = 6,    /* too many failed logins from the address: 3.1.1 rc 3, 5.0 0x89 */
+    TERN_AUTH_CONTINUE = 7,   /* enhanced authentication: send AUTH 0x18 and wait */
+    TERN_AUTH_BAD_METHOD = 8, /* method not offered, or a malformed exchange: 5.0 0x8C */
+};
+
+/* Where a connection's enhanced authentication (5.0 section 4.12) stands. */
+enum tern_auth_phase {
+    TERN_AUTH_PHASE_NONE = 0, /* no Authentication Method in CONNECT */
+    TERN_AUTH_PHASE_WAITING,  /* server-first sent, waiting for the client's AUTH */
+    TERN_AUTH_PHASE_DONE,     /* authenticated; the CONNECT is replayed / the client connected */
+    TERN_AUTH_PHASE_REAUTH,   /* re-authentication (AUTH 0x19) under way */
+    TERN_AUTH_PHASE_FAILED,   /* refused; the connection is closing */
 };
 
 /*
@@ -89,6 +100,41 @@ bool tern__auth_may_deliver(struct tern_conn *c, struct tern_qmsg *q);
 /* Free c's auth state beyond the password (a token's identity and expiry timer); on c's
  * worker, from tern__conn_free. */
 void tern__auth_conn_free(struct tern_conn *c);
+
+/*
+ * Enhanced authentication with SCRAM-SHA-256 (the only method offered; verifiers come from the
+ * listener's password_file). The exchange runs on the worker (a few HMACs).
+ *
+ * tern__auth_enhanced_connect: a CONNECT with Authentication Method `method` and Data `data`;
+ * `raw` is the input buffer starting at that CONNECT (a copy of the packet is kept and replayed
+ * through tern__handle_connect when the exchange succeeds). Returns CONTINUE with server-first
+ * in out (cap >= TERN_SCRAM_MAX_MSG): send AUTH 0x18 and keep the connection in state NEW;
+ * ALLOW when this is the replayed CONNECT (c->username is then the SCRAM user); BAD_METHOD
+ * (unknown method, no password_file, malformed client-first), BLOCKED or ERROR.
+ */
+enum tern_auth_verdict tern__auth_enhanced_connect(struct tern_conn *c, const uint8_t *method,
+                                                   size_t mlen, const uint8_t *data, size_t dlen,
+                                                   const uint8_t *raw, size_t rawlen, uint8_t *out,
+                                                   size_t cap, size_t *outlen);
+/* AUTH 0x18 with client-final during the exchange: ALLOW (*connect = the CONNECT to replay,
+ * owned by c), BAD_CRED (wrong proof or unknown user: 0x86), BAD_METHOD or ERROR. */
+enum tern_auth_verdict tern__auth_enhanced_continue(struct tern_conn *c, const uint8_t *data,
+                                                    size_t dlen, const uint8_t **connect,
+                                                    size_t *connect_len);
+enum tern_auth_phase tern__auth_phase(const struct tern_conn *c);
+/* The CONNECT kept during the exchange (owned by c), NULL when none. */
+const uint8_t *tern__auth_kept_connect(const struct tern_conn *c, size_t *len);
+/* Send AUTH 0x18 (continue authentication) with the method and `data` (handle_auth.c). */
+int tern__auth_send_continue(struct tern_conn *c, const uint8_t *data, size_t len);
+/* The server-final message for the CONNACK, or NULL. Valid while c lives. */
+const uint8_t *tern__auth_enhanced_final(const struct tern_conn *c, size_t *len);
+/*
+ * Re-authentication after CONNACK: `start` (AUTH 0x19 with client-first) → CONTINUE with
+ * server-first in out; then (AUTH 0x18 with client-final) → ALLOW with server-final in out,
+ * BAD_CRED, NOT_AUTH (a different user) or BAD_METHOD.
+ */
+enum tern_auth_verdict tern__auth_reauth(struct tern_conn *c, bool start, const uint8_t *data,
+                                         size_t dlen, uint8_t *out, size_t cap, size_t *outlen);
 
 /* Log one denial (client id, username, topic, what). */
 void tern__auth_log_denied(const struct tern_conn *c, const char *what, const uint8_t *topic,

@@ -495,6 +495,9 @@ void tern__conn_close(struct tern_conn *c, uint8_t reason, const char *why)
 static int dispatch(struct tern_conn *c, const struct tern_packet *pkt)
 {
     if (c->state == TERN_CONN_NEW) {
+        if (pkt->type == TERN_AUTH && tern__auth_phase(c) != TERN_AUTH_PHASE_NONE) {
+            return tern__handle_auth(c, pkt); /* enhanced authentication before CONNACK */
+        }
         if (pkt->type != TERN_CONNECT) {
             tern__conn_close(c, 0xFF, "first packet not CONNECT");
             return TERN_EPROTOCOL;
@@ -546,7 +549,13 @@ static void connect_refused(struct tern_conn *c, ssize_t err, const struct tern_
         tern__conn_close(c, 0xFF, "unsupported protocol version");
         return;
     }
-    (void)reason;
+    if (tern__auth_phase(c) == TERN_AUTH_PHASE_WAITING) {
+        /* A bad AUTH during enhanced authentication: the CONNECT was 5.0, so CONNACK says why. */
+        uint8_t ck5[] = {0x20, 0x03, 0x00, reason ? reason : TERN_RC_MALFORMED_PACKET, 0x00};
+        (void)tern__conn_write(c, ck5, sizeof ck5);
+        tern__conn_close(c, 0xFF, "bad packet during enhanced authentication");
+        return;
+    }
     tern__conn_close(c, 0xFF, err == TERN_ETOOBIG ? "CONNECT too large" : "malformed CONNECT");
 }
 

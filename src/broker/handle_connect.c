@@ -15,6 +15,7 @@
  */
 #include "broker/conn.h"
 
+#include "auth/scram.h"
 #include "broker/auth.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
@@ -464,6 +465,9 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
     const struct tern_config *cfg = b->cfg;
     const struct tern_listener_config *lc = c->listener->cfg;
     const struct tern_connect *cn = &pkt->u.connect;
+    if (tern__auth_phase(c) == TERN_AUTH_PHASE_WAITING) {
+        return refuse(c, 0, TERN_RC_PROTOCOL_ERROR, "second CONNECT during authentication");
+    }
     c->version = cn->version;
     bool v5 = c->version == TERN_MQTT_5;
 
@@ -473,6 +477,8 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
     c->peer_max_packet = 0;
     c->peer_alias_max = 0;
     c->keepalive = cn->keepalive;
+    struct tern_prop auth_method = {0}, auth_data = {0};
+    bool enhanced = false;
     if (v5) {
         c->session_expiry = 0;
         struct tern_prop_iter it;
@@ -496,8 +502,12 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
                 c->problem_info = p.num != 0;
                 break;
             case TERN_PROP_AUTHENTICATION_METHOD:
-                return refuse(c, 0, TERN_RC_BAD_AUTHENTICATION_METHOD,
-                              "enhanced authentication is not supported");
+                auth_method = p;
+                enhanced = true;
+                break;
+            case TERN_PROP_AUTHENTICATION_DATA:
+                auth_data = p;
+                break;
             default:
                 break;
             }
@@ -603,9 +613,26 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
         tern__conn_close(c, 0xFF, "out of memory");
         return TERN_ENOMEM;
     }
-    enum tern_auth_verdict verdict =
-        tern__auth_login(c, cert_user, cn->has_password ? cn->password.ptr : NULL,
-                         cn->has_password ? cn->password.len : 0);
+    enum tern_auth_verdict verdict;
+    if (enhanced) {
+        /* 5.0 enhanced authentication (handle_auth.c): the exchange keeps a copy of this
+         * CONNECT (at the head of the input buffer) and replays it when it succeeds. */
+        uint8_t first[TERN_SCRAM_MAX_MSG];
+        size_t flen = 0;
+        verdict = tern__auth_enhanced_connect(
+            c, auth_method.str, auth_method.str_len, auth_data.str, auth_data.str_len,
+            tern_buf_head(&c->in), c->in.len, first, sizeof first, &flen);
+        if (verdict == TERN_AUTH_CONTINUE) {
+            if (tern__auth_send_continue(c, first, flen) != TERN_OK) {
+                tern__conn_close(c, 0xFF, "cannot send AUTH");
+                return TERN_ENOMEM;
+            }
+            return TERN_OK; /* CONNECT consumed; the connection waits in state NEW */
+        }
+    } else {
+        verdict = tern__auth_login(c, cert_user, cn->has_password ? cn->password.ptr : NULL,
+                                   cn->has_password ? cn->password.len : 0);
+    }
     switch (verdict) {
     case TERN_AUTH_NONE:
         return TERN_EAGAIN; /* parked until the auth pool answers */
@@ -617,6 +644,9 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
     case TERN_AUTH_NOT_AUTH:
         return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_NOT_AUTHORIZED,
                       "anonymous clients not allowed");
+    case TERN_AUTH_BAD_METHOD:
+        return refuse(c, 0, TERN_RC_BAD_AUTHENTICATION_METHOD,
+                      "authentication method not supported or malformed exchange");
     case TERN_AUTH_BLOCKED:
         return refuse_log(c, TERN_CONNACK3_SERVER_UNAVAILABLE, TERN_RC_SERVER_BUSY,
                           "too many failed logins from this address", false);
@@ -689,6 +719,16 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
         }
         if (server_keepalive) {
             tern_props_add_u16(&bld, TERN_PROP_SERVER_KEEP_ALIVE, server_keepalive);
+        }
+        size_t final_len = 0;
+        const uint8_t *final = enhanced ? tern__auth_enhanced_final(c, &final_len) : NULL;
+        if (enhanced) {
+            /* [MQTT-4.12.0-5]: the method again, with server-final as the data. */
+            tern_props_add_str(&bld, TERN_PROP_AUTHENTICATION_METHOD, auth_method.str,
+                               auth_method.str_len);
+            if (final) {
+                tern_props_add_str(&bld, TERN_PROP_AUTHENTICATION_DATA, final, final_len);
+            }
         }
     }
     c->state = TERN_CONN_ACTIVE;

@@ -1,11 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * PINGREQ (3.12), DISCONNECT from a client (3.14) and AUTH (5.0 3.15).
+ * PINGREQ (3.12) and DISCONNECT from a client (3.14).
  *
  * DISCONNECT discards the will, except 5.0 reason 0x04 (Disconnect with Will Message); a
  * Session Expiry Interval in DISCONNECT may change the expiry, but not from 0 to non-zero
- * [MQTT-3.14.2-2]. AUTH is plumbing only until authentication providers exist: any AUTH is
- * answered with DISCONNECT 0x8C (Bad authentication method).
+ * [MQTT-3.14.2-2]. AUTH is handled in handle_auth.c.
  */
 #include "broker/conn.h"
 
@@ -36,11 +35,4 @@ int tern__handle_disconnect(struct tern_conn *c, const struct tern_packet *pkt)
     c->will_send = c->version == TERN_MQTT_5 && d->reason == TERN_RC_DISCONNECT_WITH_WILL;
     tern__conn_close(c, 0, "client disconnected");
     return TERN_OK;
-}
-
-int tern__handle_auth(struct tern_conn *c, const struct tern_packet *pkt)
-{
-    (void)pkt;
-    tern__conn_close(c, TERN_RC_BAD_AUTHENTICATION_METHOD, "AUTH without an authentication method");
-    return TERN_EPROTOCOL;
 }
