@@ -1316,3 +1316,17 @@ const uint8_t *tern__auth_kept_connect(const struct tern_conn *c, size_t *len)
     *len = c->authx ? c->authx->connect_len : 0;
     return c->authx ? c->authx->connect : NULL;
 }
+
+void tern__auth_drop_kept(struct tern_conn *c)
+{
+    struct tern__auth_conn *a = c->authx;
+    if (a == NULL) {
+        return;
+    }
+    tern_free(a->connect);
+    a->connect = NULL;
+    a->connect_len = 0;
+    tern_free(a->final);
+    a->final = NULL;
+    a->final_len = 0;
+}

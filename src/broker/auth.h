@@ -124,6 +124,8 @@ enum tern_auth_verdict tern__auth_enhanced_continue(struct tern_conn *c, const u
 enum tern_auth_phase tern__auth_phase(const struct tern_conn *c);
 /* The CONNECT kept during the exchange (owned by c), NULL when none. */
 const uint8_t *tern__auth_kept_connect(const struct tern_conn *c, size_t *len);
+/* Free the kept CONNECT and server-final once the CONNACK went out. */
+void tern__auth_drop_kept(struct tern_conn *c);
 /* Send AUTH 0x18 (continue authentication) with the method and `data` (handle_auth.c). */
 int tern__auth_send_continue(struct tern_conn *c, const uint8_t *data, size_t len);
 /* The server-final message for the CONNACK, or NULL. Valid while c lives. */

@@ -103,7 +103,11 @@ static int during_connect(struct tern_conn *c, const struct tern_packet *pkt)
         /* This AUTH was handled before and its CONNECT parked: replay it again. */
         size_t len = 0;
         const uint8_t *raw = tern__auth_kept_connect(c, &len);
-        return replay_connect(c, raw, len);
+        int rc = replay_connect(c, raw, len);
+        if (c->state == TERN_CONN_ACTIVE) {
+            tern__auth_drop_kept(c);
+        }
+        return rc;
     }
     if (ph != TERN_AUTH_PHASE_WAITING) {
         tern__conn_close(c, 0xFF, "AUTH before CONNECT");
@@ -117,8 +121,13 @@ static int during_connect(struct tern_conn *c, const struct tern_packet *pkt)
     const uint8_t *raw = NULL;
     size_t len = 0;
     switch (tern__auth_enhanced_continue(c, data, dlen, &raw, &len)) {
-    case TERN_AUTH_ALLOW:
-        return replay_connect(c, raw, len);
+    case TERN_AUTH_ALLOW: {
+        int rc = replay_connect(c, raw, len);
+        if (c->state == TERN_CONN_ACTIVE) {
+            tern__auth_drop_kept(c);
+        }
+        return rc;
+    }
     case TERN_AUTH_BAD_CRED:
         return refuse(c, TERN_RC_BAD_USER_NAME_OR_PASSWORD, "SCRAM-SHA-256: bad proof");
     case TERN_AUTH_BAD_METHOD:

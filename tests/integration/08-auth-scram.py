@@ -265,3 +265,20 @@ def test_socket_closed_mid_exchange():
             c.close()
         ck, c, _ = login(b.port, "alice", "x")
         eq(ck.reason, 0, "still serving")
+
+
+def test_takeover_after_exchange():
+    """The replayed CONNECT takes over a session held on another worker (the AUTH that
+    finished the exchange is handled again after the takeover)."""
+    pw = passwd_file({"alice": "x"})
+    with broker("allow_anonymous false\npassword_file %s\n" % pw, threads=2) as b:
+        old = None
+        for i in range(4):
+            ck, c, _ = login(b.port, "alice", "x", cid="same")
+            eq(ck.reason, 0, "login %d" % i)
+            if old is not None:
+                d = old.expect_closed()
+                check(d is not None and d.reason == 0x8E, "old connection: session taken over")
+            old = c
+        old.send(pingreq())
+        old.expect(PINGRESP)

@@ -734,6 +734,88 @@ static void test_websockets_lists(void)
     CHECK(ok);
 }
 
+static void test_jwt_and_fail_limit_options(void)
+{
+    struct tern_config c;
+    /* defaults: leeway 30, exp required, no key; the failed-login limit unset (auth.c: 10/60) */
+    CHECK_ERR(load(&c, "listener 1883\n"), TERN_OK);
+    if (c.nlisteners == 1) {
+        CHECK_EQ(c.listeners[0].auth.jwt_leeway, 30);
+        CHECK_EQ(c.listeners[0].auth.jwt_require_exp, 1);
+        CHECK(c.listeners[0].auth.jwt_key_file == NULL);
+    }
+    CHECK_EQ(c.auth_fail_limit, -1);
+    CHECK_EQ(c.auth_fail_window, -1);
+    tern_config_free(&c);
+    /* per_listener_settings: the global block fills what a listener does not set */
+    int rc = load(&c, "per_listener_settings true\n"
+                      "jwt_key_file /k.pem\n"
+                      "jwt_audience mqtt\n"
+                      "jwt_leeway 5\n"
+                      "auth_fail_limit 3\n"
+                      "auth_fail_window 20\n"
+                      "listener 1883\n"
+                      "listener 1884\n"
+                      "jwt_jwks_file /j.json\n"
+                      "jwt_key_file /other.pem\n");
+    CHECK_ERR(rc, TERN_ECONFIG); /* listener 1884: two key sources */
+    CHECK(strstr(err, "one key source") != NULL);
+    tern_config_free(&c);
+    rc = load(&c, "per_listener_settings true\n"
+                  "jwt_key_file /k.pem\n"
+                  "jwt_audience mqtt\n"
+                  "jwt_leeway 5\n"
+                  "auth_fail_limit 3\n"
+                  "auth_fail_window 20\n"
+                  "listener 1883\n"
+                  "listener 1884\n"
+                  "jwt_secret_file /s\n"
+                  "jwt_issuer https://idp\n"
+                  "jwt_username_claim client_id\n"
+                  "jwt_topics_claim topics\n"
+                  "jwt_require_exp false\n"
+                  "jwt_leeway 0\n");
+    CHECK_ERR(rc, TERN_ECONFIG); /* the inherited jwt_key_file plus jwt_secret_file */
+    tern_config_free(&c);
+    rc = load(&c, "per_listener_settings true\n"
+                  "jwt_audience mqtt\n"
+                  "jwt_leeway 5\n"
+                  "auth_fail_limit 3\n"
+                  "auth_fail_window 20\n"
+                  "listener 1883\n"
+                  "jwt_key_file /k.pem\n"
+                  "listener 1884\n"
+                  "jwt_secret_file /s\n"
+                  "jwt_issuer https://idp\n"
+                  "jwt_username_claim client_id\n"
+                  "jwt_topics_claim topics\n"
+                  "jwt_require_exp false\n"
+                  "jwt_leeway 0\n");
+    CHECK_ERR(rc, TERN_OK);
+    if (c.nlisteners == 2) {
+        const struct tern_auth_config *a = &c.listeners[0].auth, *b = &c.listeners[1].auth;
+        CHECK(streq(a->jwt_key_file, "/k.pem"));
+        CHECK(streq(a->jwt_audience, "mqtt"));
+        CHECK_EQ(a->jwt_leeway, 5);
+        CHECK_EQ(a->jwt_require_exp, 1);
+        CHECK(a->jwt_issuer == NULL);
+        CHECK(streq(b->jwt_secret_file, "/s"));
+        CHECK(b->jwt_key_file == NULL);
+        CHECK(streq(b->jwt_audience, "mqtt"));
+        CHECK(streq(b->jwt_issuer, "https://idp"));
+        CHECK(streq(b->jwt_username_claim, "client_id"));
+        CHECK(streq(b->jwt_topics_claim, "topics"));
+        CHECK_EQ(b->jwt_require_exp, 0);
+        CHECK_EQ(b->jwt_leeway, 0);
+    }
+    CHECK_EQ(c.auth_fail_limit, 3);
+    CHECK_EQ(c.auth_fail_window, 20);
+    tern_config_free(&c);
+    expect_error("jwt_leeway 86401\n", "t.conf:1: ", "out of range");
+    expect_error("jwt_require_exp maybe\n", "t.conf:1: ", "expected true or false");
+    expect_error("auth_fail_window 0\n", "t.conf:1: ", "out of range");
+}
+
 static const struct tern_test tests[] = {
     {"defaults", test_defaults},
     {"every_option", test_every_option},
@@ -746,6 +828,7 @@ static const struct tern_test tests[] = {
     {"alloc_failures", test_alloc_failures},
     {"websockets_lists", test_websockets_lists},
     {"psk_and_auth_options", test_psk_and_auth_options},
+    {"jwt_and_fail_limit_options", test_jwt_and_fail_limit_options},
     {NULL, NULL},
 };
 
