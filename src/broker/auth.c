@@ -297,14 +297,17 @@ static struct {
     uint64_t tick;
 } fails = {.mtx = PTHREAD_MUTEX_INITIALIZER};
 
-/* The address part of c->peer ("1.2.3.4:5678" → "1.2.3.4", "[::1]:5678" → "[::1]"). */
+/* The address part of c->peer ("1.2.3.4:5678" → "1.2.3.4", "[::1]:5678" → "[::1]"; behind a
+ * trusted WebSocket proxy "CLIENT (via PROXY:PORT)" → "CLIENT"). */
 static void peer_addr(const struct tern_conn *c, char *out, size_t cap)
 {
     const char *p = c->peer;
+    const char *via = strstr(p, " (via ");
     size_t n = strlen(p);
-    const char *colon = strrchr(p, ':');
-    if (strncmp(p, "unix:", 5) != 0 && colon != NULL) {
-        n = (size_t)(colon - p);
+    if (via != NULL) {
+        n = (size_t)(via - p);
+    } else if (strncmp(p, "unix:", 5) != 0 && strrchr(p, ':') != NULL) {
+        n = (size_t)(strrchr(p, ':') - p);
     }
     snprintf(out, cap, "%.*s", (int)n, p);
 }
@@ -799,12 +802,20 @@ int tern__auth_start(struct tern_broker *b)
     }
     for (size_t i = 0; i < b->nlisteners; i++) {
         const struct tern_listener_config *lc = b->listeners[i].cfg;
-        tern_log(TERN_LOG_INFO, "%s: auth: %s%s%s%s%s", lc->origin ? lc->origin : "listener",
-                 lc->auth.allow_anonymous ? "anonymous allowed" : "anonymous refused",
-                 lc->auth.password_file ? ", password_file " : "",
-                 lc->auth.password_file ? lc->auth.password_file : "",
-                 lc->auth.acl_file ? ", acl_file " : "",
-                 lc->auth.acl_file ? lc->auth.acl_file : "");
+        const struct tern_auth_config *ac = &lc->auth;
+        const char *jwt_opt = ac->jwt_key_file      ? ", jwt_key_file "
+                              : ac->jwt_jwks_file   ? ", jwt_jwks_file "
+                              : ac->jwt_secret_file ? ", jwt_secret_file "
+                                                    : "";
+        const char *jwt_path = ac->jwt_key_file      ? ac->jwt_key_file
+                               : ac->jwt_jwks_file   ? ac->jwt_jwks_file
+                               : ac->jwt_secret_file ? ac->jwt_secret_file
+                                                     : "";
+        tern_log(TERN_LOG_INFO, "%s: auth: %s%s%s%s%s%s%s", lc->origin ? lc->origin : "listener",
+                 ac->allow_anonymous ? "anonymous allowed" : "anonymous refused",
+                 ac->password_file ? ", password_file " : "",
+                 ac->password_file ? ac->password_file : "", ac->acl_file ? ", acl_file " : "",
+                 ac->acl_file ? ac->acl_file : "", jwt_opt, jwt_path);
     }
     pool.max = cfg->auth_queue_size ? cfg->auth_queue_size : TERN_AUTH_QUEUE_DEFAULT;
     pool.stop = false;
