@@ -5,13 +5,19 @@
  * password hashing off the event loops, and reloading both files on SIGHUP.
  *
  * Login chain (first answer wins): the TLS identity (client certificate with
- * use_identity_as_username / use_subject_as_username, or the PSK identity) allows; the password
+ * use_identity_as_username / use_subject_as_username, or the PSK identity) allows; an address
+ * over auth_fail_limit failed logins is refused unchecked; a 5.0 Authentication Method starts
+ * enhanced authentication (SCRAM-SHA-256, tern__auth_enhanced_*); on a listener with JWT keys a
+ * token-shaped password is verified on the pool (allow, or deny: never passed on); the password
  * file allows a matching password, denies a wrong one and passes an unknown user on; the end
- * allows an anonymous client when allow_anonymous is set, allows a named client when no
- * password file applies (Mosquitto's behaviour), and denies everything else.
+ * allows an anonymous client when allow_anonymous is set, allows a named client when neither a
+ * password file nor JWT keys apply (Mosquitto's behaviour), and denies everything else.
+ * A token's or SCRAM's user name replaces CONNECT's (c->authx keeps it, with the token's topic
+ * allow-list and its expiry timer).
  *
- * ACL chain: the ACL file's ALLOW / DENY; a topic it says nothing about is denied; without an
- * acl_file everything is allowed.
+ * ACL chain: a token's topics claim (when present) denies what its filters do not cover; then
+ * the ACL file's ALLOW / DENY; a topic it says nothing about is denied; without an acl_file
+ * everything is allowed.
  *
  * Rules kept here: a password is verified only on a pool thread; a CONNECT that needs the pool is
  * parked (the connection stops reading, c->refs holds it, the packet stays buffered) and is
