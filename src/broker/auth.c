@@ -296,6 +296,8 @@ static struct {
     struct fail_slot slot[FAIL_SETS * FAIL_WAYS];
     uint64_t tick;
 } fails = {.mtx = PTHREAD_MUTEX_INITIALIZER};
+/* Set at the first failure ever: until then a CONNECT does not take the mutex. */
+static atomic_bool fails_seen;
 
 /* The address part of c->peer ("1.2.3.4:5678" → "1.2.3.4", "[::1]:5678" → "[::1]"; behind a
  * trusted WebSocket proxy "CLIENT (via PROXY:PORT)" → "CLIENT"). */
@@ -370,6 +372,7 @@ static void fail_record(const struct tern_conn *c)
     char addr[FAIL_ADDR];
     peer_addr(c, addr, sizeof addr);
     pthread_mutex_lock(&fails.mtx);
+    atomic_store_explicit(&fails_seen, true, memory_order_relaxed);
     struct fail_slot *f = fail_find(addr, true, tern_time_mono_ms(), window);
     if (f->failures < UINT32_MAX) {
         f->failures++;
@@ -384,7 +387,7 @@ static bool fail_blocked(const struct tern_conn *c)
     uint32_t limit;
     uint64_t window;
     fail_limits(c, &limit, &window);
-    if (limit == 0) {
+    if (limit == 0 || !atomic_load_explicit(&fails_seen, memory_order_relaxed)) {
         return false;
     }
     char addr[FAIL_ADDR];
