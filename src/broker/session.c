@@ -150,7 +150,7 @@ int tern_session_qos2_add(struct tern_session *s, uint16_t pid)
         return TERN_EEXIST;
     }
     if (s->qos2_in_count == s->qos2_in_cap) {
-        size_t cap = s->qos2_in_cap ? s->qos2_in_cap * 2 : 8;
+        uint32_t cap = s->qos2_in_cap ? s->qos2_in_cap * 2 : 8; /* ids are 16-bit: cap <= 2^17 */
         uint16_t *n = tern_realloc(s->qos2_in, cap * sizeof *n);
         if (n == NULL) {
             return TERN_ENOMEM;
