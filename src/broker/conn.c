@@ -37,6 +37,11 @@
 
 static void on_io(struct tern_loop *loop, int fd, unsigned events, void *ud);
 static void on_timer(struct tern_loop *loop, struct tern_timer *t);
+static void process_input(struct tern_conn *c);
+static void in_release_if_empty(struct tern_conn *c);
+static void pause_end(struct tern_conn *c);
+
+_Atomic uint64_t tern__backpressure_pauses;
 
 static void set_interest(struct tern_conn *c)
 {
@@ -410,6 +415,7 @@ void tern__conn_free(struct tern_conn *c)
         tern_free(c->alias_out);
     }
     tern_msg_unref(c->will);
+    tern_session_unref(c->waiting_on);
     tern_session_unref(c->session);
     tern_free(c->client_id);
     tern_free(c->username);
@@ -492,6 +498,7 @@ void tern__conn_close(struct tern_conn *c, uint8_t reason, const char *why)
     c->reading = false;
     c->disconnect_reason = reason;
     tern_loop_timer_stop(c->w->loop, &c->timer);
+    pause_end(c);
     if (was_active || c->session) {
         if (b->cfg->connection_messages) {
             tern_log(TERN_LOG_NOTICE, "client %s disconnected: %s",
@@ -569,6 +576,98 @@ static void connect_refused(struct tern_conn *c, ssize_t err, const struct tern_
     tern__conn_close(c, 0xFF, err == TERN_ETOOBIG ? "CONNECT too large" : "malformed CONNECT");
 }
 
+/* ---- back-pressure ------------------------------------------------------------------------ */
+
+/*
+ * A PUBLISH that leaves a receiver's queue past its high-water mark (deliver.c) pauses the
+ * publisher: its connection stops reading (the rest of what was read stays buffered, the
+ * socket fills, TCP slows the client) until that queue is back under its low-water mark. The
+ * message itself was queued, not dropped, and each publisher adds at most one message past the
+ * mark, so the queue's hard bound is not reached and nothing acknowledged is lost.
+ *
+ * Bounds that keep this free of deadlock: a connection that has messages of its own queued or
+ * in flight is never paused, or stays paused (it must read its acknowledgements, and two
+ * clients publishing to each other could otherwise wait on each other); a paused connection
+ * polls its condition every PAUSE_POLL_MS on its own timer (no cross-thread wakeup, the
+ * receiver may live on another worker); and no pause lasts longer than PAUSE_MAX_MS (a
+ * receiver that stopped reading slows its publishers to one message per PAUSE_MAX_MS; when
+ * its queue finally reaches the hard bound, messages are dropped and counted as before).
+ * While paused the keepalive timer is off: the client cannot be heard, through our doing.
+ */
+#define PAUSE_POLL_MS 1u
+#define PAUSE_MAX_MS  1000u
+
+static void on_pause_timer(struct tern_loop *loop, struct tern_timer *t);
+
+/* The connection's own session has messages queued or in flight to it. */
+static bool own_session_busy(const struct tern_conn *c)
+{
+    struct tern_session *s = c->session;
+    if (s == NULL) {
+        return false;
+    }
+    pthread_mutex_lock(&s->mtx);
+    bool busy = s->queue.count > 0 || s->inflight.count > 0;
+    pthread_mutex_unlock(&s->mtx);
+    return busy;
+}
+
+/* Stop reading from c until `full` (taken: one reference) drains; see above. */
+static void pause_for(struct tern_conn *c, struct tern_session *full)
+{
+    if (c->state != TERN_CONN_ACTIVE || c->doomed || c->paused || full == c->session ||
+        own_session_busy(c)) {
+        tern_session_unref(full);
+        return;
+    }
+    c->waiting_on = full;
+    c->paused = true;
+    c->reading = false;
+    c->last_rx_ms = tern_loop_now(c->w->loop); /* the pause's start, for PAUSE_MAX_MS */
+    atomic_fetch_add_explicit(&tern__backpressure_pauses, 1, memory_order_relaxed);
+    set_interest(c);
+    (void)tern_loop_timer_start(c->w->loop, &c->timer, c->last_rx_ms + PAUSE_POLL_MS,
+                                on_pause_timer);
+}
+
+/* Forget the pause (closing, or resuming). */
+static void pause_end(struct tern_conn *c)
+{
+    tern_session_unref(c->waiting_on);
+    c->waiting_on = NULL;
+    c->paused = false;
+}
+
+static void resume_reading(struct tern_conn *c)
+{
+    pause_end(c);
+    if (c->state != TERN_CONN_ACTIVE || c->doomed) {
+        return;
+    }
+    c->reading = true;
+    tern__conn_start_keepalive(c);
+    process_input(c); /* may pause again */
+    in_release_if_empty(c);
+    if (c->state != TERN_CONN_CLOSING) {
+        set_interest(c);
+    }
+}
+
+static void on_pause_timer(struct tern_loop *loop, struct tern_timer *t)
+{
+    struct tern_conn *c = tern_container_of(t, struct tern_conn, timer);
+    if (c->state == TERN_CONN_CLOSING || !c->paused) {
+        return;
+    }
+    uint64_t now = tern_loop_now(loop);
+    if (tern__route_drained(c->waiting_on) || own_session_busy(c) ||
+        now - c->last_rx_ms >= PAUSE_MAX_MS) {
+        resume_reading(c);
+        return;
+    }
+    (void)tern_loop_timer_start(loop, t, now + PAUSE_POLL_MS, on_pause_timer);
+}
+
 /*
  * Decode and dispatch the whole packets at the front of buf[0..len). Returns the bytes
  * consumed: the rest is a packet prefix, or a CONNECT that waits for a takeover (state
@@ -579,7 +678,8 @@ static size_t process_packets(struct tern_conn *c, const uint8_t *buf, size_t le
 {
     struct tern_broker *b = c->w->broker;
     size_t off = 0;
-    while (off < len && !c->doomed && (c->state == TERN_CONN_NEW || c->state == TERN_CONN_ACTIVE)) {
+    while (off < len && !c->doomed && !c->paused &&
+           (c->state == TERN_CONN_NEW || c->state == TERN_CONN_ACTIVE)) {
         struct tern_packet pkt;
         memset(&pkt, 0, sizeof pkt);
         uint8_t reason = 0;
@@ -604,7 +704,12 @@ static size_t process_packets(struct tern_conn *c, const uint8_t *buf, size_t le
         }
         c->last_rx_ms = tern_loop_now(c->w->loop);
         atomic_fetch_add_explicit(&b->stats.msgs_received, 1, memory_order_relaxed);
+        bool watch = pkt.type == TERN_PUBLISH && c->state == TERN_CONN_ACTIVE;
+        if (watch) {
+            tern__route_watch_begin();
+        }
         int rc = dispatch(c, &pkt);
+        struct tern_session *full = watch ? tern__route_watch_end() : NULL;
         if (rc == TERN_EAGAIN) {
             /* CONNECT waits for a takeover on another worker: keep it buffered. */
             c->reading = false;
@@ -612,6 +717,9 @@ static size_t process_packets(struct tern_conn *c, const uint8_t *buf, size_t le
             return off;
         }
         off += (size_t)n;
+        if (full) {
+            pause_for(c, full); /* the rest stays buffered until it resumes */
+        }
     }
     return off;
 }

@@ -81,6 +81,9 @@ struct tern_conn {
 
     struct tern_msg *will; /* one reference, or NULL */
     const char *doom_why;  /* static string */
+    /* Back-pressure: the receiver's session whose queue this publisher filled past its
+     * high-water mark (one reference) while `paused`; NULL otherwise. */
+    struct tern_session *waiting_on;
 
     uint32_t peer_max_packet; /* 0 = no limit (5.0 CONNECT property) */
     uint32_t session_expiry;  /* seconds, UINT32_MAX = never */
@@ -95,12 +98,13 @@ struct tern_conn {
     uint8_t version;           /* protocol level after CONNECT */
     uint8_t disconnect_reason; /* reason sent/received, for logs */
     uint8_t doom_reason;
-    bool dirty;        /* on w->dirty */
-    bool reading;      /* READ in the interest set */
-    bool will_send;    /* publish the will when the connection ends */
-    bool counted;      /* counted in clients_connected */
-    bool problem_info; /* 5.0 Request Problem Information (default 1) */
-    bool doomed;       /* to be closed by the flush hook (see conn_doom in conn.c) */
+    bool dirty : 1;        /* on w->dirty */
+    bool reading : 1;      /* READ in the interest set */
+    bool will_send : 1;    /* publish the will when the connection ends */
+    bool counted : 1;      /* counted in clients_connected */
+    bool problem_info : 1; /* 5.0 Request Problem Information (default 1) */
+    bool doomed : 1;       /* to be closed by the flush hook (see conn_doom in conn.c) */
+    bool paused : 1;       /* not reading: back-pressure, waiting on `waiting_on` (conn.c) */
 };
 
 /* The peer's address for logs ("127.0.0.1:54321"); "?" once the stream is gone. */
@@ -108,6 +112,9 @@ const char *tern__conn_peer(const struct tern_conn *c);
 /* The TLS layer (c->stream itself, or a stream it wraps: wss://) or NULL: for errors and the
  * client certificate identity. Found by walking the stream chain (not stored: see above). */
 struct tern_stream *tern__conn_tls(const struct tern_conn *c);
+
+/* Publisher connections paused by back-pressure since start (conn.c), for logs and tests. */
+extern _Atomic uint64_t tern__backpressure_pauses;
 
 /* Create a connection for an accepted stream (taken) on worker w. Logs and closes on failure. */
 void tern__conn_accept(struct tern_worker *w, struct tern_stream *stream, struct tern_listener *l);
@@ -173,6 +180,16 @@ void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t q
  * Called when s goes offline (s->online already false).
  */
 void tern__route_failover_shared(struct tern_broker *b, struct tern_session *s);
+/*
+ * Back-pressure (deliver.c). Between begin and end (on one thread, around routing one
+ * PUBLISH), enqueues note an attached session they leave past its high-water mark (half of
+ * max_queued_messages / max_queued_bytes); end returns the last one noted, with one reference
+ * for the caller, or NULL.
+ */
+void tern__route_watch_begin(void);
+struct tern_session *tern__route_watch_end(void);
+/* The session's queue is back under its low-water mark (a quarter), or it is offline. */
+bool tern__route_drained(struct tern_session *s);
 /* Publish a will/system message: store retained if flagged, then route. Takes msg. */
 void tern__route_publish_owned(struct tern_broker *b, struct tern_msg *msg);
 

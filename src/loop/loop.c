@@ -208,7 +208,6 @@ void tern_loop_free(struct tern_loop *loop)
     tern_free(loop->fds);
     for (size_t i = 0; i < loop->heap_len; i++) {
         loop->heap[i]->slot = 0;
-        loop->heap[i]->loop = NULL;
     }
     tern_free(loop->heap);
     for (struct tern_loop_hook *h = loop->hooks_head; h;) {
@@ -475,7 +474,6 @@ static void heap_remove(struct tern_loop *loop, struct tern_timer *t)
     size_t i = t->slot - 1;
     struct tern_timer *last = loop->heap[--loop->heap_len];
     t->slot = 0;
-    t->loop = NULL;
     if (last == t) {
         return;
     }
@@ -485,6 +483,12 @@ static void heap_remove(struct tern_loop *loop, struct tern_timer *t)
     } else {
         sift_down(loop, i);
     }
+}
+
+/* The timer is armed on this loop (not inactive, not on another loop's heap). */
+static bool armed_here(const struct tern_loop *loop, const struct tern_timer *t)
+{
+    return t->slot != 0 && t->slot <= loop->heap_len && loop->heap[t->slot - 1] == t;
 }
 
 void tern_timer_init(struct tern_timer *timer)
@@ -499,7 +503,7 @@ int tern_loop_timer_start(struct tern_loop *loop, struct tern_timer *timer, uint
         return TERN_EINVAL;
     }
     if (timer->slot != 0) {
-        if (timer->loop != loop) {
+        if (!armed_here(loop, timer)) {
             return TERN_EINVAL;
         }
         timer->cb = cb;
@@ -523,7 +527,6 @@ int tern_loop_timer_start(struct tern_loop *loop, struct tern_timer *timer, uint
     timer->cb = cb;
     timer->due_ms = due_ms;
     timer->key_ms = due_ms;
-    timer->loop = loop;
     size_t i = loop->heap_len++;
     heap_set(loop, i, timer);
     sift_up(loop, i);
@@ -544,7 +547,7 @@ int tern_loop_timer_after(struct tern_loop *loop, struct tern_timer *timer, uint
 
 void tern_loop_timer_stop(struct tern_loop *loop, struct tern_timer *timer)
 {
-    if (timer->slot == 0 || timer->loop != loop) {
+    if (!armed_here(loop, timer)) {
         return;
     }
     heap_remove(loop, timer);
