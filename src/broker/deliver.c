@@ -610,6 +610,7 @@ void tern__route_failover_shared(struct tern_broker *b, struct tern_session *s)
             pthread_mutex_lock(&s->mtx);
             if (q->packet_id) {
                 tern_qlist_push(&s->inflight, q);
+                s->pid_free_run = 0; /* its id is taken again */
             } else {
                 tern_qlist_push(&s->queue, q);
             }

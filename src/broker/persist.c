@@ -1104,6 +1104,7 @@ static int on_smsg(void *arg, const struct tern_store_smsg *sq, const struct ter
         q->dup = true;
         tern_qlist_push(&s->inflight, q);
         s->next_pid = (uint16_t)(sq->packet_id == 65535u ? 1u : sq->packet_id + 1u);
+        s->pid_free_run = 0;
     }
     lc->nsmsg++;
     return 0;

@@ -72,9 +72,7 @@ struct tern_session {
     struct tern_qlist queue;    /* waiting to be sent */
     struct tern_qlist inflight; /* sent QoS 1/2, awaiting acknowledgement, in send order */
     uint16_t *qos2_in;          /* inbound QoS 2 packet ids awaiting PUBREL */
-    uint32_t qos2_in_count;
-    uint32_t qos2_in_cap;
-    uint64_t dropped; /* messages dropped because the queue was full */
+    uint64_t dropped;           /* messages dropped because the queue was full */
 
     /* Owner thread only. */
     uint64_t expire_at_ms;         /* monotonic deadline while offline, 0 = none */
@@ -89,12 +87,15 @@ struct tern_session {
     struct tern_msg *delayed_will;
     uint64_t will_at_ms;
 
-    uint16_t next_pid;   /* under mtx */
-    uint8_t version;     /* owner thread: protocol level of the last connection */
-    bool flush_posted;   /* under mtx: a flush is queued on worker (post or dirty list) */
-    _Atomic bool online; /* conn != NULL, readable without the lock (shared subs) */
-    bool in_registry;    /* owner thread: registered under client_id */
-    bool persisted;      /* under mtx: stored in the store (expiry != 0) */
+    uint16_t qos2_in_count; /* under mtx: ids in qos2_in (distinct 16-bit ids) */
+    uint16_t qos2_in_cap;   /* under mtx: at most 65535 */
+    uint16_t next_pid;      /* under mtx */
+    uint16_t pid_free_run;  /* under mtx: ids from next_pid on known free (session.c) */
+    uint8_t version;        /* owner thread: protocol level of the last connection */
+    bool flush_posted;      /* under mtx: a flush is queued on worker (post or dirty list) */
+    _Atomic bool online;    /* conn != NULL, readable without the lock (shared subs) */
+    bool in_registry;       /* owner thread: registered under client_id */
+    bool persisted;         /* under mtx: stored in the store (expiry != 0) */
 };
 
 /* New session with one reference. client_id is copied. NULL when out of memory. */
