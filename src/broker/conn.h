@@ -15,6 +15,7 @@
 #ifndef TERN_BROKER_CONN_H
 #define TERN_BROKER_CONN_H
 
+#include "broker/acl.h"
 #include "broker/broker.h"
 #include "broker/session.h"
 #include "loop/loop.h"
@@ -44,6 +45,14 @@ struct tern_outseg {
 struct tern_alias {
     uint8_t *topic; /* owned */
     uint16_t len;
+};
+
+/* auth.c's per-connection ACL state (see tern_conn.acl). */
+struct tern_conn_acl {
+    /* The last ACL answers, [0] for deliveries (READ), [1] for PUBLISH (WRITE): a fan-out
+     * sends one topic again and again, a device publishes on one topic. */
+    struct tern_acl_cache cache[2];
+    uint64_t read_denied; /* deliveries the read ACL refused (for rate-limited logs) */
 };
 
 /*
@@ -80,7 +89,9 @@ struct tern_conn {
     struct tern_alias *alias_out; /* [peer_alias_max + 1] */
 
     struct tern_msg *will; /* one reference, or NULL */
-    const char *doom_why;  /* static string */
+    /* auth.c's per-connection ACL state, allocated at its first use (only on listeners with an
+     * ACL file; idle connections elsewhere do not pay for it): NULL until then. */
+    struct tern_conn_acl *acl;
     /* Back-pressure: the receiver's session whose queue this publisher filled past its
      * high-water mark (one reference) while `paused`; NULL otherwise. */
     struct tern_session *waiting_on;
@@ -98,6 +109,10 @@ struct tern_conn {
     uint8_t version;           /* protocol level after CONNECT */
     uint8_t disconnect_reason; /* reason sent/received, for logs */
     uint8_t doom_reason;
+    uint8_t doom_why; /* index of the reason string (conn.c) */
+    /* Security (auth.c): the login verdict while a parked CONNECT is decoded again
+     * (enum tern_auth_verdict). */
+    uint8_t auth_verdict;
     bool dirty : 1;        /* on w->dirty */
     bool reading : 1;      /* READ in the interest set */
     bool will_send : 1;    /* publish the will when the connection ends */
