@@ -139,6 +139,44 @@ static void test_msg_wire(void)
     tern_msg_unref(m); /* frees the four headers too (ASan) */
 }
 
+/*
+ * The first header built lives in room reserved in the message's own allocation, sized for
+ * the largest layout: build the largest first (5.0 with packet id, properties, a 3 MB payload
+ * so the remaining length takes 4 bytes), then the others; ASan checks the bounds.
+ */
+static void test_msg_wire_largest_first(void)
+{
+    uint8_t props[64];
+    struct tern_props_builder b;
+    tern_props_builder_init(&b, props, sizeof props);
+    tern_props_add_str(&b, TERN_PROP_CONTENT_TYPE, "application/octet-stream", 24);
+    struct tern_props p = tern_props_builder_result(&b);
+    size_t plen = 3u << 20;
+    uint8_t *payload = tern_calloc(1, plen);
+    CHECK(payload != NULL);
+    struct tern_msg *m =
+        tern_msg_new((const uint8_t *)"x/y/z", 5, payload, plen, p.ptr, p.len, 1, false, 0, NULL);
+    tern_free(payload);
+    CHECK(m != NULL);
+    for (int i = 3; i >= 0; i--) {
+        bool v5 = i >= 2, with_pid = i & 1;
+        const struct tern_wire *w = tern_msg_wire(m, v5, with_pid);
+        CHECK(w != NULL);
+        struct tern_publish pub;
+        memset(&pub, 0, sizeof pub);
+        pub.qos = with_pid ? 1 : 0;
+        pub.packet_id = with_pid ? 1 : 0;
+        pub.topic.ptr = (const uint8_t *)"x/y/z";
+        pub.topic.len = 5;
+        pub.props = v5 ? p : (struct tern_props){NULL, 0};
+        uint8_t want[128];
+        ssize_t n = tern_publish_encode_header(want, sizeof want, v5 ? 5 : 4, &pub, plen);
+        CHECK_EQ(n, (ssize_t)w->len);
+        CHECK_MEM(w->bytes, want, w->len);
+    }
+    tern_msg_unref(m);
+}
+
 static struct tern_qmsg *q(struct tern_msg *m, uint16_t pid)
 {
     struct tern_qmsg *e = tern_calloc(1, sizeof *e);
@@ -326,6 +364,7 @@ static const struct tern_test tests[] = {
     {"msg_expiry", test_msg_expiry},
     {"msg_filter_props", test_msg_filter_props},
     {"msg_wire", test_msg_wire},
+    {"msg_wire_largest_first", test_msg_wire_largest_first},
     {"qlist", test_qlist},
     {"packet_ids", test_packet_ids},
     {"packet_ids_window_wraps", test_packet_ids_window_wraps},
