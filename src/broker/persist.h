@@ -97,6 +97,17 @@ void tern__persist_smsg_updated_locked(struct tern_session *s, const struct tern
 void tern__persist_smsg_removed_locked(struct tern_session *s, const struct tern_qmsg *q);
 /* Inbound QoS 2 id remembered / released. */
 void tern__persist_qos2_locked(struct tern_session *s, uint16_t pid, bool add);
+/*
+ * Send the retained messages matching filter (a non-shared filter just subscribed by c, at
+ * granted qos, with subscription identifier sub_id or 0) from the store, streamed across loop
+ * turns at the pace of the session's queue. Returns false when persistence is off or filter
+ * starts with '$': the caller then serves them from the in-memory index as before.
+ */
+bool tern__persist_retained_stream(struct tern_conn *c, const uint8_t *filter, size_t len,
+                                   uint8_t qos, uint32_t sub_id);
+/* Retained messages sent from the store to new subscriptions since start. */
+uint64_t tern__persist_retained_streamed(void);
+
 /* Retained message set (m) or cleared (m NULL) on topic; '$' topics are not stored. */
 void tern__persist_retain(const uint8_t *topic, size_t len, struct tern_msg *m);
 

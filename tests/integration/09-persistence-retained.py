@@ -1,0 +1,163 @@
+# SPDX-License-Identifier: MIT
+"""Retained messages with persistence on (docs/internals/retain.md): the store holds them all,
+memory holds a bounded cache (`retained_cache_bytes`); a new subscription is served from the
+store, streamed at the pace of the subscriber's queue, every message exactly once; expired
+retained messages are swept on a timer without any subscriber; $SYS counts the store."""
+
+import os
+import re
+import signal
+import sqlite3
+import time
+
+from ternlib import (PINGRESP, PUBLISH, SUBACK, Broker, check, client, eq, props, publish,
+                     subscribe, versions, P_MESSAGE_EXPIRY)
+
+PERSIST = "persistence true\npersistence_file tern.db\nsys_interval 1\n"
+
+
+def publish_many(c, topics, payload_of, version, qos=0, **kw):
+    """Send retained publishes in large writes, then wait until the broker handled them all
+    (PINGRESP comes after every packet before it)."""
+    chunk = []
+    for i, t in enumerate(topics):
+        chunk.append(publish(t, payload_of(t), qos, True, mid=(i % 65535) + 1, version=version,
+                             **kw))
+        if len(chunk) == 2000:
+            c.send(b"".join(chunk))
+            chunk = []
+    c.send(b"".join(chunk) + b"\xc0\x00")
+    while True:
+        p = c.recv()
+        if p.type == PINGRESP:
+            return
+
+
+def receive_all(c, want, what, timeout=60):
+    """Collect PUBLISHes until `want` arrived (or nothing came for 3 s); topic -> [payloads]."""
+    got = {}
+    n = 0
+    deadline = time.monotonic() + timeout
+    while n < want and time.monotonic() < deadline:
+        p = c.recv(timeout=3)
+        check(p.type == PUBLISH, "%s: expected PUBLISH, got %r" % (what, p))
+        check(p.retain, "%s: RETAIN set" % what)
+        got.setdefault(p.topic, []).append(p.payload)
+        n += 1
+    return got, n
+
+
+def sys_retained_count(port, version):
+    """$SYS/broker/retained messages/count (the retained `$SYS/...` topics count too)."""
+    s = client(port, "sys-reader", version=version)
+    s.subscribe("$SYS/broker/retained messages/count")
+    p = s.expect(PUBLISH, timeout=5)
+    s.close()
+    return int(p.payload)
+
+
+def store_retained(b):
+    """Retained rows in the broker's store file, read beside the running broker (WAL mode
+    lets a reader in while the broker writes)."""
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(b.dir, "tern.db"), uri=True)
+    try:
+        return db.execute("SELECT count(*) FROM retained").fetchone()[0]
+    finally:
+        db.close()
+
+
+@versions(4, 5)
+def test_retained_over_restart_with_small_cache(version):
+    """500 retained messages of 100 bytes, a cache of 4 KiB (about 30 of them): all 500 come
+    back after a crash and a clean restart, exactly once each, by '#', by a prefix filter
+    and by exact topic; $SYS counts all of them, not the cached ones."""
+    topics = ["r/%d/v" % i for i in range(500)]
+    body = lambda t: (t.encode() * 20)[:100]
+    with Broker(PERSIST + "retained_cache_bytes 4096\n") as b:
+        p = client(b.port, "pub", version=version)
+        publish_many(p, topics, body, version)
+        p.publish("r/7/v", b"", retain=True, qos=1)  # cleared: must not come back
+        p.close()
+        for sig in (signal.SIGKILL, signal.SIGTERM):
+            b.restart(sig)
+            eq(store_retained(b), 499, "retained in the store (%s)" % sig.name)
+            cached = re.findall(r"(\d+) retained message\(s\) in the store, (\d+) of them cached",
+                                b.output())
+            check(cached, "restore logged")
+            stored, incache = map(int, cached[-1])
+            check(stored == 499 and incache < 60, "only a 4 KiB cache loaded: %r" % (cached[-1],))
+            n_sys = sys_retained_count(b.port, version)
+            check(499 <= n_sys < 599, "$SYS counts the store, not the cache: %d" % n_sys)
+            s = client(b.port, "sub-%s" % sig.name, version=version)
+            s.subscribe([("r/#", 1)])
+            got, n = receive_all(s, 499, "r/#")
+            eq(n, 499, "messages received (%s)" % sig.name)
+            eq(sorted(got), sorted(t.encode() for t in topics if t != "r/7/v"), "topics")
+            for t, pl in got.items():
+                eq(pl, [body(t.decode())], "payload of %s, once" % t)
+            s.expect_nothing(0.5)
+            s.subscribe([("r/42/v", 0), ("r/4/+", 0)], mid=2)
+            a = s.expect(PUBLISH)
+            c = s.expect(PUBLISH)
+            eq(sorted([a.topic, c.topic]), [b"r/4/v", b"r/42/v"], "exact and '+' filters")
+            s.close()
+        # Replacing a retained message that is no longer cached: the new one wins.
+        p = client(b.port, "pub2", version=version)
+        p.publish("r/1/v", b"new", retain=True, qos=1)
+        s = client(b.port, "sub-new", version=version)
+        s.subscribe([("r/1/v", 0)])
+        eq(s.expect(PUBLISH).payload, b"new", "replaced retained")
+        s.expect_nothing(0.3)
+
+
+def test_hash_over_50000_retained_small_cache():
+    """Subscribing to '#' over 50,000 retained topics with a 64 KiB cache and the default queue
+    limit (1000): every one arrives exactly once (the stream waits for the queue instead of
+    overflowing it), and the broker keeps serving other clients meanwhile."""
+    version = 5
+    n = 50000
+    topics = ["site/%d/dev/%d" % (i // 100, i % 100) for i in range(n)]
+    body = lambda t: t.encode()
+    with Broker(PERSIST + "retained_cache_bytes 65536\n") as b:
+        p = client(b.port, "pub", version=version)
+        publish_many(p, topics, body, version)
+        s = client(b.port, "sub", version=version)
+        s.send(subscribe(1, [("#", 0)], version))
+        eq(s.recv().type, SUBACK, "SUBACK first")
+        other = client(b.port, "other", version=version)  # served while the stream runs
+        other.send(b"\xc0\x00")
+        other.expect(PINGRESP, timeout=5)
+        got, cnt = receive_all(s, n, "#", timeout=120)
+        eq(cnt, n, "messages received")
+        eq(len(got), n, "distinct topics")
+        check(all(len(v) == 1 for v in got.values()), "each topic exactly once")
+        check(all(got[t.encode()] == [body(t)] for t in topics[::997]), "payloads")
+        s.expect_nothing(0.5)
+        log = b.output()
+        check("queue full" not in log, "no message dropped by the queue limit:\n" + log[-2000:])
+
+
+def test_expired_retained_swept_without_subscriber():
+    """Retained messages with a Message Expiry Interval leave the store on the housekeeping
+    timer even when nobody subscribes: $SYS's count (read from the store) drops, and a
+    restart does not bring them back."""
+    version = 5
+    with Broker(PERSIST + "retained_cache_bytes 64\n") as b:
+        p = client(b.port, "pub", version=version)
+        for i in range(3):
+            p.publish("x/%d" % i, b"short", qos=1, retain=True, mid=i + 1,
+                      properties=props((P_MESSAGE_EXPIRY, 1)))
+        p.publish("x/keep", b"long", qos=1, retain=True, mid=9)
+        eq(store_retained(b), 4, "before expiry")
+        deadline = time.monotonic() + 8
+        count = 4
+        while time.monotonic() < deadline and count != 1:
+            time.sleep(0.5)
+            count = store_retained(b)
+        eq(count, 1, "retained in the store after the sweep")
+        check("expired retained message(s) removed" in b.output(), "sweep logged")
+        b.restart(signal.SIGKILL)
+        s = client(b.port, "sub", version=version)
+        s.subscribe("x/#")
+        eq(s.expect(PUBLISH).topic, b"x/keep", "only the unexpired one")
+        s.expect_nothing(0.3)
