@@ -1149,7 +1149,7 @@ struct loadctx {
     uint64_t now_mono;
     struct idmap ids;
     struct tern_session *last; /* borrowed: the session of the last lookup */
-    size_t nsess, nsubs, nsmsg, nqos2, nret, nexpired;
+    size_t nsess, nsubs, nsmsg, nqos2, nret, nexpired, ndropped;
 };
 
 static int idmap_grow(struct idmap *im)
@@ -1305,6 +1305,25 @@ static int on_smsg(void *arg, const struct tern_store_smsg *sq, const struct ter
         s->next_seq = sq->seq;
     }
     if (sq->state == TERN_STORE_QUEUED || sq->packet_id == 0) {
+        const struct tern_config *cfg = lc->b->cfg;
+        if ((cfg->max_queued_messages && s->queue.count >= cfg->max_queued_messages) ||
+            (cfg->max_queued_bytes && s->queue.bytes + tern_msg_size(m) > cfg->max_queued_bytes)) {
+            /* The live queue's rule: the newest message that does not fit is dropped (and
+             * deleted from the store, or it would come back at every restart). */
+            tern__persist_smsg_removed_locked(s, q);
+            tern_qmsg_free(q);
+            s->dropped++;
+            atomic_fetch_add_explicit(&lc->b->stats.pub_dropped, 1, memory_order_relaxed);
+            lc->ndropped++;
+            if (s->dropped == 1) {
+                tern_log(TERN_LOG_WARNING,
+                         "persistence: client %s: restored queue over max_queued_messages %u / "
+                         "max_queued_bytes %llu: newest queued message(s) dropped",
+                         s->client_id, cfg->max_queued_messages,
+                         (unsigned long long)cfg->max_queued_bytes);
+            }
+            return 0;
+        }
         tern_qlist_push(&s->queue, q);
     } else {
         q->packet_id = sq->packet_id;
@@ -1412,10 +1431,11 @@ int tern__persist_load(struct tern_broker *b)
     (void)tern_loop_timer_after(P.house_loop, &P.house, HOUSE_MS, house_fire);
     tern_log(TERN_LOG_NOTICE,
              "persistence: restored %zu session(s), %zu subscription(s), %zu queued/in-flight "
-             "message(s), %zu QoS 2 id(s) from %s in %llu ms (%zu expired session(s) dropped); "
-             "%llu retained message(s) in the store, %zu of them cached",
+             "message(s), %zu QoS 2 id(s) from %s in %llu ms (%zu expired session(s) dropped, "
+             "%zu queued message(s) over the queue limits dropped); %llu retained message(s) in "
+             "the store, %zu of them cached",
              lc.nsess, lc.nsubs, lc.nsmsg, lc.nqos2, P.path,
-             (unsigned long long)(tern_time_mono_ms() - t0), lc.nexpired,
+             (unsigned long long)(tern_time_mono_ms() - t0), lc.nexpired, lc.ndropped,
              (unsigned long long)tern_store_retained_count(P.store), lc.nret);
     return TERN_OK;
 }
