@@ -333,6 +333,10 @@ static size_t metrics_text(struct tern_broker *b, char *buf, size_t cap)
     metric(&m, "tern_publish_sent_total", "counter", "PUBLISH packets sent.", ld(&st->pub_sent));
     metric(&m, "tern_publish_dropped_total", "counter",
            "Messages dropped (queue limits, memory limit, offline QoS 0).", ld(&st->pub_dropped));
+    metric(&m, "tern_memory_limit_refused_total", "counter",
+           "QoS 1/2 publishes refused because memory_limit was reached.", ld(&st->mem_refused));
+    metric(&m, "tern_memory_limit_dropped_total", "counter",
+           "QoS 0 publishes dropped because memory_limit was reached.", ld(&st->mem_dropped));
     metric(&m, "tern_bytes_received_total", "counter", "MQTT bytes received.",
            ld(&st->bytes_received));
     metric(&m, "tern_bytes_sent_total", "counter", "MQTT bytes sent.", ld(&st->bytes_sent));

@@ -784,6 +784,40 @@ bool tern__persist_refusing(uint8_t *reason)
     return true;
 }
 
+/* ---- memory budget ----------------------------------------------------------------------- */
+
+#define BUDGET_LOG_MS 10000u
+
+static _Atomic uint64_t budget_logged_ms;
+
+bool tern__persist_budget_exceeded(uint8_t qos, size_t bytes)
+{
+    struct tern_broker *b = P.b;
+    uint64_t limit = b != NULL ? b->cfg->memory_limit : 0;
+    size_t held = tern_msg_bytes_total();
+    if (limit == 0 || held + bytes <= limit) {
+        return false;
+    }
+    struct tern_stats *st = &b->stats;
+    if (qos > 0) {
+        atomic_fetch_add_explicit(&st->mem_refused, 1, memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&st->mem_dropped, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&st->pub_dropped, 1, memory_order_relaxed);
+    }
+    uint64_t now = tern_time_mono_ms();
+    uint64_t last = atomic_load_explicit(&budget_logged_ms, memory_order_relaxed);
+    if ((last == 0 || now - last >= BUDGET_LOG_MS) &&
+        atomic_compare_exchange_strong(&budget_logged_ms, &last, now)) {
+        tern_log(TERN_LOG_WARNING,
+                 "memory_limit %llu reached (%zu bytes of messages held): new QoS 1/2 publishes "
+                 "refused, QoS 0 dropped (%llu refused, %llu dropped so far)",
+                 (unsigned long long)limit, held, (unsigned long long)atomic_load(&st->mem_refused),
+                 (unsigned long long)atomic_load(&st->mem_dropped));
+    }
+    return true;
+}
+
 /* ---- retained messages streamed from the store ------------------------------------------ */
 
 /*
@@ -1101,7 +1135,14 @@ int tern__persist_open(struct tern_broker *b)
     }
     P.on = true;
     /* The store holds every retained message; the in-memory index becomes a bounded cache. */
-    tern_retain_set_limit(b->retain, (size_t)cfg->retained_cache_bytes);
+    uint64_t cache = cfg->retained_cache_bytes;
+    if (cfg->memory_limit > 0 && (cache == 0 || cache > cfg->memory_limit / 2)) {
+        cache = cfg->memory_limit / 2 > 0 ? cfg->memory_limit / 2 : 1;
+        tern_log(TERN_LOG_NOTICE,
+                 "persistence: retained cache limited to %llu bytes (half of memory_limit)",
+                 (unsigned long long)cache);
+    }
+    tern_retain_set_limit(b->retain, (size_t)cache);
     tern_retain_set_total_fn(b->retain, store_retained_count, NULL);
     tern_log(TERN_LOG_INFO, "persistence: store %s (sqlite, sync %s)", P.path,
              cfg->persistence_sync == TERN_SYNC_OFF    ? "off"

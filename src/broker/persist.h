@@ -64,6 +64,15 @@ void tern__persist_worker_stop(struct tern_worker *w);
 
 /* True while the store is failing: refuse new QoS 1/2 publishes. *reason gets the 5.0 code. */
 bool tern__persist_refusing(uint8_t *reason);
+/*
+ * Broker-wide memory budget (memory_limit): true when the messages held (queued, in flight,
+ * retained cache and in transit: tern_msg_bytes_total) plus `bytes` (the new message's topic,
+ * payload and properties) exceed it, so a new PUBLISH of qos must
+ * be refused (QoS 1/2: 0x97, or closing a 3.x connection) or dropped (QoS 0). Counts it in the
+ * broker's stats (mem_refused / mem_dropped) and logs at most once per 10 s. Works with
+ * persistence off too.
+ */
+bool tern__persist_budget_exceeded(uint8_t qos, size_t bytes);
 /* Number of changes this thread has recorded (compare before/after routing a publish). */
 uint64_t tern__persist_mark(void);
 /*
