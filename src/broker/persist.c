@@ -36,6 +36,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -124,6 +125,7 @@ static struct {
     struct tern_loop *house_loop;
     unsigned ticks;
 
+    uint64_t faults_logged;    /* store calls failed by the fault hook, as last logged */
     _Atomic bool ret_dirty;    /* a retained change was recorded and not yet taken by a flush */
     _Atomic uint64_t streamed; /* retained messages sent from the store to new subscriptions */
 } P = {
@@ -735,6 +737,12 @@ void tern__persist_flush_turn(struct tern_worker *w)
     }
     pthread_mutex_lock(&P.flush_mtx);
     flush_locked();
+    uint64_t faults = tern_store_failed_count();
+    if (faults != P.faults_logged) { /* only with TERN_STORE_FAIL_AFTER (tests) */
+        P.faults_logged = faults;
+        tern_log(TERN_LOG_WARNING, "persistence: fault injection: %llu store call(s) failed",
+                 (unsigned long long)faults);
+    }
     for (size_t i = 0; i < tl_nheld; i++) {
         uint8_t out = tl_lost ? TERN_RC_UNSPECIFIED_ERROR : gen_outcome(tl_held[i].gen);
         if (out != 0) {
@@ -1436,6 +1444,27 @@ static void restore_session(struct tern_session *s, void *arg)
     tern__session_arm_restored(&rp->b->workers[0], s);
 }
 
+/*
+ * Debug builds only: TERN_STORE_FAIL_AFTER=n makes the n-th store call after the restore fail
+ * (tern_store_fail_after), for tests/integration/09-persistence-faults.py.
+ */
+static void arm_fault_injection(void)
+{
+#ifndef NDEBUG
+    const char *v = getenv("TERN_STORE_FAIL_AFTER");
+    if (v != NULL && v[0] != '\0') {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (errno == 0 && end != NULL && *end == '\0' && n > 0) {
+            tern_log(TERN_LOG_WARNING, "persistence: fault injection: store call %llu will fail",
+                     n);
+            tern_store_fail_after(n);
+        }
+    }
+#endif
+}
+
 int tern__persist_load(struct tern_broker *b)
 {
     if (!P.on) {
@@ -1462,6 +1491,7 @@ int tern__persist_load(struct tern_broker *b)
                  tern_strerror(rc));
         return rc;
     }
+    arm_fault_injection();
     struct restore_pass rp = {b};
     tern_registry_lock();
     tern_registry_foreach_locked(restore_session, &rp);
