@@ -1400,12 +1400,17 @@ static int on_qos2(void *arg, const char *id, size_t len, uint16_t pid)
     return 0;
 }
 
-/* Returned by on_retained to end the load once the retained cache is full. */
+/* Returned by on_retained to end the load once the retained cache is full, or after WARM_MS
+ * of restore (the rest of the cache fills as retained messages are published). */
 #define LOAD_CACHE_FULL 1
+#define WARM_MS         300u
 
 static int on_retained(void *arg, const uint8_t *topic, size_t len, const struct tern_store_msg *m)
 {
     struct loadctx *lc = arg;
+    if (lc->nret % 1024 == 1023 && tern_time_mono_ms() - lc->now_mono > WARM_MS) {
+        return LOAD_CACHE_FULL; /* warm enough: restart time matters more */
+    }
     struct tern_msg *msg = load_msg(lc, m);
     if (msg == NULL) {
         return TERN_ENOMEM;

@@ -196,7 +196,7 @@ static void order_unlink(struct tern_retain *r, struct rnode *n)
     }
     n->older = n->newer = NULL;
     n->in_order = false;
-    r->order_bytes -= n->bytes;
+    r->order_bytes -= n->bytes + TERN_RETAIN_ENTRY_OVERHEAD;
 }
 
 static void order_append(struct tern_retain *r, struct rnode *n)
@@ -210,7 +210,7 @@ static void order_append(struct tern_retain *r, struct rnode *n)
     }
     r->newest = n;
     n->in_order = true;
-    r->order_bytes += n->bytes;
+    r->order_bytes += n->bytes + TERN_RETAIN_ENTRY_OVERHEAD;
 }
 
 /* True when n is a first-level descendant of a '$' level (walks up to the root). */

@@ -19,8 +19,9 @@
  *
  * Bounded cache: with persistence on, the store holds every retained message and this index is
  * a cache in front of it (tern_retain_set_limit). Each set appends the topic to an eviction
- * order; while the messages in that order hold more than the limit, the oldest set is dropped
- * from memory (counted in tern_retain_evicted). '$' topics (never stored) are never evicted.
+ * order; while the messages in that order cost more than the limit (their bytes plus an
+ * estimate of the memory around each: header, node, map slot), the oldest set is dropped from
+ * memory (counted in tern_retain_evicted). '$' topics (never stored) are never evicted.
  * The cache is always at least as new as the store: every set and clear goes through it.
  */
 #ifndef TERN_BROKER_RETAIN_H
@@ -32,6 +33,14 @@
 
 /* Deepest topic the index stores (levels); deeper topics get TERN_EOVERFLOW. */
 #define TERN_RETAIN_MAX_LEVELS 1024
+
+/*
+ * What one cached message costs beyond its `bytes` (topic, payload, properties) under a limit:
+ * the message header and its serialized PUBLISH headers, the tree node, its slot in the
+ * parent's level map and allocator overhead. Measured with 100-byte payloads
+ * (docs/benchmarks.md, Persistence), so that retained_cache_bytes bounds memory, not payloads.
+ */
+#define TERN_RETAIN_ENTRY_OVERHEAD 448u
 
 struct tern_retain;
 
