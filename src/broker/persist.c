@@ -855,6 +855,7 @@ struct rpage {
     struct tern_msg *v[STREAM_BATCH];
     size_t n;
     int64_t now_real;
+    size_t bytes, bytes_room; /* bytes_room 0 = no byte limit */
 };
 
 static _Thread_local struct rstream *tl_streams;
@@ -875,7 +876,8 @@ static int page_row(void *arg, const uint8_t *topic, size_t len, const struct te
         return TERN_ENOMEM;
     }
     pg->v[pg->n++] = m;
-    return 0;
+    pg->bytes += tern_msg_size(m);
+    return pg->bytes_room > 0 && pg->bytes >= pg->bytes_room ? 1 : 0; /* 1: page full */
 }
 
 static void stream_free(struct rstream *st)
@@ -891,22 +893,28 @@ static bool stream_step(struct rstream *st, bool *busy)
     struct tern_session *s = st->s;
     uint32_t qmax =
         P.b->cfg->max_queued_messages ? P.b->cfg->max_queued_messages : STREAM_QUEUE_DEF;
+    uint64_t bmax = P.b->cfg->max_queued_bytes;
     pthread_mutex_lock(&s->mtx);
     bool online = s->conn != NULL;
     size_t queued = s->queue.count;
+    size_t qbytes = s->queue.bytes;
     pthread_mutex_unlock(&s->mtx);
+    bool bytes_full = bmax > 0 && qbytes >= bmax / 2;
     if (!online) {
         tern_log(TERN_LOG_DEBUG, "client %s went offline: retained stream stopped after %llu",
                  s->client_id, (unsigned long long)st->sent);
         return true;
     }
-    size_t room = queued < qmax / 2 ? qmax / 2 - queued : 0;
+    size_t half = qmax > 1 ? qmax / 2 : 1;
+    size_t room = queued < half && !bytes_full ? half - queued : 0;
     if (room == 0) {
         return false; /* the pump drains the queue first */
     }
     struct rpage pg;
     pg.n = 0;
     pg.now_real = tern_time_real_ms();
+    pg.bytes = 0;
+    pg.bytes_room = bmax > 0 ? (size_t)(bmax / 2 - qbytes) : 0;
     ssize_t n = tern_store_retained_iter_next(st->it, room < STREAM_BATCH ? room : STREAM_BATCH,
                                               page_row, &pg);
     for (size_t i = 0; i < pg.n; i++) {

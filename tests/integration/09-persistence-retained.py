@@ -161,3 +161,30 @@ def test_expired_retained_swept_without_subscriber():
         s.subscribe("x/#")
         eq(s.expect(PUBLISH).topic, b"x/keep", "only the unexpired one")
         s.expect_nothing(0.3)
+
+
+def test_stream_paced_by_max_queued_bytes():
+    """2,000 retained messages of 1,000 bytes and max_queued_bytes 20000 (20 messages): a '#'
+    subscriber still gets every one exactly once, nothing dropped by the byte limit."""
+    version = 4
+    n = 2000
+    topics = ["big/%d" % i for i in range(n)]
+    body = lambda t: (t.encode() + b".") * (1000 // (len(t) + 1)) + b"!" * (1000 % (len(t) + 1))
+    with Broker(PERSIST + "retained_cache_bytes 100000\nmax_queued_bytes 20000\n") as b:
+        p = client(b.port, "pub", version=version)
+        publish_many(p, topics, body, version)
+        s = client(b.port, "sub", version=version)
+        s.subscribe([("#", 1)])
+        got = {}
+        cnt = 0
+        while cnt < n:
+            m = s.recv(timeout=10)
+            check(m.type == PUBLISH, "expected PUBLISH, got %r" % m)
+            got.setdefault(m.topic, []).append(m.payload)
+            cnt += 1
+            if m.qos == 1:
+                s.send(bytes([0x40, 2, m.mid >> 8, m.mid & 0xFF]))
+        eq(len(got), n, "distinct topics")
+        check(all(got[t.encode()] == [body(t)] for t in topics), "payloads, once each")
+        s.expect_nothing(0.5)
+        check("queue full" not in b.output(), "nothing dropped by max_queued_bytes")
