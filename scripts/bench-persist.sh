@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Persistence benchmark (`make soak` runs it; not part of `make test`). Figures go to
+# Persistence benchmark (`make bench-persist`; not part of `make test`). Figures go to
 # docs/benchmarks.md ("Persistence"). Release build.
 #
 # 1. Restart: ternd with persistence (SQLite WAL, sync normal) is filled with RETAINED retained
