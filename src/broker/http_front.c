@@ -27,6 +27,7 @@
 #include "broker/http_front.h"
 
 #include "broker/conn.h"
+#include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/session.h"
 #include "broker/subtree.h"
@@ -344,6 +345,15 @@ static size_t metrics_text(struct tern_broker *b, char *buf, size_t cap)
            (unsigned long long)tern_retain_count(b->retain));
     metric(&m, "tern_retained_bytes", "gauge", "Bytes of retained messages held.",
            (unsigned long long)tern_retain_bytes(b->retain));
+    metric(&m, "tern_retained_cached", "gauge",
+           "Retained messages in memory (with persistence: the cache in front of the store).",
+           (unsigned long long)tern_retain_cached(b->retain));
+    metric(&m, "tern_retained_evicted_total", "counter",
+           "Retained messages dropped from the memory cache (still in the store).",
+           (unsigned long long)tern_retain_evicted(b->retain));
+    metric(&m, "tern_retained_streamed_total", "counter",
+           "Retained messages sent from the store to new subscriptions.",
+           (unsigned long long)tern__persist_retained_streamed());
     metric(&m, "tern_subscriptions", "gauge", "Subscriptions in the index.",
            (unsigned long long)tern_subtree_count(b->subs));
     metric(&m, "tern_uptime_seconds", "gauge", "Seconds since the broker started.",

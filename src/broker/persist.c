@@ -873,6 +873,9 @@ static int page_row(void *arg, const uint8_t *topic, size_t len, const struct te
                          sm->qos, true, remaining_expiry_s(sm->expiry_ms, pg->now_real), NULL);
     }
     if (m == NULL) {
+        /* The iterator counts this row as passed: it is lost for this subscriber. */
+        tern_log(TERN_LOG_WARNING, "out of memory: retained message on %.*s not sent", (int)len,
+                 (const char *)topic);
         return TERN_ENOMEM;
     }
     pg->v[pg->n++] = m;

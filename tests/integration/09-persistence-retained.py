@@ -7,11 +7,12 @@ retained messages are swept on a timer without any subscriber; $SYS counts the s
 import os
 import re
 import signal
+import socket
 import sqlite3
 import time
 
-from ternlib import (PINGRESP, PUBLISH, SUBACK, Broker, check, client, eq, props, publish,
-                     subscribe, versions, P_MESSAGE_EXPIRY)
+from ternlib import (PINGRESP, PUBLISH, SUBACK, Broker, check, client, eq, free_port, props,
+                     publish, subscribe, versions, P_MESSAGE_EXPIRY)
 
 PERSIST = "persistence true\npersistence_file tern.db\nsys_interval 1\n"
 
@@ -45,6 +46,25 @@ def receive_all(c, want, what, timeout=60):
         got.setdefault(p.topic, []).append(p.payload)
         n += 1
     return got, n
+
+
+def metrics(port):
+    """/metrics of the broker's websockets listener as {name: value}."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    c.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        data += d
+    c.close()
+    vals = {}
+    for ln in data.split(b"\r\n\r\n", 1)[1].decode().splitlines():
+        if ln and not ln.startswith("#"):
+            k, v = ln.split(" ")
+            vals[k] = int(v)
+    return vals
 
 
 def sys_retained_count(port, version):
@@ -118,7 +138,9 @@ def test_hash_over_50000_retained_small_cache():
     n = 50000
     topics = ["site/%d/dev/%d" % (i // 100, i % 100) for i in range(n)]
     body = lambda t: t.encode()
-    with Broker(PERSIST + "retained_cache_bytes 65536\n") as b:
+    wsport = free_port()
+    with Broker(PERSIST + "retained_cache_bytes 65536\nlistener %d 127.0.0.1\n"
+                "protocol websockets\n" % wsport) as b:
         p = client(b.port, "pub", version=version)
         publish_many(p, topics, body, version)
         s = client(b.port, "sub", version=version)
@@ -135,6 +157,11 @@ def test_hash_over_50000_retained_small_cache():
         s.expect_nothing(0.5)
         log = b.output()
         check("queue full" not in log, "no message dropped by the queue limit:\n" + log[-2000:])
+        m = metrics(wsport)
+        eq(m["tern_retained_streamed_total"], n, "tern_retained_streamed_total")
+        check(m["tern_retained_cached"] < 1000, "cache bounded: %d" % m["tern_retained_cached"])
+        check(m["tern_retained_evicted_total"] >= n - 1000, "evicted counted")
+        check(m["tern_retained_messages"] >= n, "tern_retained_messages counts the store")
 
 
 def test_expired_retained_swept_without_subscriber():
