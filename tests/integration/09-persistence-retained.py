@@ -11,8 +11,8 @@ import socket
 import sqlite3
 import time
 
-from ternlib import (PINGRESP, PUBLISH, SUBACK, Broker, check, client, eq, free_port, props,
-                     publish, subscribe, versions, P_MESSAGE_EXPIRY)
+from ternlib import (PINGRESP, PUBLISH, SUBACK, Broker, check, client, eq, free_port, prop,
+                     props, publish, subscribe, versions, P_MESSAGE_EXPIRY)
 
 PERSIST = "persistence true\npersistence_file tern.db\nsys_interval 1\n"
 
@@ -215,3 +215,39 @@ def test_stream_paced_by_max_queued_bytes():
         check(all(got[t.encode()] == [body(t)] for t in topics), "payloads, once each")
         s.expect_nothing(0.5)
         check("queue full" not in b.output(), "nothing dropped by max_queued_bytes")
+
+
+def test_retain_handling_and_sys_with_store():
+    """With persistence on and a cache too small for anything, MQTT 5 Retain Handling (0: send,
+    1: only for a new subscription, 2: never), Retain As Published, subscription identifiers,
+    min(QoS) and the '$' rule behave as without persistence; '$SYS' retained topics come from
+    memory."""
+    version = 5
+    with Broker(PERSIST + "retained_cache_bytes 1\n") as b:
+        p = client(b.port, "pub", version=version)
+        p.publish("h/a", b"A", qos=1, retain=True)
+        p.publish("h/b", b"B", qos=0, retain=True)
+        p.send(b"\xc0\x00")
+        p.expect(PINGRESP)  # the QoS 0 publish was handled
+        s = client(b.port, "sub", version=version)
+        s.subscribe([("h/#", 0x12)], mid=1, properties=props((0x0B, 7)))  # QoS 2, RH 1, id 7
+        msgs = [s.expect(PUBLISH), s.expect(PUBLISH)]
+        got = sorted((m.topic, m.qos, m.retain, prop(m.props, 0x0B)) for m in msgs)
+        eq(got, [(b"h/a", 1, True, 7), (b"h/b", 0, True, 7)], "RH 1, new subscription")
+        s.subscribe([("h/#", 0x12)], mid=2)
+        s.expect_nothing(0.3)  # RH 1, existing subscription: nothing
+        s.subscribe([("h/a", 0x21)], mid=3)  # RH 2: never
+        s.expect_nothing(0.3)
+        s.subscribe([("h/b", 0x01)], mid=4)  # RH 0: always
+        eq(s.expect(PUBLISH).topic, b"h/b", "RH 0")
+        s.subscribe([("#", 0)], mid=5)
+        seen = set()
+        while True:
+            try:
+                m = s.recv(timeout=0.5)
+            except OSError:
+                break
+            seen.add(m.topic)
+        eq(seen, {b"h/a", b"h/b"}, "'#' does not match $SYS")
+        s.subscribe([("$SYS/broker/uptime", 0)], mid=6)
+        eq(s.expect(PUBLISH, timeout=3).topic, b"$SYS/broker/uptime", "$SYS retained")
