@@ -13,6 +13,9 @@
  *     client may send CONNECT right behind its request) and given to tern__conn_accept, so MQTT
  *     runs over it exactly as over TCP;
  *   - GET /healthz: 200 "ok"; GET /metrics: Prometheus text built from the $SYS counters;
+ *   - GET / and /assets/...: the explorer's files, built into the binary (http_static.c),
+ *     sent straight from static storage;
+ *   - HEAD of any of these: the same head without the body;
  *   - other paths: 404; other methods: 405; a head over the limit: 431; a malformed one: 400.
  * Answers other than 101 carry Connection: close; the sending side is shut down and the
  * connection lingers (input read and discarded) for at most LINGER_MS so the peer sees the
@@ -27,6 +30,7 @@
 #include "broker/http_front.h"
 
 #include "broker/conn.h"
+#include "broker/http_static.h"
 #include "broker/retain.h"
 #include "broker/session.h"
 #include "broker/subtree.h"
@@ -61,13 +65,16 @@ struct hf {
     struct tern_stream *st;
     int fd;
     uint8_t state;
-    bool upgrade; /* after the answer: become an MQTT connection instead of closing */
+    bool upgrade;   /* after the answer: become an MQTT connection instead of closing */
+    bool head_only; /* a HEAD request: answers carry no body */
     struct tern_timer timer;
     char *in; /* request head (and bytes behind it) */
     size_t in_len, in_cap;
     size_t head_len; /* size of the parsed head */
-    char *out;       /* the answer */
+    char *out;       /* the answer's head (or all of it) */
     size_t out_len, out_off;
+    const unsigned char *body; /* static storage, sent after out (embedded files); or NULL */
+    size_t body_len, body_off;
     char peer[TERN_STREAM_PEERSTRLEN];
     char client[TERN_STREAM_PEERSTRLEN]; /* from X-Forwarded-For via a trusted proxy, or "" */
     struct hf *prev, *next;
@@ -113,6 +120,12 @@ static void hf_interest(struct hf *h)
     }
 }
 
+static uint64_t connect_timeout_ms(const struct hf *h)
+{
+    const struct tern_config *cfg = h->w->broker->cfg;
+    return (uint64_t)(cfg->connect_timeout ? cfg->connect_timeout : 10) * 1000u;
+}
+
 void tern__ws_accept(struct tern_worker *w, struct tern_stream *stream, struct tern_listener *l)
 {
     const struct tern_config *cfg = w->broker->cfg;
@@ -147,8 +160,7 @@ void tern__ws_accept(struct tern_worker *w, struct tern_stream *stream, struct t
         hf_list->prev = h;
     }
     hf_list = h;
-    uint64_t ct = cfg->connect_timeout ? cfg->connect_timeout : 10;
-    (void)tern_loop_timer_after(w->loop, &h->timer, ct * 1000u, hf_on_timer);
+    (void)tern_loop_timer_after(w->loop, &h->timer, connect_timeout_ms(h), hf_on_timer);
     tern_log(TERN_LOG_DEBUG, "new websockets listener connection from %s on worker %u", h->peer,
              w->id);
     hf_interest(h); /* a TLS stream may want to write its handshake first */
@@ -259,10 +271,32 @@ static void hf_respond(struct hf *h, int status, const char *ctype, const char *
         return;
     }
     memcpy(out, head, (size_t)n);
-    if (blen) {
+    if (blen && !h->head_only) {
         memcpy(out + n, body, blen);
     }
-    hf_send(h, out, (size_t)n + blen, false);
+    hf_send(h, out, (size_t)n + (h->head_only ? 0 : blen), false);
+}
+
+/* An embedded explorer file: the head is copied, the body is sent from static storage. */
+static void hf_static(struct hf *h, const struct tern_static_file *f,
+                      const struct tern_http_request *req)
+{
+    struct tern_static_answer a;
+    if (tern__static_answer(f, req, h->head_only, &a) != TERN_OK) {
+        hf_reject(h, 500);
+        return;
+    }
+    char *out = tern_malloc(a.head_len);
+    if (out == NULL) {
+        hf_free(h);
+        return;
+    }
+    memcpy(out, a.head, a.head_len);
+    tern_log(TERN_LOG_DEBUG, "http %s: %d %s", h->peer, a.status, f->path);
+    h->body = a.body;
+    h->body_len = a.body_len;
+    h->body_off = 0;
+    hf_send(h, out, a.head_len, false);
 }
 
 /* ---- /metrics ----------------------------------------------------------------------------- */
@@ -506,14 +540,15 @@ static void hf_upgrade_check(struct hf *h, const struct tern_http_request *req)
 static void hf_request(struct hf *h, const struct tern_http_request *req)
 {
     bool get = req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0;
+    h->head_only = req->method.len == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
     if (path_is(req->target, "/mqtt") ||
         (path_is(req->target, "/") &&
          tern_http_find(req->headers, req->nheaders, "Upgrade", NULL))) {
         hf_upgrade_check(h, req); /* answers 405 for another method */
         return;
     }
-    if (!get) {
-        hf_respond(h, 405, "text/plain; charset=utf-8", "method not allowed\n", 19, "GET");
+    if (!get && !h->head_only) {
+        hf_respond(h, 405, "text/plain; charset=utf-8", "method not allowed\n", 19, "GET, HEAD");
         return;
     }
     if (path_is(req->target, "/healthz")) {
@@ -530,6 +565,11 @@ static void hf_request(struct hf *h, const struct tern_http_request *req)
         }
         hf_respond(h, 200, "text/plain; version=0.0.4; charset=utf-8", body, n, NULL);
         tern_free(body);
+        return;
+    }
+    const struct tern_static_file *f = tern__static_find(req->target);
+    if (f != NULL) {
+        hf_static(h, f, req);
         return;
     }
     hf_respond(h, 404, "text/plain; charset=utf-8", "not found\n", 10, NULL);
@@ -637,6 +677,21 @@ static void hf_write(struct hf *h)
             return;
         }
         h->out_off += (size_t)n;
+    }
+    while (h->body_off < h->body_len) {
+        ssize_t n = tern_stream_write(h->st, h->body + h->body_off, h->body_len - h->body_off);
+        if (n == TERN_EAGAIN) {
+            hf_interest(h);
+            return;
+        }
+        if (n < 0) {
+            hf_free(h);
+            return;
+        }
+        h->body_off += (size_t)n;
+        /* A slow reader gets connect_timeout per bit of progress, not for the whole file. */
+        tern_loop_timer_stop(h->w->loop, &h->timer);
+        (void)tern_loop_timer_after(h->w->loop, &h->timer, connect_timeout_ms(h), hf_on_timer);
     }
     int rc = tern_stream_flush(h->st);
     if (rc == TERN_EAGAIN) {

@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: MIT
+// The topic tree model: one node per topic level, built from the messages the explorer
+// receives. Adding a message costs O(topic depth) and touches no DOM; the view reads the model
+// once per animation frame. Each node keeps a bounded history (HISTORY_MAX messages, oldest
+// dropped first) and a bounded numeric series (SERIES_MAX points), so memory per topic has a
+// ceiling however long the page runs.
+
+export const HISTORY_MAX = 200;
+export const SERIES_MAX = 600;
+const RATE_WINDOW_MS = 1000;
+
+import { numericValue } from './format.js';
+
+export class TopicNode {
+  constructor(name, path, parent) {
+    this.name = name;
+    this.path = path; // full topic; '' for the root
+    this.parent = parent;
+    this.children = new Map();
+    this.sorted = null; // children sorted by name, rebuilt when a child is added
+    this.count = 0; // messages on this exact topic
+    this.total = 0; // messages on this topic and every topic below it
+    this.topics = 0; // topics (with at least one message) below and including this one
+    this.last = null; // last message on this exact topic
+    this.lastTime = 0; // last message here or below (ms)
+    this.retained = false; // the broker holds a retained message for this topic
+    this.history = [];
+    this.series = []; // [{t, v}] of numeric payloads
+    this.winStart = 0;
+    this.winCount = 0;
+    this.rate = 0; // messages/s on this exact topic over the last full window
+  }
+
+  childList() {
+    if (this.sorted === null) {
+      this.sorted = [...this.children.values()].sort((a, b) =>
+        a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    }
+    return this.sorted;
+  }
+
+  /** Messages/s on this topic, decayed to 0 when nothing arrived for a while. */
+  currentRate(now) {
+    if (now - this.winStart > 2 * RATE_WINDOW_MS) {
+      return 0;
+    }
+    return this.rate;
+  }
+
+  /** Every node with a retained message in this subtree (including this one). */
+  retainedBelow() {
+    const out = [];
+    const stack = [this];
+    while (stack.length) {
+      const n = stack.pop();
+      if (n.retained && n.path !== '') {
+        out.push(n);
+      }
+      for (const c of n.children.values()) {
+        stack.push(c);
+      }
+    }
+    return out;
+  }
+}
+
+export class TopicTree {
+  constructor() {
+    this.root = new TopicNode('', '', null);
+    this.nodes = new Map(); // topic -> node, for O(1) lookup
+    this.version = 0; // bumped when the tree's shape changes (a node added)
+    this.messages = 0;
+  }
+
+  get(topic) {
+    return this.nodes.get(topic);
+  }
+
+  /**
+   * Account one message: { topic, payload (Uint8Array), qos, retain, time, properties }.
+   * Returns the node of its topic.
+   */
+  add(msg) {
+    let node = this.nodes.get(msg.topic);
+    if (node === undefined) {
+      node = this.create(msg.topic);
+    }
+    if (node.count === 0) {
+      for (let n = node; n !== null; n = n.parent) {
+        n.topics++;
+      }
+    }
+    node.count++;
+    node.last = msg;
+    // With retain-as-published the flag tells whether the broker keeps this message; an empty
+    // retained payload is the broker deleting it.
+    if (msg.retain) {
+      node.retained = msg.payload.length > 0;
+    } else if (msg.payload.length === 0 && msg.clearsRetained) {
+      node.retained = false;
+    }
+    node.history.push(msg);
+    if (node.history.length > HISTORY_MAX) {
+      node.history.splice(0, node.history.length - HISTORY_MAX);
+    }
+    const v = numericValue(msg.payload);
+    if (v !== null) {
+      node.series.push({ t: msg.time, v });
+      if (node.series.length > SERIES_MAX) {
+        node.series.splice(0, node.series.length - SERIES_MAX);
+      }
+    }
+    if (msg.time - node.winStart >= RATE_WINDOW_MS) {
+      const span = msg.time - node.winStart;
+      node.rate = span < 2 * RATE_WINDOW_MS ? (node.winCount * 1000) / span : 0;
+      node.winStart = msg.time;
+      node.winCount = 0;
+    }
+    node.winCount++;
+    for (let n = node; n !== null; n = n.parent) {
+      n.total++;
+      n.lastTime = msg.time;
+    }
+    this.messages++;
+    return node;
+  }
+
+  create(topic) {
+    const levels = topic.split('/');
+    let node = this.root;
+    let path = '';
+    for (let i = 0; i < levels.length; i++) {
+      path = i === 0 ? levels[0] : path + '/' + levels[i];
+      let child = node.children.get(levels[i]);
+      if (child === undefined) {
+        child = new TopicNode(levels[i], path, node);
+        node.children.set(levels[i], child);
+        node.sorted = null;
+        this.nodes.set(path, child);
+        this.version++;
+      }
+      node = child;
+    }
+    return node;
+  }
+
+  clear() {
+    this.root = new TopicNode('', '', null);
+    this.nodes = new Map();
+    this.messages = 0;
+    this.version++;
+  }
+}
+
+/**
+ * The rows to show: a depth-first walk into expanded nodes. With a filter (lower-case
+ * substring), only topics whose path contains it and their ancestors are shown, all expanded.
+ * Returns [{node, depth}].
+ */
+export function visibleRows(tree, expanded, filter) {
+  const rows = [];
+  if (filter) {
+    const keep = new Set();
+    for (const [path, node] of tree.nodes) {
+      if (path.toLowerCase().includes(filter)) {
+        for (let n = node; n !== null && !keep.has(n); n = n.parent) {
+          keep.add(n);
+        }
+      }
+    }
+    const walk = (node, depth) => {
+      for (const c of node.childList()) {
+        if (keep.has(c)) {
+          rows.push({ node: c, depth });
+          walk(c, depth + 1);
+        }
+      }
+    };
+    walk(tree.root, 0);
+    return rows;
+  }
+  const walk = (node, depth) => {
+    for (const c of node.childList()) {
+      rows.push({ node: c, depth });
+      if (c.children.size > 0 && expanded.has(c.path)) {
+        walk(c, depth + 1);
+      }
+    }
+  };
+  walk(tree.root, 0);
+  return rows;
+}
