@@ -88,6 +88,16 @@ def test_static_files():
         check(not r_ok, "the plain MQTT listener serves no files")
 
 
+def test_web_unit():
+    """The explorer's pure modules (hex dump, diff, export, topic tree) under node --test."""
+    node = shutil.which("node")
+    check(node is not None, "node is installed (scripts/deps.sh)")
+    p = subprocess.run([node, "--test", os.path.join("test", "unit.test.mjs")],
+                       cwd=os.path.join(ROOT, "web"), capture_output=True, text=True, timeout=50)
+    check(p.returncode == 0 and "# fail 0" in p.stdout, "web unit tests:\n" + p.stdout[-4000:]
+          + p.stderr[-2000:])
+
+
 def test_explorer_in_chromium():
     chromium = shutil.which("chromium")
     if chromium is None:

@@ -12,6 +12,7 @@ import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import mqtt from 'mqtt';
 import { chromium } from 'playwright-core';
 
 const URL_ = process.env.EXPLORER_URL;
@@ -292,6 +293,56 @@ async function main() {
   await page.waitForTimeout(2200); // a few $SYS updates (sys_interval 1) for the charts
   await page.fill('#filter', '');
   await shot(page, '06-broker');
+
+  // ---- load: LOAD_N messages on 1,000 topics at about LOAD_RATE msg/s from MQTT.js (TCP);
+  // the page must account every one and keep drawing frames meanwhile.
+  const LOAD_N = 30000;
+  const LOAD_RATE = 10000;
+  await page.fill('#filter', '');
+  await page.click('#collapse-all');
+  await page.evaluate(() => {
+    const s = (window.ternLoad = { frames: 0, maxGap: 0, last: performance.now(), run: true });
+    const tick = (t) => {
+      s.frames++;
+      s.maxGap = Math.max(s.maxGap, t - s.last);
+      s.last = t;
+      if (s.run) {
+        requestAnimationFrame(tick);
+      }
+    };
+    requestAnimationFrame(tick);
+  });
+  const loader = mqtt.connect(`mqtt://127.0.0.1:${PORT}`, { username: USER, password: PASS, clientId: 'explorer-load' });
+  await new Promise((resolve, reject) => { loader.once('connect', resolve); loader.once('error', reject); });
+  const t0 = Date.now();
+  for (let i = 0; i < LOAD_N; i += 100) {
+    for (let k = i; k < i + 100; k++) {
+      loader.publish(`load/${k % 10}/dev/${k % 1000}`, `{"seq":${k},"v":${(k * 7) % 113}}`);
+    }
+    const ahead = (i + 100) * (1000 / LOAD_RATE) - (Date.now() - t0);
+    if (ahead > 0) {
+      await new Promise((r) => setTimeout(r, ahead));
+    }
+  }
+  const sendMs = Date.now() - t0;
+  await page.waitForFunction((n) => {
+    const l = window.ternExplorer.state.tree.get('load');
+    return l && l.total >= n;
+  }, LOAD_N, { timeout: 20000 }).catch(() => {});
+  const doneMs = Date.now() - t0;
+  const stats = await page.evaluate(() => {
+    window.ternLoad.run = false;
+    const l = window.ternExplorer.state.tree.get('load');
+    return { frames: window.ternLoad.frames, maxGap: Math.round(window.ternLoad.maxGap), total: l ? l.total : 0, topics: l ? l.topics : 0 };
+  });
+  loader.end();
+  console.log(`load: ${LOAD_N} messages sent in ${sendMs} ms (${Math.round((LOAD_N * 1000) / sendMs)} msg/s), ` +
+    `all shown after ${doneMs} ms; page drew ${stats.frames} frames (${Math.round((stats.frames * 1000) / doneMs)}/s), longest gap ${stats.maxGap} ms`);
+  check(stats.total === LOAD_N && stats.topics === 1000, 'load: every message counted in the tree',
+    JSON.stringify(stats));
+  check(stats.frames >= doneMs / 1000, 'load: the page kept drawing frames (at least one a second)', JSON.stringify(stats));
+  await page.click('#expand-all');
+  await shot(page, '07-load');
 
   check(pageErrors.length === 0, 'no uncaught errors in the page', pageErrors.join('\n'));
   await browser.close();
