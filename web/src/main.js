@@ -189,7 +189,8 @@ function onMessage(topic, payload, packet) {
     retain: packet.retain,
     time: Date.now(),
     properties: plainProperties(packet.properties),
-    clearsRetained: false,
+    // MQTT 3.1.1 has no retain-as-published: an empty payload is taken as a delete.
+    clearsRetained: state.client !== null && state.client.options.protocolVersion !== 5,
   });
   queueFrame();
 }
