@@ -12,7 +12,9 @@
  *     stream is wrapped in a server ws_stream (bytes read past the head are handed over: a
  *     client may send CONNECT right behind its request) and given to tern__conn_accept, so MQTT
  *     runs over it exactly as over TCP;
- *   - GET /healthz: 200 "ok"; GET /metrics: Prometheus text built from the $SYS counters;
+ *   - GET /healthz: 200 "ok"; GET /metrics: Prometheus text built from the $SYS counters,
+ *     plus per-QoS and per-drop-reason counters, queue gauges (summed over sessions under the
+ *     registry lock), memory and each worker's loop lag;
  *   - GET / and /assets/...: the explorer's files, built into the binary (http_static.c),
  *     sent straight from static storage;
  *   - HEAD of any of these: the same head without the body;
@@ -31,6 +33,7 @@
 
 #include "broker/conn.h"
 #include "broker/http_static.h"
+#include "broker/message.h"
 #include "broker/retain.h"
 #include "broker/session.h"
 #include "broker/subtree.h"
@@ -42,16 +45,18 @@
 #include "transport/ws.h"
 #include "transport/ws_stream.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define HEAD_DEFAULT     8192u /* request head limit without websockets_headers_size */
 #define MAX_HEADERS      64
 #define READS_PER_EVENT  4
 #define LINGER_MS        1000u
 #define LINGER_CHUNK     4096u
-#define METRICS_BUF_SIZE 8192u
+#define METRICS_BUF_SIZE 32768u
 
 enum hf_state {
     HF_READ,   /* waiting for a complete request head */
@@ -67,6 +72,7 @@ struct hf {
     uint8_t state;
     bool upgrade;   /* after the answer: become an MQTT connection instead of closing */
     bool head_only; /* a HEAD request: answers carry no body */
+    bool counted;   /* counted in the listener's nconns (max_connections) and http_phase */
     struct tern_timer timer;
     char *in; /* request head (and bytes behind it) */
     size_t in_len, in_cap;
@@ -83,12 +89,19 @@ struct hf {
 /* Connections in their HTTP phase on this thread (each worker has its own). */
 static _Thread_local struct hf *hf_list;
 
+/* Accepted connections in their HTTP phase, all workers (/metrics). */
+static _Atomic long http_phase;
+
 static void hf_on_io(struct tern_loop *loop, int fd, unsigned events, void *ud);
 static void hf_on_timer(struct tern_loop *loop, struct tern_timer *t);
 static void hf_linger(struct hf *h);
 
 static void hf_free(struct hf *h)
 {
+    if (h->counted) {
+        atomic_fetch_sub(&h->l->nconns, 1);
+        atomic_fetch_sub(&http_phase, 1);
+    }
     if (h->st) {
         (void)tern_loop_del_fd(h->w->loop, h->fd);
         tern_stream_close(h->st);
@@ -129,6 +142,15 @@ static uint64_t connect_timeout_ms(const struct hf *h)
 void tern__ws_accept(struct tern_worker *w, struct tern_stream *stream, struct tern_listener *l)
 {
     const struct tern_config *cfg = w->broker->cfg;
+    /* An HTTP request holds a socket and a buffer like an MQTT connection does, so it counts
+     * against max_connections from accept on (and is handed over to the MQTT count at 101). */
+    long limit = l->cfg->max_connections;
+    if (limit >= 0 && atomic_load(&l->nconns) >= limit) {
+        tern_log(TERN_LOG_NOTICE, "connection from %s refused: max_connections (%ld) reached",
+                 tern_stream_peer_name(stream), limit);
+        tern_stream_close(stream);
+        return;
+    }
     struct hf *h = tern_calloc(1, sizeof *h);
     size_t cap = cfg->websockets_headers_size ? cfg->websockets_headers_size : HEAD_DEFAULT;
     char *in = h ? tern_malloc(cap) : NULL;
@@ -160,6 +182,9 @@ void tern__ws_accept(struct tern_worker *w, struct tern_stream *stream, struct t
         hf_list->prev = h;
     }
     hf_list = h;
+    h->counted = true;
+    atomic_fetch_add(&l->nconns, 1);
+    atomic_fetch_add(&http_phase, 1);
     (void)tern_loop_timer_after(w->loop, &h->timer, connect_timeout_ms(h), hf_on_timer);
     tern_log(TERN_LOG_DEBUG, "new websockets listener connection from %s on worker %u", h->peer,
              w->id);
@@ -340,6 +365,94 @@ static unsigned long long ldl(_Atomic long *v)
     return x > 0 ? (unsigned long long)x : 0u;
 }
 
+static void family(struct mbuf *m, const char *name, const char *type, const char *help)
+{
+    mput(m, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Messages waiting in session queues and sent but unacknowledged, summed over sessions. */
+struct queued_sum {
+    unsigned long long queued, queued_bytes, inflight;
+};
+
+static void sum_session(struct tern_session *s, void *arg)
+{
+    struct queued_sum *q = arg;
+    pthread_mutex_lock(&s->mtx);
+    q->queued += s->queue.count;
+    q->queued_bytes += s->queue.bytes;
+    q->inflight += s->inflight.count;
+    pthread_mutex_unlock(&s->mtx);
+}
+
+/* Resident set size of the process in bytes (/proc/self/statm), or 0 when unreadable. */
+static unsigned long long resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, resident = 0;
+    if (f == NULL) {
+        return 0;
+    }
+    int n = fscanf(f, "%llu %llu", &size, &resident);
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    return n == 2 && page > 0 ? resident * (unsigned long long)page : 0;
+}
+
+static void metrics_more(struct mbuf *m, struct tern_broker *b)
+{
+    struct tern_stats *st = &b->stats;
+    family(m, "tern_publish_received_by_qos_total", "counter", "PUBLISH packets received, by QoS.");
+    for (int q = 0; q < 3; q++) {
+        mput(m, "tern_publish_received_by_qos_total{qos=\"%d\"} %llu\n", q,
+             ld(&st->pub_received_qos[q]));
+    }
+    family(m, "tern_publish_sent_by_qos_total", "counter", "PUBLISH packets sent, by QoS.");
+    for (int q = 0; q < 3; q++) {
+        mput(m, "tern_publish_sent_by_qos_total{qos=\"%d\"} %llu\n", q, ld(&st->pub_sent_qos[q]));
+    }
+    family(m, "tern_publish_dropped_by_reason_total", "counter",
+           "Messages dropped, by reason (queue_full: max_queued_messages/bytes; memory_limit; "
+           "too_large: over the receiver's Maximum Packet Size; no_memory: allocation failed).");
+    mput(m, "tern_publish_dropped_by_reason_total{reason=\"queue_full\"} %llu\n",
+         ld(&st->drop_queue_full));
+    mput(m, "tern_publish_dropped_by_reason_total{reason=\"memory_limit\"} %llu\n",
+         ld(&st->drop_memory_limit));
+    mput(m, "tern_publish_dropped_by_reason_total{reason=\"too_large\"} %llu\n",
+         ld(&st->drop_too_large));
+    mput(m, "tern_publish_dropped_by_reason_total{reason=\"no_memory\"} %llu\n",
+         ld(&st->drop_no_memory));
+    /* Registry lock, then each session's (the documented order), briefly each. */
+    struct queued_sum qs = {0, 0, 0};
+    tern_registry_lock();
+    tern_registry_foreach_locked(sum_session, &qs);
+    tern_registry_unlock();
+    metric(m, "tern_queued_messages", "gauge", "Messages waiting in session queues.", qs.queued);
+    metric(m, "tern_queued_bytes", "gauge", "Bytes of messages waiting in session queues.",
+           qs.queued_bytes);
+    metric(m, "tern_inflight_messages", "gauge", "QoS 1/2 messages sent and not yet acknowledged.",
+           qs.inflight);
+    metric(m, "tern_resident_memory_bytes", "gauge", "Resident memory of the process.",
+           resident_bytes());
+    metric(m, "tern_message_bytes", "gauge",
+           "Bytes held by messages (payloads, topics, properties; shared ones once).",
+           (unsigned long long)tern_msg_bytes_total());
+    family(m, "tern_worker_loop_lag_seconds", "gauge",
+           "How late the worker's event loop ran its last 250 ms probe timer.");
+    for (unsigned i = 0; i < b->nworkers; i++) {
+        unsigned long long ms = ld(&b->workers[i].lag_ms);
+        mput(m, "tern_worker_loop_lag_seconds{worker=\"%u\"} %llu.%03llu\n", i, ms / 1000u,
+             ms % 1000u);
+    }
+    family(m, "tern_worker_loop_lag_max_seconds", "gauge",
+           "Largest loop lag of the worker over the last 10 to 20 seconds.");
+    for (unsigned i = 0; i < b->nworkers; i++) {
+        unsigned long long ms = ld(&b->workers[i].lag_max_ms);
+        mput(m, "tern_worker_loop_lag_max_seconds{worker=\"%u\"} %llu.%03llu\n", i, ms / 1000u,
+             ms % 1000u);
+    }
+}
+
 /* Prometheus text exposition (version 0.0.4) of the broker's counters. */
 static size_t metrics_text(struct tern_broker *b, char *buf, size_t cap)
 {
@@ -349,8 +462,15 @@ static size_t metrics_text(struct tern_broker *b, char *buf, size_t cap)
     for (size_t i = 0; i < b->nlisteners; i++) {
         conns += ldl(&b->listeners[i].nconns);
     }
+    /* nconns also counts HTTP-phase connections (for max_connections); they are shown apart. */
+    unsigned long long http = ldl(&http_phase);
     metric(&m, "tern_connections_current", "gauge",
-           "Network connections carrying MQTT (TCP and WebSocket), open now.", conns);
+           "Network connections carrying MQTT (TCP and WebSocket), open now.",
+           conns > http ? conns - http : 0);
+    metric(&m, "tern_http_connections_current", "gauge",
+           "Connections on websockets listeners still in their HTTP phase (requests for "
+           "/metrics, /healthz, the explorer, or before the WebSocket upgrade).",
+           http);
     metric(&m, "tern_clients_connected", "gauge", "Clients connected (CONNACK sent).",
            ldl(&st->clients_connected));
     metric(&m, "tern_clients_maximum", "gauge", "Most clients connected at once since start.",
@@ -379,6 +499,7 @@ static size_t metrics_text(struct tern_broker *b, char *buf, size_t cap)
     metric(&m, "tern_uptime_seconds", "gauge", "Seconds since the broker started.",
            (unsigned long long)((tern_time_mono_ms() - b->start_ms) / 1000u));
     metric(&m, "tern_worker_threads", "gauge", "Worker threads.", b->nworkers);
+    metrics_more(&m, b);
     return m.overflow ? 0 : m.len;
 }
 

@@ -207,7 +207,7 @@ def test_metrics_change_after_publish():
         for ln in text.splitlines():
             if ln and not ln.startswith("#"):
                 k, v = ln.split(" ")
-                vals[k] = int(v)
+                vals[k] = float(v)
         for n in names:
             check("# HELP %s " % n in text and "# TYPE %s " % n in text, "HELP/TYPE of " + n)
             check(n in vals, "value of " + n)
@@ -221,7 +221,7 @@ def test_metrics_change_after_publish():
         for ln in body2.decode().splitlines():
             if ln and not ln.startswith("#"):
                 k, v = ln.split(" ")
-                vals2[k] = int(v)
+                vals2[k] = float(v)
         check(vals2["tern_publish_received_total"] >= vals["tern_publish_received_total"] + 1,
               "publish counter moved")
         check(vals2["tern_bytes_received_total"] > vals["tern_bytes_received_total"],

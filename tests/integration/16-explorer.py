@@ -20,14 +20,18 @@ import os
 import shutil
 import subprocess
 
-from ternlib import ROOT, Skip, broker, check, eq, free_port
+import socket
+import time
+
+from ternlib import (PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, ROOT, Skip, ack, broker, check,
+                     client, eq, free_port)
 
 USER, PASS = "explorer", "tern explorer pw"
 
 
-def ws_broker(extra=""):
+def ws_broker(extra="", ws_extra=""):
     port = free_port()
-    b = broker("%s\nlistener %d 127.0.0.1\nprotocol websockets\n" % (extra, port))
+    b = broker("%s\nlistener %d 127.0.0.1\nprotocol websockets\n%s\n" % (extra, port, ws_extra))
     b.wsport = port
     return b
 
@@ -86,6 +90,102 @@ def test_static_files():
         except (http.client.HTTPException, OSError):
             r_ok = False
         check(not r_ok, "the plain MQTT listener serves no files")
+
+
+def metrics(port):
+    """/metrics as {name or name{labels}: value}."""
+    r, body = request(port, "GET", "/metrics")
+    eq(r.status, 200, "GET /metrics")
+    vals = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            vals[name] = float(value)
+    return vals
+
+
+def test_metrics_extended():
+    """/metrics: PUBLISH by QoS in and out, drops by reason, queued and in-flight gauges,
+    memory, per-worker loop lag, and HTTP-phase connections shown apart."""
+    with ws_broker("max_queued_messages 2\n") as b:
+        # Broker.start() probed the MQTT port with a connection that may not be reaped yet.
+        deadline = time.monotonic() + 5
+        m0 = metrics(b.wsport)
+        while m0["tern_connections_current"] != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            m0 = metrics(b.wsport)
+        eq(m0["tern_connections_current"], 0, "no MQTT connection yet")
+        check(m0["tern_http_connections_current"] >= 1, "the /metrics request itself counted")
+        check(m0["tern_resident_memory_bytes"] > 1 << 20, "resident memory")
+        check("tern_message_bytes" in m0, "message bytes")
+        for w in range(int(m0["tern_worker_threads"])):
+            for fam in ("tern_worker_loop_lag_seconds", "tern_worker_loop_lag_max_seconds"):
+                check(0 <= m0['%s{worker="%d"}' % (fam, w)] < 5, "%s worker %d" % (fam, w))
+
+        sub = client(b.port, "m-sub", version=5, clean=False,
+                     properties=b"\x05\x11\x00\x00\x00\x3c")  # session expiry 60 s
+        sub.subscribe([("m/#", 2)])
+        pub = client(b.port, "m-pub", version=5)
+        for q in (0, 1, 2, 1):
+            pub.publish("m/q%d" % q, b"x", qos=q, mid=10 + q)
+        publishes, completed = 0, 0
+        while publishes < 4 or completed < 1:  # one QoS 2 flow to finish
+            p = sub.recv()
+            if p.type == PUBLISH:
+                publishes += 1
+                if p.qos == 1:
+                    sub.send(ack(PUBACK, p.mid, 5))
+                elif p.qos == 2:
+                    sub.send(ack(PUBREC, p.mid, 5))
+            elif p.type == PUBREL:
+                sub.send(ack(PUBCOMP, p.mid, 5))
+                completed += 1
+        m1 = metrics(b.wsport)
+        for q, n in ((0, 1), (1, 2), (2, 1)):
+            eq(m1['tern_publish_received_by_qos_total{qos="%d"}' % q], n, "received QoS %d" % q)
+            eq(m1['tern_publish_sent_by_qos_total{qos="%d"}' % q], n, "sent QoS %d" % q)
+        eq(m1["tern_connections_current"], 2, "two MQTT connections")
+
+        # Offline subscriber: 2 QoS 1 messages queue (max_queued_messages 2), 3 are dropped.
+        sub.close()
+        deadline = time.monotonic() + 5
+        while metrics(b.wsport)["tern_clients_connected"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for i in range(5):
+            pub.publish("m/off", b"y%d" % i, qos=1, mid=20 + i)
+        m2 = metrics(b.wsport)
+        eq(m2['tern_publish_dropped_by_reason_total{reason="queue_full"}'], 3, "queue_full drops")
+        eq(m2["tern_publish_dropped_total"], 3, "drops in total")
+        eq(m2["tern_queued_messages"], 2, "queued messages")
+        check(m2["tern_queued_bytes"] > 0, "queued bytes")
+        pub.close()
+
+
+def test_max_connections_counts_http():
+    """A connection that has not finished its HTTP request yet counts against the websockets
+    listener's max_connections."""
+    with ws_broker(ws_extra="max_connections 2") as b:
+        idle = [socket.create_connection(("127.0.0.1", b.wsport), timeout=5) for _ in range(2)]
+        time.sleep(0.2)  # both accepted and waiting for a request head
+        third = socket.create_connection(("127.0.0.1", b.wsport), timeout=5)
+        third.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        try:
+            got = third.recv(100)
+        except ConnectionResetError:
+            got = b""
+        eq(got, b"", "third connection closed without an answer")
+        third.close()
+        idle[0].close()
+        deadline = time.monotonic() + 5
+        status = None
+        while time.monotonic() < deadline:
+            try:
+                status = request(b.wsport, "GET", "/healthz")[0].status
+                break
+            except (ConnectionError, http.client.HTTPException):
+                time.sleep(0.05)
+        eq(status, 200, "a slot is free again once an idle connection closed")
+        idle[1].close()
 
 
 def test_web_unit():
