@@ -267,3 +267,15 @@ export function ageText(ms) {
   }
   return `${Math.floor(s / 3600)} h`;
 }
+
+/** Prometheus text exposition to { 'name' or 'name{labels}': number }; comments skipped. */
+export function parseMetrics(text) {
+  const out = {};
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (m) {
+      out[m[1]] = Number(m[2]);
+    }
+  }
+  return out;
+}

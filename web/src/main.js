@@ -12,7 +12,8 @@ import { Buffer } from 'buffer';
 
 import { drawChart } from './chart.js';
 import {
-  ageText, bytesText, decodeText, diffLines, diffText, hexDump, parseHex, preview, prettyJson,
+  ageText, bytesText, decodeText, diffLines, diffText, hexDump, parseHex, parseMetrics, preview,
+  prettyJson,
   toBase64, toCsv, toJsonLines, utf8,
 } from './format.js';
 import { TopicTree, visibleRows } from './tree.js';
@@ -592,10 +593,49 @@ function seriesOf(name) {
   return n ? n.series : [];
 }
 
+// /metrics of the broker that served this page (same origin; absent when the page comes from
+// elsewhere): memory, queues, drops and loop lag, which $SYS does not carry.
+const metrics = { values: null, memory: [], lag: [], fetching: false, last: 0 };
+const METRICS_MAX = 600;
+
+async function pollMetrics() {
+  const now = Date.now();
+  if (metrics.fetching || now - metrics.last < 2000) {
+    return;
+  }
+  metrics.fetching = true;
+  metrics.last = now;
+  try {
+    const r = await fetch('/metrics', { cache: 'no-store' });
+    if (r.ok) {
+      const v = parseMetrics(await r.text());
+      if ('tern_uptime_seconds' in v) {
+        metrics.values = v;
+        const lag = Math.max(0, ...Object.entries(v)
+          .filter(([k]) => k.startsWith('tern_worker_loop_lag_max_seconds'))
+          .map(([, x]) => x));
+        for (const [series, value] of [[metrics.memory, v.tern_resident_memory_bytes], [metrics.lag, lag * 1000]]) {
+          series.push({ t: now, v: value });
+          if (series.length > METRICS_MAX) {
+            series.shift();
+          }
+        }
+      }
+    }
+  } catch {
+    // not served by ternd (or no /metrics): the panel shows $SYS only
+  } finally {
+    metrics.fetching = false;
+  }
+}
+
 function renderBroker() {
   if ($('broker').hidden) {
     return;
   }
+  pollMetrics();
+  const mv = metrics.values;
+  const mget = (k) => (mv && k in mv ? mv[k] : null);
   const rows = [
     ['version', sysValue('version')],
     ['uptime', sysValue('uptime')],
@@ -606,8 +646,19 @@ function renderBroker() {
     ['publish received', sysValue('publish/messages/received')],
     ['publish sent', sysValue('publish/messages/sent')],
     ['publish dropped', sysValue('publish/messages/dropped')],
-    ['memory (heap)', sysValue('heap/current')],
+    ['memory (resident)', mget('tern_resident_memory_bytes')],
+    ['messages held', mget('tern_message_bytes')],
+    ['queued messages', mget('tern_queued_messages')],
+    ['in flight (QoS 1/2)', mget('tern_inflight_messages')],
+    ['dropped: queue full', mget('tern_publish_dropped_by_reason_total{reason="queue_full"}')],
+    ['dropped: memory limit', mget('tern_publish_dropped_by_reason_total{reason="memory_limit"}')],
+    ['loop lag (max)', metrics.lag.length ? metrics.lag[metrics.lag.length - 1].v : null],
   ];
+  const unit = {
+    'memory (resident)': (v) => bytesText(v),
+    'messages held': (v) => bytesText(v),
+    'loop lag (max)': (v) => `${Math.round(v)} ms`,
+  };
   const t = $('sys-table');
   t.textContent = '';
   for (const [k, v] of rows) {
@@ -615,7 +666,7 @@ function renderBroker() {
     const th = document.createElement('th');
     th.textContent = k;
     const td = document.createElement('td');
-    td.textContent = v === null ? '–' : k === 'memory (heap)' ? bytesText(Number(v)) : v;
+    td.textContent = v === null ? '–' : unit[k] ? unit[k](Number(v)) : String(v);
     tr.append(th, td);
     t.appendChild(tr);
   }
@@ -623,7 +674,8 @@ function renderBroker() {
   drawChart($('chart-clients'), seriesOf('clients/connected'), { label: 'clients', empty: 'waiting for $SYS' });
   drawChart($('chart-msgs'), rateSeries('publish/messages/received'), { label: 'publish in/s', empty: 'waiting for two $SYS updates' });
   drawChart($('chart-bytes'), rateSeries('bytes/received'), { label: 'bytes in/s', format: (v) => bytesText(Math.round(v)), empty: 'waiting for two $SYS updates' });
-  drawChart($('chart-mem'), seriesOf('heap/current'), { label: 'memory', format: (v) => bytesText(Math.round(v)), empty: 'no $SYS/broker/heap/current' });
+  drawChart($('chart-mem'), metrics.memory, { label: 'resident memory', format: (v) => bytesText(Math.round(v)), empty: 'memory comes from /metrics of the broker that served this page' });
+  drawChart($('chart-lag'), metrics.lag, { label: 'loop lag max (ms)', empty: 'loop lag comes from /metrics' });
 }
 
 // ---- wiring ------------------------------------------------------------------------------

@@ -297,6 +297,11 @@ async function main() {
   await page.waitForFunction(() => document.getElementById('sys-empty').hidden, null, { timeout: STEP_MS });
   const sysText = await page.textContent('#sys-table');
   check(/clients connected\d+/.test(sysText), 'broker panel shows $SYS values', sysText);
+  await page.waitForFunction(() => /memory \(resident\)[\d.]+ MiB/.test(document.getElementById('sys-table').textContent),
+    null, { timeout: STEP_MS });
+  const panel = await page.textContent('#sys-table');
+  check(/queued messages\d+/.test(panel) && /loop lag \(max\)\d+ ms/.test(panel),
+    'broker panel shows memory, queues and loop lag from /metrics', panel);
   await page.waitForTimeout(2200); // a few $SYS updates (sys_interval 1) for the charts
   await page.fill('#filter', '');
   await shot(page, '06-broker');

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import test from 'node:test';
 
 import {
-  decodeText, diffLines, diffText, hexDump, numericValue, parseHex, prettyJson, preview,
+  decodeText, diffLines, diffText, hexDump, numericValue, parseHex, parseMetrics, prettyJson, preview,
   toBase64, toCsv, toHex, toJsonLines, utf8,
 } from '../src/format.js';
 import { HISTORY_MAX, TopicTree, visibleRows } from '../src/tree.js';
@@ -144,4 +144,9 @@ test('tree: 100,000 messages on 10,000 topics stay cheap to account', () => {
   assert.equal(t.root.total, 100000);
   assert.equal(t.root.topics, 10000);
   assert.equal(t.get('site/3').total, 10000);
+});
+
+test('parseMetrics reads names, labels and values, skips comments', () => {
+  const v = parseMetrics('# HELP a x\n# TYPE a gauge\na 1\nb{worker="0"} 0.250\nc 12e3\n\nbad line here\n');
+  assert.deepEqual(v, { a: 1, 'b{worker="0"}': 0.25, c: 12000 });
 });
