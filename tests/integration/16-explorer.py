@@ -4,6 +4,10 @@
 test_static_files: GET and HEAD of / and /assets/... on a websockets listener answer the
 embedded files with the right Content-Type, an ETag that gives 304 on If-None-Match,
 Cache-Control; unknown paths 404; POST 405; HEAD of /healthz has no body.
+test_static_files_https: the same bytes over a TLS websockets listener.
+test_metrics_extended: /metrics by QoS, drops by reason, queue gauges, memory, loop lag.
+test_max_connections_counts_http: HTTP-phase connections count against max_connections.
+test_web_unit: web/test/unit.test.mjs (hex dump, diff, export, topic tree) under node --test.
 
 test_explorer_in_chromium: runs web/test/explorer.test.mjs (playwright-core driving Debian's
 chromium; no browser download) against a ternd with allow_anonymous false and $SYS every
@@ -21,6 +25,8 @@ import shutil
 import subprocess
 
 import socket
+import ssl
+import tempfile
 import time
 
 from ternlib import (PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, ROOT, Skip, ack, broker, check,
@@ -90,6 +96,33 @@ def test_static_files():
         except (http.client.HTTPException, OSError):
             r_ok = False
         check(not r_ok, "the plain MQTT listener serves no files")
+
+
+def test_static_files_https():
+    """The same files over a TLS websockets listener (https://), byte for byte."""
+    if not shutil.which("openssl"):
+        raise Skip("openssl not installed")
+    d = tempfile.mkdtemp(prefix="tern-explorer-tls-")
+    try:
+        subprocess.run(["bash", os.path.join(ROOT, "tests", "data", "tls", "make-certs.sh"), d],
+                       check=True, timeout=30, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        tls_port = free_port()
+        with ws_broker("listener %d 127.0.0.1\nprotocol websockets\ncertfile %s/server-rsa.crt\n"
+                       "keyfile %s/server-rsa.key\n" % (tls_port, d, d)) as b:
+            ctx = ssl.create_default_context(cafile=os.path.join(d, "ca.crt"))
+            ctx.check_hostname = False
+            for path in ("/", "/assets/app.js", "/assets/app.css"):
+                c = http.client.HTTPSConnection("127.0.0.1", tls_port, timeout=5, context=ctx)
+                c.request("GET", path)
+                r = c.getresponse()
+                body = r.read()
+                c.close()
+                eq(r.status, 200, "https GET %s" % path)
+                plain = request(b.wsport, "GET", path)[1]
+                check(body == plain, "https %s: same %d bytes as over http" % (path, len(plain)))
+    finally:
+        shutil.rmtree(d, True)
 
 
 def metrics(port):
