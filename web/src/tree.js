@@ -2,11 +2,15 @@
 // The topic tree model: one node per topic level, built from the messages the explorer
 // receives. Adding a message costs O(topic depth) and touches no DOM; the view reads the model
 // once per animation frame. Each node keeps a bounded history (HISTORY_MAX messages, oldest
-// dropped first) and a bounded numeric series (SERIES_MAX points), so memory per topic has a
-// ceiling however long the page runs.
+// dropped first) and a bounded numeric series (SERIES_MAX points); across all topics the
+// histories hold at most TOTAL_HISTORY_MAX messages and TOTAL_HISTORY_BYTES payload bytes
+// (the oldest messages anywhere go first), so the page's memory has a ceiling however long
+// it runs and however many topics it sees. A topic's last message is always kept.
 
 export const HISTORY_MAX = 200;
 export const SERIES_MAX = 600;
+export const TOTAL_HISTORY_MAX = 200000;
+export const TOTAL_HISTORY_BYTES = 64 * 1024 * 1024;
 const RATE_WINDOW_MS = 1000;
 
 import { numericValue } from './format.js';
@@ -70,6 +74,29 @@ export class TopicTree {
     this.nodes = new Map(); // topic -> node, for O(1) lookup
     this.version = 0; // bumped when the tree's shape changes (a node added)
     this.messages = 0;
+    // Every message in some history, oldest first: [msg, node] pairs from `head` on.
+    this.kept = [];
+    this.keptHead = 0;
+    this.keptBytes = 0;
+    this.limits = { messages: TOTAL_HISTORY_MAX, bytes: TOTAL_HISTORY_BYTES };
+  }
+
+  /** Drop the oldest history entries until the totals are within limits. */
+  trimHistories() {
+    while (this.kept.length - this.keptHead > this.limits.messages ||
+           (this.keptBytes > this.limits.bytes && this.kept.length > this.keptHead)) {
+      const [msg, node] = this.kept[this.keptHead];
+      this.kept[this.keptHead++] = undefined;
+      this.keptBytes -= msg.payload.length;
+      // The per-topic cap may have dropped it already; then it is not at the front.
+      if (node.history[0] === msg) {
+        node.history.shift();
+      }
+    }
+    if (this.keptHead > 4096 && this.keptHead * 2 > this.kept.length) {
+      this.kept = this.kept.slice(this.keptHead);
+      this.keptHead = 0;
+    }
   }
 
   get(topic) {
@@ -103,6 +130,9 @@ export class TopicTree {
     if (node.history.length > HISTORY_MAX) {
       node.history.splice(0, node.history.length - HISTORY_MAX);
     }
+    this.kept.push([msg, node]);
+    this.keptBytes += msg.payload.length;
+    this.trimHistories();
     const v = numericValue(msg.payload);
     if (v !== null) {
       node.series.push({ t: msg.time, v });
@@ -148,6 +178,9 @@ export class TopicTree {
     this.root = new TopicNode('', '', null);
     this.nodes = new Map();
     this.messages = 0;
+    this.kept = [];
+    this.keptHead = 0;
+    this.keptBytes = 0;
     this.version++;
   }
 }

@@ -368,6 +368,18 @@ async function main() {
   await page.click('#expand-all');
   await shot(page, '07-load');
 
+  // ---- MQTT 3.1.1: disconnect, log in again with the older protocol, see a message arrive
+  await page.click('#logout');
+  await page.locator('#login').waitFor({ state: 'visible', timeout: STEP_MS });
+  await page.selectOption('#version', '4');
+  await page.click('#connect');
+  await page.locator('#app').waitFor({ state: 'visible', timeout: STEP_MS });
+  await new Promise((r) => setTimeout(r, 300)); // the subscription in place
+  await pub('explorer/v311', ['-m', 'hello 3.1.1']);
+  await selectTopic(page, 'explorer/v311');
+  check(await viewText(page, 'text') === 'hello 3.1.1' &&
+    /MQTT 3\.1\.1/.test(await page.textContent('#whoami')), 'MQTT 3.1.1 login works');
+
   check(pageErrors.length === 0, 'no uncaught errors in the page', pageErrors.join('\n'));
   await browser.close();
 }

@@ -150,3 +150,20 @@ test('parseMetrics reads names, labels and values, skips comments', () => {
   const v = parseMetrics('# HELP a x\n# TYPE a gauge\na 1\nb{worker="0"} 0.250\nc 12e3\n\nbad line here\n');
   assert.deepEqual(v, { a: 1, 'b{worker="0"}': 0.25, c: 12000 });
 });
+
+test('tree: histories across topics stay within the message and byte totals', () => {
+  const t = new TopicTree();
+  t.limits = { messages: 10, bytes: 1000 };
+  for (let i = 0; i < 30; i++) {
+    t.add(msg(`t/${i % 3}`, String(i)));
+  }
+  const kept = ['t/0', 't/1', 't/2'].map((k) => t.get(k).history.map((m) => decodeText(m.payload).text));
+  assert.deepEqual(kept.flat().map(Number).sort((a, b) => a - b), [20, 21, 22, 23, 24, 25, 26, 27, 28, 29]);
+  assert.equal(t.get('t/0').last.payload.length, 2); // the last message stays
+  t.add(msg('big', new Uint8Array(900)));
+  t.add(msg('big', new Uint8Array(900)));
+  assert.equal(t.get('big').history.length, 1);
+  assert.ok(t.keptBytes <= 1000);
+  assert.equal(t.get('big').last.payload.length, 900);
+  assert.equal(t.get('t/1').history.length + t.get('t/0').history.length + t.get('t/2').history.length, 0);
+});
