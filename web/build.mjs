@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Builds the explorer into OUTDIR (default web/dist): index.html, assets/app.js (the app and
-// MQTT.js bundled, minified, ES module) and assets/app.css. The CMake build runs this and embeds
-// the output into ternd (src/broker/http_static.c); nothing is fetched at run time.
+// MQTT.js bundled, minified, ES module), assets/app.css and assets/icon.svg. The CMake build
+// runs this and embeds the output into ternd (src/broker/http_static.c); nothing is fetched at
+// run time.
 //   node build.mjs [OUTDIR]
 import { build } from 'esbuild';
 import { copyFile, mkdir } from 'node:fs/promises';
@@ -33,3 +34,4 @@ await build({
   logLevel: 'warning',
 });
 await copyFile(path.join(here, 'index.html'), path.join(out, 'index.html'));
+await copyFile(path.join(here, 'icon.svg'), path.join(out, 'assets', 'icon.svg'));

@@ -98,11 +98,13 @@ int tern__static_answer(const struct tern_static_file *f, const struct tern_http
         hs[n++] = (struct tern_http_header){tern_http_cstr("X-Content-Type-Options"),
                                             tern_http_cstr("nosniff")};
         if (ends_with(f->path, ".html")) {
-            /* The page loads only its own files; its MQTT connection may go to any broker. */
+            /* The page loads only its own files; its MQTT connection may go to any broker;
+             * MQTT.js runs its keepalive timers in a blob: worker (not throttled in
+             * background tabs). */
             hs[n++] = (struct tern_http_header){
                 tern_http_cstr("Content-Security-Policy"),
-                tern_http_cstr("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' "
-                               "blob: data:; frame-ancestors 'none'")};
+                tern_http_cstr("default-src 'self'; connect-src 'self' ws: wss:; worker-src 'self' "
+                               "blob:; img-src 'self' blob: data:; frame-ancestors 'none'")};
         }
     }
     hs[n++] = (struct tern_http_header){tern_http_cstr("Connection"), tern_http_cstr("close")};

@@ -134,6 +134,9 @@ function login(ev) {
     }
   });
   client.on('close', () => {
+    if (connected && state.client !== client) {
+      return; // logged out
+    }
     if (!connected) {
       if ($('login-error').hidden) {
         showError(`Login failed: connection to ${url} closed`);
@@ -145,7 +148,11 @@ function login(ev) {
     }
     setStatus('reconnecting…', 'pending');
   });
-  client.on('reconnect', () => setStatus('reconnecting…', 'pending'));
+  client.on('reconnect', () => {
+    if (state.client === client) {
+      setStatus('reconnecting…', 'pending');
+    }
+  });
 }
 
 function logout() {

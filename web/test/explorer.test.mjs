@@ -130,6 +130,13 @@ async function main() {
   const page = await context.newPage();
   const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(e.message));
+  // Console errors include Content-Security-Policy violations and failed loads.
+  const consoleErrors = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') {
+      consoleErrors.push(m.text());
+    }
+  });
 
   // ---- the page comes from ternd; the login form defaults to this origin's /mqtt
   const resp = await page.goto(URL_);
@@ -374,6 +381,7 @@ async function main() {
   await page.selectOption('#version', '4');
   await page.click('#connect');
   await page.locator('#app').waitFor({ state: 'visible', timeout: STEP_MS });
+  check(await page.textContent('#status') === 'connected', 'status after logging in again');
   await new Promise((r) => setTimeout(r, 300)); // the subscription in place
   await pub('explorer/v311', ['-m', 'hello 3.1.1']);
   await selectTopic(page, 'explorer/v311');
@@ -381,6 +389,7 @@ async function main() {
     /MQTT 3\.1\.1/.test(await page.textContent('#whoami')), 'MQTT 3.1.1 login works');
 
   check(pageErrors.length === 0, 'no uncaught errors in the page', pageErrors.join('\n'));
+  check(consoleErrors.length === 0, 'no errors in the console (CSP, loads)', consoleErrors.join('\n'));
   await browser.close();
 }
 
