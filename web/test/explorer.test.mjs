@@ -246,6 +246,12 @@ async function main() {
   check(out5 === `1|origin:explorer|${Buffer.byteLength(payload)}|${payload}\n`,
     'mosquitto_sub (MQTT 5) got QoS 1 and the user property', JSON.stringify(out5));
 
+  // The page's own message comes back through its '#' subscription with its MQTT 5 properties.
+  await selectTopic(page, 'explorer/from-page');
+  const props = JSON.parse(await viewText(page, 'props'));
+  check(props.qos === 1 && props.userProperties && props.userProperties.origin === 'explorer',
+    'properties view shows QoS and the user property', JSON.stringify(props));
+
   // Hex payload from the page, retained.
   await page.fill('#pub-topic', 'explorer/hex-from-page');
   await page.selectOption('#pub-format', 'hex');
