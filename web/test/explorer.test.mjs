@@ -379,6 +379,13 @@ async function main() {
   check(dropped < LOAD_N / 10, 'load: the page kept up (under 10% dropped by the broker)', String(dropped));
   check(stats.frames >= doneMs / 1000, 'load: the page kept drawing frames (at least one a second)', JSON.stringify(stats));
   await page.click('#expand-all');
+  await page.waitForFunction(() => window.ternExplorer.state.rows.length > 1000, null, { timeout: STEP_MS });
+  const dom = await page.evaluate(() => ({
+    rows: window.ternExplorer.state.rows.length,
+    elements: document.querySelectorAll('#tree-rows .row').length,
+  }));
+  check(dom.elements < 100, 'tree is virtualized: a few dozen row elements for over a thousand rows',
+    JSON.stringify(dom));
   await shot(page, '07-load');
 
   // ---- MQTT 3.1.1: disconnect, log in again with the older protocol, see a message arrive
