@@ -10,6 +10,8 @@
  */
 #include "broker/conn.h"
 
+#include "broker/auth.h"
+#include "broker/mount.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
 #include "common/alloc.h"
@@ -100,6 +102,12 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
     if (rc != TERN_OK) {
         return rc;
     }
+    /* '$' topics are judged as the client sent them, before a mount point goes in front. */
+    bool dollar = topic.len > 0 && topic.ptr[0] == '$';
+    if (!tern__mount_in(c, &topic.ptr, &topic.len, false)) {
+        tern__conn_close(c, TERN_RC_TOPIC_NAME_INVALID, "topic too long with the mount point");
+        return TERN_EPROTOCOL;
+    }
 
     /* Exactly once: a repeated QoS 2 packet id is acknowledged, not routed again. */
     if (pub->qos == 2) {
@@ -146,11 +154,20 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
     }
     if (!route) {
         /* refused above */
-    } else if (topic.len > 0 && topic.ptr[0] == '$') {
+    } else if (dollar) {
         /* Clients may not publish to '$' topics (e.g. $SYS): acknowledged and dropped. */
         tern_log(TERN_LOG_INFO, "client %s: PUBLISH to %.*s denied ('$' topic)", c->client_id,
                  (int)topic.len, (const char *)topic.ptr);
         reason = TERN_RC_NOT_AUTHORIZED;
+        route = false;
+    } else if (tern__auth_acl(c, topic.ptr, topic.len, TERN_ACL_WRITE, pub->qos, pub->retain) !=
+               TERN_ACL_ALLOW) {
+        tern__auth_log_denied(c, "PUBLISH to", topic.ptr, topic.len);
+        if (cfg->deny_publish_action == TERN_DENY_PUBLISH_DISCONNECT) {
+            tern__conn_close(c, TERN_RC_NOT_AUTHORIZED, "PUBLISH not allowed by the ACL");
+            return TERN_EDENIED;
+        }
+        reason = TERN_RC_NOT_AUTHORIZED; /* acknowledged and dropped, as Mosquitto does */
         route = false;
     } else if (cfg->message_size_limit && pub->payload.len > cfg->message_size_limit) {
         tern_log(TERN_LOG_INFO,

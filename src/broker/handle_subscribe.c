@@ -6,6 +6,8 @@
  */
 #include "broker/conn.h"
 
+#include "broker/auth.h"
+#include "broker/mount.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/subtree.h"
@@ -87,6 +89,11 @@ int tern__handle_subscribe(struct tern_conn *c, const struct tern_packet *pkt)
     struct tern_sub_entry e;
     tern_sub_iter_init(&it, pkt);
     while (n < SUB_MAX_FILTERS && tern_sub_iter_next(&it, &e)) {
+        if (!tern__mount_in(c, &e.filter.ptr, &e.filter.len, true)) {
+            codes[n] = v5 ? TERN_RC_TOPIC_FILTER_INVALID : TERN_RC_UNSPECIFIED_ERROR;
+            send_ret[n++] = false;
+            continue;
+        }
         struct tern_sub_opts o;
         memset(&o, 0, sizeof o);
         uint8_t want = e.options & TERN_SUBOPT_QOS_MASK;
@@ -95,12 +102,22 @@ int tern__handle_subscribe(struct tern_conn *c, const struct tern_packet *pkt)
         o.retain_as_published = v5 && (e.options & TERN_SUBOPT_RETAIN_AS_PUB);
         o.retain_handling = v5 ? (uint8_t)TERN_SUBOPT_RETAIN_HANDLING(e.options) : 0;
         o.sub_id = sub_id;
+        send_ret[n] = false;
+        /* ACL: refused (0x80 / 0x87), or granted at most the QoS the read rules allow. */
+        int acl_qos = tern__auth_sub_qos(c, e.filter.ptr, e.filter.len);
+        if (acl_qos < 0) {
+            tern__auth_log_denied(c, "SUBSCRIBE to", e.filter.ptr, e.filter.len);
+            codes[n++] = v5 ? TERN_RC_NOT_AUTHORIZED : TERN_RC_UNSPECIFIED_ERROR;
+            continue;
+        }
+        if (o.qos > acl_qos) {
+            o.qos = (uint8_t)acl_qos;
+        }
         bool existed = false;
         int rc = tern_topic_level_count(e.filter.ptr, e.filter.len) > b->cfg->max_topic_levels
                      ? TERN_EOVERFLOW
                      : tern_subtree_subscribe(b->subs, e.filter.ptr, e.filter.len, c->session, &o,
                                               &existed);
-        send_ret[n] = false;
         if (rc == TERN_OK) {
             codes[n] = o.qos;
             tern__persist_sub_put(c->session, e.filter.ptr, e.filter.len,
@@ -135,7 +152,7 @@ int tern__handle_subscribe(struct tern_conn *c, const struct tern_packet *pkt)
     /* Retained messages, after the SUBACK. */
     tern_sub_iter_init(&it, pkt);
     for (size_t i = 0; i < n && tern_sub_iter_next(&it, &e); i++) {
-        if (send_ret[i]) {
+        if (send_ret[i] && tern__mount_in(c, &e.filter.ptr, &e.filter.len, true)) {
             send_retained(c, e.filter.ptr, e.filter.len, codes[i], sub_id);
         }
     }
@@ -156,7 +173,9 @@ int tern__handle_unsubscribe(struct tern_conn *c, const struct tern_packet *pkt)
     struct tern_sub_entry e;
     tern_sub_iter_init(&it, pkt);
     while (n < SUB_MAX_FILTERS && tern_sub_iter_next(&it, &e)) {
-        int rc = tern_subtree_unsubscribe(b->subs, e.filter.ptr, e.filter.len, c->session);
+        int rc = tern__mount_in(c, &e.filter.ptr, &e.filter.len, true)
+                     ? tern_subtree_unsubscribe(b->subs, e.filter.ptr, e.filter.len, c->session)
+                     : TERN_ENOTFOUND;
         if (rc == TERN_OK) {
             tern__persist_sub_del(c->session, e.filter.ptr, e.filter.len);
         }
