@@ -10,8 +10,8 @@ test_max_connections_counts_http: HTTP-phase connections count against max_conne
 test_web_unit: web/test/unit.test.mjs (hex dump, diff, export, topic tree) under node --test.
 
 test_explorer_in_chromium: runs web/test/explorer.test.mjs (playwright-core driving Debian's
-chromium; no browser download) against a ternd with allow_anonymous false and $SYS every
-second: a refused login (no username) shows an error; a binary payload from `mosquitto_pub -f` shows its exact bytes
+chromium; no browser download) against a ternd with a password file and $SYS every second:
+a wrong password shows the broker's refusal; a binary payload from `mosquitto_pub -f` shows its exact bytes
 in the hex view; JSON view, diff, JSON Lines and CSV export; a message published from the
 page (QoS 1, user property) reaches `mosquitto_sub -v` byte for byte; retained messages are
 cleared from the page (one topic, then a subtree) and `mosquitto_sub --retained-only` sees
@@ -19,6 +19,8 @@ them gone; the broker panel fills from $SYS. Screenshots go to build/explorer-sc
 (printed). Skipped only when chromium is not installed.
 """
 
+import base64
+import hashlib
 import http.client
 import os
 import shutil
@@ -231,6 +233,14 @@ def test_web_unit():
           + p.stderr[-2000:])
 
 
+def password_line(user, password):
+    """A Mosquitto `$7$` (PBKDF2-SHA512) line, which ternd's password_file reads."""
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 1000)
+    return "%s:$7$1000$%s$%s\n" % (user, base64.b64encode(salt).decode(),
+                                   base64.b64encode(digest).decode())
+
+
 def test_explorer_in_chromium():
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -240,10 +250,14 @@ def test_explorer_in_chromium():
     check(os.path.isdir(os.path.join(ROOT, "web", "node_modules", "playwright-core")),
           "web/node_modules/playwright-core (scripts/deps.sh runs npm ci)")
     shots = os.path.join(ROOT, "build", "explorer-screenshots")
-    # ternd has no password_file yet: allow_anonymous false refuses a login without username.
-    # The session queue is deep enough that a browser stalled for a moment (a shared, busy
-    # machine) does not lose QoS 0 messages of the load check; drops are counted anyway.
-    with ws_broker("sys_interval 1\nallow_anonymous false\nmax_queued_messages 20000\n") as b:
+    # A password file with one user; the session queue is deep enough that a browser stalled
+    # for a moment (a shared, busy machine) does not lose QoS 0 messages of the load check;
+    # drops are counted anyway.
+    b = ws_broker("sys_interval 1\nallow_anonymous false\npassword_file passwd\n"
+                  "max_queued_messages 20000\n")
+    with open(os.path.join(b.dir, "passwd"), "w") as f:
+        f.write(password_line(USER, PASS))
+    with b:
         env = dict(os.environ, EXPLORER_URL="http://127.0.0.1:%d/" % b.wsport,
                    MQTT_PORT=str(b.port), MQTT_USER=USER, MQTT_PASS=PASS, CHROMIUM=chromium,
                    SHOTS=shots)

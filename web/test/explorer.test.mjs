@@ -145,17 +145,15 @@ async function main() {
   check(await page.inputValue('#url') === `ws://${origin.host}/mqtt`, 'broker URL defaults to ws://<page origin>/mqtt',
     await page.inputValue('#url'));
 
-  // ---- a refused login says so (the broker runs with allow_anonymous false; a login without
-  // a username is refused with "not authorized")
-  await page.fill('#username', '');
-  await page.fill('#password', '');
+  // ---- a wrong password is refused, and the page says so
+  await page.fill('#username', USER);
+  await page.fill('#password', `${PASS}-wrong`);
   await page.click('#connect');
   await page.locator('#login-error').waitFor({ state: 'visible', timeout: STEP_MS });
   const err = await page.textContent('#login-error');
   check(/login failed/i.test(err) && /bad user name or password|not authorized/i.test(err),
-    'refused login: the login form shows the broker\'s refusal', err);
-  check(await page.isHidden('#app'), 'refused login: the explorer stays closed');
-  await page.fill('#username', USER);
+    'wrong password: the login form shows the broker\'s refusal', err);
+  check(await page.isHidden('#app'), 'wrong password: the explorer stays closed');
   await shot(page, '01-login-refused');
 
   // ---- a retained message that exists before the login
