@@ -38,7 +38,8 @@ run: deps
 	@cmake --build build/release -j$(JOBS) --target ternd
 	@mkdir -p data
 	@echo "Starting ternd: MQTT on 127.0.0.1:1883, MQTT over WebSockets on ws://127.0.0.1:8080/mqtt"
-	@echo "  (health: http://127.0.0.1:8080/healthz, metrics: /metrics), state in ./data/tern.db; Ctrl-C stops"
+	@echo "  explorer: http://127.0.0.1:8080/ (health: /healthz, metrics: /metrics)"
+	@echo "  state in ./data/tern.db; Ctrl-C stops"
 	@exec build/release/src/broker/ternd
 
 test: deps

@@ -103,6 +103,8 @@ static int send_publish(struct tern_conn *c, const struct tern_qmsg *q, uint64_t
                 struct tern_broker *b = c->w->broker;
                 atomic_fetch_add_explicit(&b->stats.msgs_sent, 1, memory_order_relaxed);
                 atomic_fetch_add_explicit(&b->stats.pub_sent, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&b->stats.pub_sent_qos[q->qos % 3], 1,
+                                          memory_order_relaxed);
             }
             return rc;
         }
@@ -196,6 +198,7 @@ static int send_publish(struct tern_conn *c, const struct tern_qmsg *q, uint64_t
             struct tern_broker *b = c->w->broker;
             atomic_fetch_add_explicit(&b->stats.msgs_sent, 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&b->stats.pub_sent, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&b->stats.pub_sent_qos[q->qos % 3], 1, memory_order_relaxed);
         }
     }
     if (pbuf != stackbuf) {
@@ -258,6 +261,7 @@ void tern__conn_pump(struct tern_conn *c)
                      "Maximum Packet Size",
                      c->client_id, (int)q->msg->topic_len, (const char *)q->msg->topic);
             atomic_fetch_add_explicit(&b->stats.pub_dropped, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&b->stats.drop_too_large, 1, memory_order_relaxed);
             tern__persist_smsg_removed_locked(s, q);
             tern_qmsg_free(q);
             continue;
@@ -362,6 +366,7 @@ void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t q
     struct tern_qmsg *q = tern_qmsg_new(ids, nids);
     if (q == NULL) {
         atomic_fetch_add_explicit(&b->stats.pub_dropped, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->stats.drop_no_memory, 1, memory_order_relaxed);
         return;
     }
     q->msg = tern_msg_ref(msg);
@@ -403,6 +408,9 @@ void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t q
     }
     if (drop) {
         atomic_fetch_add_explicit(&b->stats.pub_dropped, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(over_budget ? &b->stats.drop_memory_limit
+                                              : &b->stats.drop_queue_full,
+                                  1, memory_order_relaxed);
         if (dropped == 1 || dropped % 1000 == 0) {
             tern_log(TERN_LOG_NOTICE,
                      "client %s: queue full (max_queued_messages %u, max_queued_bytes %llu), "

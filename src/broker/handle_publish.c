@@ -73,6 +73,7 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
     const struct tern_publish *pub = &pkt->u.publish;
     struct tern_session *s = c->session;
     atomic_fetch_add_explicit(&b->stats.pub_received, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->stats.pub_received_qos[pub->qos % 3], 1, memory_order_relaxed);
     uint64_t mark = tern__persist_mark(); /* changes recorded by this publish hold its ack */
 
     if (c->version == TERN_MQTT_5) {
