@@ -299,11 +299,10 @@ static struct {
 /* Set at the first failure ever: until then a CONNECT does not take the mutex. */
 static atomic_bool fails_seen;
 
-/* The address part of c->peer ("1.2.3.4:5678" → "1.2.3.4", "[::1]:5678" → "[::1]"; behind a
+/* The address part of the peer name ("1.2.3.4:5678" → "1.2.3.4", "[::1]:5678" → "[::1]"; behind a
  * trusted WebSocket proxy "CLIENT (via PROXY:PORT)" → "CLIENT"). */
-static void peer_addr(const struct tern_conn *c, char *out, size_t cap)
+static void peer_addr(const char *p, char *out, size_t cap)
 {
-    const char *p = c->peer;
     const char *via = strstr(p, " (via ");
     size_t n = strlen(p);
     if (via != NULL) {
@@ -360,8 +359,9 @@ static struct fail_slot *fail_find(const char *addr, bool create, uint64_t now, 
     return victim;
 }
 
-/* Worker: a login from c failed (wrong password, bad token). */
-static void fail_record(const struct tern_conn *c)
+/* Worker: a login from `peer` (a peer name) on c's listener failed (wrong password, bad
+ * token, bad SCRAM proof). */
+static void fail_record(const struct tern_conn *c, const char *peer)
 {
     uint32_t limit;
     uint64_t window;
@@ -370,7 +370,7 @@ static void fail_record(const struct tern_conn *c)
         return;
     }
     char addr[FAIL_ADDR];
-    peer_addr(c, addr, sizeof addr);
+    peer_addr(peer, addr, sizeof addr);
     pthread_mutex_lock(&fails.mtx);
     atomic_store_explicit(&fails_seen, true, memory_order_relaxed);
     struct fail_slot *f = fail_find(addr, true, tern_time_mono_ms(), window);
@@ -391,7 +391,7 @@ static bool fail_blocked(const struct tern_conn *c)
         return false;
     }
     char addr[FAIL_ADDR];
-    peer_addr(c, addr, sizeof addr);
+    peer_addr(tern__conn_peer(c), addr, sizeof addr);
     uint64_t now = tern_time_mono_ms();
     pthread_mutex_lock(&fails.mtx);
     struct fail_slot *f = fail_find(addr, false, now, window);
@@ -419,7 +419,8 @@ struct tern__auth_conn {
     bool has_topics; /* the token carried the topics claim: only `topics` are allowed */
     char **topics;   /* owned, ntopics valid filters */
     size_t ntopics;
-    int64_t expire_s; /* exp + leeway (seconds since the epoch), 0 = never */
+    int64_t expire_s;       /* exp + leeway (seconds since the epoch), 0 = never */
+    uint64_t topics_denied; /* deliveries the topics refused (for rate-limited logs) */
     struct tern_timer timer;
     /* Enhanced authentication (SCRAM-SHA-256). */
     enum tern_auth_phase phase;
@@ -661,7 +662,7 @@ static void login_done(struct tern_loop *loop, struct tern_loop_msg *msg)
         return; /* the worker freed every connection as it stopped */
     }
     if (verdict == TERN_AUTH_BAD_CRED) {
-        fail_record(c);
+        fail_record(c, j->peer); /* the name taken at post time: c may be closed by now */
     }
     if (verdict == TERN_AUTH_ALLOW && j->jwt && jwt_keep_identity(c, &j->id) != TERN_OK) {
         verdict = TERN_AUTH_ERROR;
@@ -742,7 +743,7 @@ static enum tern_auth_verdict post_login(struct tern_conn *c, struct snap *s, si
         return TERN_AUTH_ERROR;
     }
     j->jwt = jwt;
-    snprintf(j->peer, sizeof j->peer, "%s", c->peer);
+    snprintf(j->peer, sizeof j->peer, "%s", tern__conn_peer(c));
     j->user = tern_strdup(c->username ? c->username : "");
     if (password) {
         j->pw = tern_malloc(password_len ? password_len : 1);
@@ -988,6 +989,16 @@ static void cache_put(struct tern_acl_cache *k, uint64_t gen, const uint8_t *top
     k->gen = gen;
 }
 
+/* The connection's ACL state, allocated at first use; NULL when out of memory (then nothing
+ * is cached and denials are not counted). */
+static struct tern_conn_acl *acl_state(struct tern_conn *c)
+{
+    if (c->acl == NULL) {
+        c->acl = tern_calloc(1, sizeof *c->acl);
+    }
+    return c->acl;
+}
+
 static const struct tern_acl *conn_acl(struct tern_conn *c)
 {
     if (c->listener->cfg->auth.acl_file == NULL) {
@@ -1011,7 +1022,8 @@ enum tern_acl_result tern__auth_acl(struct tern_conn *c, const uint8_t *topic, s
         return TERN_ACL_DENY;
     }
     /* PUBLISH answers are remembered (a device publishes on a few topics, again and again). */
-    struct tern_acl_cache *k = access == TERN_ACL_WRITE ? &c->acl_cache[1] : NULL;
+    struct tern_conn_acl *st = access == TERN_ACL_WRITE ? acl_state(c) : NULL;
+    struct tern_acl_cache *k = st ? &st->cache[1] : NULL;
     uint64_t gen = slots[c->w->id].gen + 1;
     bool allow;
     uint8_t unused;
@@ -1071,14 +1083,14 @@ static bool read_decision(struct tern_conn *c, const struct tern_acl *acl,
 bool tern__auth_may_deliver(struct tern_conn *c, struct tern_qmsg *q)
 {
     if (jwt_topics_deny(c, q->msg->topic, q->msg->topic_len, TERN_ACL_READ)) {
-        c->acl_read_denied++;
-        if (c->acl_read_denied == 1 || c->acl_read_denied % 1000 == 0) {
+        uint64_t denied = ++c->authx->topics_denied;
+        if (denied == 1 || denied % 1000 == 0) {
             tern_log(TERN_LOG_NOTICE,
                      "client %s (u'%s'): delivery on %.*s denied by the token's topics (%llu so "
                      "far)",
                      c->client_id ? c->client_id : "", c->username ? c->username : "",
                      (int)q->msg->topic_len, (const char *)q->msg->topic,
-                     (unsigned long long)c->acl_read_denied);
+                     (unsigned long long)denied);
         }
         return false;
     }
@@ -1091,23 +1103,24 @@ bool tern__auth_may_deliver(struct tern_conn *c, struct tern_qmsg *q)
     uint64_t gen = slots[c->w->id].gen + 1; /* + 1: 0 marks an empty cache */
     bool allow;
     uint8_t qos;
-    struct tern_acl_cache *k = &c->acl_cache[0];
-    if (!cache_get(k, gen, m->topic, m->topic_len, q->qos, q->retain, &allow, &qos)) {
+    struct tern_conn_acl *st = acl_state(c);
+    struct tern_acl_cache *k = st ? &st->cache[0] : NULL;
+    if (k == NULL || !cache_get(k, gen, m->topic, m->topic_len, q->qos, q->retain, &allow, &qos)) {
         allow = read_decision(c, acl, q, &qos);
-        cache_put(k, gen, m->topic, m->topic_len, q->qos, q->retain, allow, qos);
+        if (k) {
+            cache_put(k, gen, m->topic, m->topic_len, q->qos, q->retain, allow, qos);
+        }
     }
     if (allow) {
         q->qos = qos;
         return true;
     }
     /* Every denial is logged; past the first, at debug level with a count every 1000. */
-    c->acl_read_denied++;
-    enum tern_log_level lv = (c->acl_read_denied == 1 || c->acl_read_denied % 1000 == 0)
-                                 ? TERN_LOG_NOTICE
-                                 : TERN_LOG_DEBUG;
+    uint64_t denied = st ? ++st->read_denied : 1;
+    enum tern_log_level lv = (denied == 1 || denied % 1000 == 0) ? TERN_LOG_NOTICE : TERN_LOG_DEBUG;
     tern_log(lv, "client %s (u'%s'): delivery on %.*s denied by the ACL (%llu so far)",
              c->client_id ? c->client_id : "", c->username ? c->username : "", (int)m->topic_len,
-             (const char *)m->topic, (unsigned long long)c->acl_read_denied);
+             (const char *)m->topic, (unsigned long long)denied);
     return false;
 }
 
@@ -1157,7 +1170,7 @@ static enum tern_auth_verdict scram_start(struct tern_conn *c, struct tern__auth
     const struct tern_passwd *pw = s ? s->l[listener_index(c)].pw : NULL;
     if (pw == NULL) {
         tern_log(TERN_LOG_NOTICE, "%s: SCRAM-SHA-256 refused: the listener has no password_file",
-                 c->peer);
+                 tern__conn_peer(c));
         return TERN_AUTH_BAD_METHOD;
     }
     char why[200] = "";
@@ -1166,7 +1179,7 @@ static enum tern_auth_verdict scram_start(struct tern_conn *c, struct tern__auth
     int rc = tern_scram_server_first(&a->scram, data, dlen, scram_lookup, (void *)pw, NULL, out,
                                      cap, outlen, why, sizeof why);
     if (rc == TERN_EDENIED) {
-        tern_log(TERN_LOG_NOTICE, "%s: SCRAM client-first refused: %s", c->peer, why);
+        tern_log(TERN_LOG_NOTICE, "%s: SCRAM client-first refused: %s", tern__conn_peer(c), why);
         return TERN_AUTH_BAD_METHOD;
     }
     if (rc != TERN_OK) {
@@ -1177,7 +1190,7 @@ static enum tern_auth_verdict scram_start(struct tern_conn *c, struct tern__auth
 
 enum tern_auth_verdict tern__auth_enhanced_connect(struct tern_conn *c, const uint8_t *method,
                                                    size_t mlen, const uint8_t *data, size_t dlen,
-                                                   const uint8_t *raw, size_t rawlen, uint8_t *out,
+                                                   const struct tern_packet *connect, uint8_t *out,
                                                    size_t cap, size_t *outlen)
 {
     *outlen = 0;
@@ -1189,29 +1202,29 @@ enum tern_auth_verdict tern__auth_enhanced_connect(struct tern_conn *c, const ui
         return TERN_AUTH_BAD_METHOD; /* a second CONNECT during the exchange */
     }
     if (mlen != strlen(TERN_SCRAM_MECHANISM) || memcmp(method, TERN_SCRAM_MECHANISM, mlen) != 0) {
-        tern_log(TERN_LOG_NOTICE, "%s: authentication method '%.*s' not supported", c->peer,
-                 (int)(mlen < 64 ? mlen : 64), (const char *)method);
+        tern_log(TERN_LOG_NOTICE, "%s: authentication method '%.*s' not supported",
+                 tern__conn_peer(c), (int)(mlen < 64 ? mlen : 64), (const char *)method);
         return TERN_AUTH_BAD_METHOD;
     }
     if (fail_blocked(c)) {
         return TERN_AUTH_BLOCKED;
     }
-    uint8_t type, flags;
-    size_t total = 0;
-    if (tern_packet_peek(raw, rawlen, &type, &flags, &total) < 0 || total > rawlen ||
-        type != TERN_CONNECT) {
+    /* The CONNECT is encoded again (its views point into input that is gone after this call):
+     * decoding the copy later gives the same fields. */
+    ssize_t total = tern_packet_encode(NULL, 0, TERN_MQTT_5, connect);
+    if (total <= 0) {
         return TERN_AUTH_ERROR;
     }
     struct tern__auth_conn *a = authx_get(c);
-    uint8_t *copy = tern_malloc(total);
-    if (a == NULL || copy == NULL) {
+    uint8_t *copy = tern_malloc((size_t)total);
+    if (a == NULL || copy == NULL ||
+        tern_packet_encode(copy, (size_t)total, TERN_MQTT_5, connect) != total) {
         tern_free(copy);
         return TERN_AUTH_ERROR;
     }
-    memcpy(copy, raw, total);
     tern_free(a->connect);
     a->connect = copy;
-    a->connect_len = total;
+    a->connect_len = (size_t)total;
     enum tern_auth_verdict v = scram_start(c, a, data, dlen, out, cap, outlen);
     if (v == TERN_AUTH_CONTINUE) {
         a->phase = TERN_AUTH_PHASE_WAITING;
@@ -1249,9 +1262,9 @@ static enum tern_auth_verdict scram_finish(struct tern_conn *c, struct tern__aut
         return TERN_AUTH_ERROR;
     }
     bool bad_proof = flen >= 15 && memcmp(fin, "e=invalid-proof", 15) == 0;
-    tern_log(TERN_LOG_NOTICE, "%s: SCRAM-SHA-256 login failed: %s", c->peer, why);
+    tern_log(TERN_LOG_NOTICE, "%s: SCRAM-SHA-256 login failed: %s", tern__conn_peer(c), why);
     if (bad_proof) {
-        fail_record(c);
+        fail_record(c, tern__conn_peer(c));
         return TERN_AUTH_BAD_CRED;
     }
     return TERN_AUTH_BAD_METHOD;
@@ -1271,7 +1284,7 @@ enum tern_auth_verdict tern__auth_enhanced_continue(struct tern_conn *c, const u
         c->auth_verdict = TERN_AUTH_ALLOW;
         *connect = a->connect;
         *connect_len = a->connect_len;
-        tern_log(TERN_LOG_INFO, "login from %s with SCRAM-SHA-256 as user '%s'", c->peer,
+        tern_log(TERN_LOG_INFO, "login from %s with SCRAM-SHA-256 as user '%s'", tern__conn_peer(c),
                  a->username);
     } else {
         a->phase = TERN_AUTH_PHASE_FAILED;

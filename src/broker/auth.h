@@ -38,6 +38,7 @@
 
 struct tern_broker;
 struct tern_conn;
+struct tern_packet;
 struct tern_qmsg;
 
 /* Pool defaults (auth_threads, auth_queue_size). */
@@ -111,16 +112,16 @@ void tern__auth_conn_free(struct tern_conn *c);
  * Enhanced authentication with SCRAM-SHA-256 (the only method offered; verifiers come from the
  * listener's password_file). The exchange runs on the worker (a few HMACs).
  *
- * tern__auth_enhanced_connect: a CONNECT with Authentication Method `method` and Data `data`;
- * `raw` is the input buffer starting at that CONNECT (a copy of the packet is kept and replayed
- * through tern__handle_connect when the exchange succeeds). Returns CONTINUE with server-first
+ * tern__auth_enhanced_connect: a CONNECT (`connect`, decoded) with Authentication Method
+ * `method` and Data `data`; the packet is encoded again into a copy that is replayed through
+ * tern__handle_connect when the exchange succeeds. Returns CONTINUE with server-first
  * in out (cap >= TERN_SCRAM_MAX_MSG): send AUTH 0x18 and keep the connection in state NEW;
  * ALLOW when this is the replayed CONNECT (c->username is then the SCRAM user); BAD_METHOD
  * (unknown method, no password_file, malformed client-first), BLOCKED or ERROR.
  */
 enum tern_auth_verdict tern__auth_enhanced_connect(struct tern_conn *c, const uint8_t *method,
                                                    size_t mlen, const uint8_t *data, size_t dlen,
-                                                   const uint8_t *raw, size_t rawlen, uint8_t *out,
+                                                   const struct tern_packet *connect, uint8_t *out,
                                                    size_t cap, size_t *outlen);
 /* AUTH 0x18 with client-final during the exchange: ALLOW (*connect = the CONNECT to replay,
  * owned by c), BAD_CRED (wrong proof or unknown user: 0x86), BAD_METHOD or ERROR. */

@@ -59,7 +59,7 @@ static int refuse(struct tern_conn *c, uint8_t reason, const char *why)
     struct tern_packet p = {.type = TERN_CONNACK};
     p.u.connack.reason = reason;
     (void)tern__conn_send_packet(c, &p);
-    tern_log(TERN_LOG_NOTICE, "connection from %s refused: %s", c->peer, why);
+    tern_log(TERN_LOG_NOTICE, "connection from %s refused: %s", tern__conn_peer(c), why);
     tern__conn_close(c, 0xFF, why);
     return TERN_EDENIED;
 }

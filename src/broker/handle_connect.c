@@ -75,8 +75,9 @@ static int refuse_log(struct tern_conn *c, uint8_t v3code, uint8_t v5reason, con
     }
     send_connack(c, false, c->version == TERN_MQTT_5 ? v5reason : v3code, props);
     if (logged) {
-        tern_log(TERN_LOG_NOTICE, "connection from %s refused: %s (client %s, u'%s')", c->peer, why,
-                 c->client_id ? c->client_id : "?", c->username ? c->username : "");
+        tern_log(TERN_LOG_NOTICE, "connection from %s refused: %s (client %s, u'%s')",
+                 tern__conn_peer(c), why, c->client_id ? c->client_id : "?",
+                 c->username ? c->username : "");
     }
     tern__conn_close(c, 0xFF, why);
     return TERN_EDENIED;
@@ -552,16 +553,17 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
      * CONNECT's username (and authenticates the client). */
     char ident[512];
     bool cert_user = lc->tls.use_identity_as_username || lc->tls.use_subject_as_username;
-    const char *psk_id = c->tls ? tern_tls_stream_psk_identity(c->tls) : NULL;
+    struct tern_stream *tls = tern__conn_tls(c);
+    const char *psk_id = tls ? tern_tls_stream_psk_identity(tls) : NULL;
     if (cert_user) {
         int irc = TERN_ENOTFOUND;
         if (psk_id && lc->tls.use_identity_as_username) {
             irc = snprintf(ident, sizeof ident, "%s", psk_id) < (int)sizeof ident ? TERN_OK
                                                                                   : TERN_ENOSPC;
-        } else if (c->tls && lc->tls.use_subject_as_username) {
-            irc = tern_tls_stream_peer_subject(c->tls, ident, sizeof ident);
-        } else if (c->tls) {
-            irc = tern_tls_stream_peer_cn(c->tls, ident, sizeof ident);
+        } else if (tls && lc->tls.use_subject_as_username) {
+            irc = tern_tls_stream_peer_subject(tls, ident, sizeof ident);
+        } else if (tls) {
+            irc = tern_tls_stream_peer_cn(tls, ident, sizeof ident);
         }
         if (irc != TERN_OK) {
             return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_NOT_AUTHORIZED,
@@ -618,12 +620,12 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
     enum tern_auth_verdict verdict;
     if (enhanced) {
         /* 5.0 enhanced authentication (handle_auth.c): the exchange keeps a copy of this
-         * CONNECT (at the head of the input buffer) and replays it when it succeeds. */
+         * CONNECT and replays it when it succeeds. */
         uint8_t first[TERN_SCRAM_MAX_MSG];
         size_t flen = 0;
-        verdict = tern__auth_enhanced_connect(
-            c, auth_method.str, auth_method.str_len, auth_data.str, auth_data.str_len,
-            tern_buf_head(&c->in), c->in.len, first, sizeof first, &flen);
+        verdict =
+            tern__auth_enhanced_connect(c, auth_method.str, auth_method.str_len, auth_data.str,
+                                        auth_data.str_len, pkt, first, sizeof first, &flen);
         if (verdict == TERN_AUTH_CONTINUE) {
             if (tern__auth_send_continue(c, first, flen) != TERN_OK) {
                 tern__conn_close(c, 0xFF, "cannot send AUTH");
@@ -750,7 +752,7 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
     tern__conn_start_keepalive(c);
     if (cfg->connection_messages) {
         tern_log(TERN_LOG_NOTICE, "new client %s from %s (v%u, clean %d, keepalive %u%s%s%s)%s",
-                 c->client_id, c->peer, (unsigned)c->version, cn->clean_start,
+                 c->client_id, tern__conn_peer(c), (unsigned)c->version, cn->clean_start,
                  (unsigned)c->keepalive, c->username ? ", u'" : "", c->username ? c->username : "",
                  c->username ? "'" : "", present ? ", session resumed" : "");
     }
