@@ -45,8 +45,23 @@ struct cli {
     const char *prog;
     /* connection */
     const char *host;
-    int port; /* 0: default */
-    char url[300];
+    int port;            /* 0: default */
+    char url[300];       /* "host[:port]" from -L ("" when none) */
+    const char *scheme;  /* "mqtt", "mqtts", "ws", "wss" from -L; NULL: by the TLS options */
+    const char *ws_path; /* --ws-path, NULL: the URL default (/mqtt) */
+    /* TLS (mosquitto_pub/sub meanings) */
+    const char *cafile;
+    const char *capath;
+    const char *certfile;
+    const char *keyfile;
+    const char *tls_version;
+    const char *tls_alpn;
+    const char *psk;
+    const char *psk_identity;
+    bool insecure;
+    bool tls_use_os_certs;
+    int tls_max_frag; /* --tls-max-frag: 512, 1024, 2048, 4096; 0 = none */
+    char target[400]; /* the URL the client was built with, for messages */
     const char *username;
     const char *password;
     const char *id;

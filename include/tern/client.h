@@ -10,8 +10,14 @@
  * Blocking helpers (tern_client_connect_wait, _publish_wait, _subscribe_wait, _receive) sit on
  * top; they work in both modes (without a thread they drive the client themselves with poll()).
  *
- * Transport is chosen by URL: "mqtt://host[:port]" (TCP, default port 1883). "mqtts://",
- * "ws://" and "wss://" are recognised and refused with TERN_EUNSUPPORTED for now.
+ * Transport is chosen by URL: "mqtt://host[:port]" (TCP, default port 1883), "mqtts://" (TLS,
+ * 8883), "ws://host[:port][/path]" (WebSocket, 80, path /mqtt by default, subprotocol "mqtt")
+ * and "wss://" (WebSocket over TLS, 443). TLS verifies the server by default: its chain against
+ * tls_cafile / tls_capath (or the system's store when neither is given) and its name against
+ * the URL's host (or tls_server_name). Everything else (callbacks, blocking helpers, reconnects)
+ * works the same on every transport. When a connection attempt fails, tern_client_last_error()
+ * says why in words ("TLS handshake failed: ... certificate verify failed: self-signed
+ * certificate", "cannot resolve host x", "connection refused by 127.0.0.1:1883").
  *
  * Thread-safety: every function taking a struct tern_client may be called from any thread; a
  * client serialises them with its own (recursive) lock. Callbacks run on the thread that drives
@@ -126,7 +132,8 @@ void tern_message_free(struct tern_message *msg);
 /* ---- options ---------------------------------------------------------------------------- */
 
 struct tern_client_options {
-    /* "mqtt://host[:port]". When NULL, host and port below are used (TCP). */
+    /* "mqtt://host[:port]", "mqtts://...", "ws://host[:port][/path]", "wss://...". When NULL,
+     * host and port below are used (TCP). */
     const char *url;
     const char *host; /* default "localhost" */
     uint16_t port;    /* default 1883 */
@@ -177,6 +184,29 @@ struct tern_client_options {
      * until the application drains it (default 1000). Used only when no on_message callback is
      * set. */
     uint32_t max_queued_in;
+
+    /*
+     * TLS, for mqtts:// and wss:// (ignored otherwise). Files are read by tern_client_new (so a
+     * missing or bad file is reported there, see tern_client_last_error) and again by nothing:
+     * the context lives as long as the client, and remembers the TLS session so reconnects
+     * resume it. All strings are copied.
+     */
+    const char *tls_cafile;       /* PEM bundle of trusted CAs */
+    const char *tls_capath;       /* directory of hashed CA certificates (c_rehash) */
+    bool tls_use_os_certs;        /* also trust the system store (it is used anyway when neither
+                                   * tls_cafile nor tls_capath is given) */
+    const char *tls_certfile;     /* client certificate (PEM, leaf then chain); with tls_keyfile */
+    const char *tls_keyfile;      /* its private key (PEM, unencrypted) */
+    const char *tls_psk_identity; /* TLS-PSK identity, with tls_psk_key (hex digits) */
+    const char *tls_psk_key;
+    const char *tls_server_name; /* SNI and the name checked in the certificate; NULL: the
+                                  * URL's host (an IP address is checked as an address and
+                                  * sent without SNI) */
+    const char *tls_alpn;        /* ALPN protocols offered, comma-separated ("mqtt"); NULL: none */
+    const char *tls_version;     /* "tlsv1.2" or "tlsv1.3": the lowest version accepted;
+                                  * NULL: TLS 1.2 */
+    unsigned tls_max_fragment_length; /* RFC 6066 request: 512, 1024, 2048, 4096; 0: none */
+    bool tls_insecure; /* do not verify the server (chain and name). Tests and labs only. */
 };
 
 /* Fill `o` with the defaults listed above. */
@@ -231,10 +261,28 @@ struct tern_client_callbacks {
 
 /*
  * Create a client from `o` (NULL: all defaults). Every string and array in `o` is copied. Returns
- * TERN_OK and sets *out, TERN_EINVAL (bad option: version, QoS, client id too long for 3.1...),
- * TERN_EUNSUPPORTED (an URL scheme not supported yet: mqtts, ws, wss), or TERN_ENOMEM.
+ * TERN_OK and sets *out, TERN_EINVAL (bad option: URL, version, QoS, client id too long for
+ * 3.1, a TLS option out of range...), TERN_ECONFIG (a TLS file that cannot be used), TERN_ETLS
+ * (OpenSSL refused the TLS setup), or TERN_ENOMEM. For the TLS failures,
+ * tern_client_options_error() gives the message.
  */
 int tern_client_new(const struct tern_client_options *o, struct tern_client **out);
+
+/*
+ * Why the last tern_client_new() of this thread failed, when it was the TLS setup ("cafile
+ * /x.pem: No such file or directory"); "" otherwise. The string is thread-local and stays
+ * valid until the thread's next tern_client_new().
+ */
+const char *tern_client_options_error(void);
+
+/*
+ * Why the last connection attempt or connection failed, as a sentence for a user ("cannot
+ * resolve host nosuch.example", "connection refused by 127.0.0.1:1883", "TLS handshake
+ * failed: ...: certificate verify failed: self-signed certificate", "CONNACK refused:
+ * NOT_AUTHORIZED (0x87)"); "" when nothing failed yet. Copied NUL-terminated into buf[len]
+ * (truncated to fit). Returns TERN_OK, or TERN_EINVAL when len is 0.
+ */
+int tern_client_last_error(struct tern_client *c, char *buf, size_t len);
 
 /*
  * Free the client: stops its thread if running, closes the connection without DISCONNECT (so

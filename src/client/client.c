@@ -24,6 +24,7 @@
  */
 #include "tern/client.h"
 
+#include "client/link.h"
 #include "client/util.h"
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -36,6 +37,7 @@
 #include "protocol/utf8.h"
 #include "transport/net.h"
 #include "transport/stream.h"
+#include "transport/tls.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -56,6 +58,7 @@ enum state {
     ST_IDLE,       /* not connected, nothing scheduled */
     ST_WAIT_RETRY, /* a connection attempt is due at reconnect_at */
     ST_TCP,        /* TCP connect in progress */
+    ST_LINK,       /* TLS handshake / WebSocket upgrade in progress (c->link owns the stream) */
     ST_CONNACK,    /* CONNECT sent, waiting for CONNACK */
     ST_UP,         /* connected */
     ST_CLOSING,    /* DISCONNECT queued; close once written */
@@ -157,10 +160,15 @@ struct tern_client {
     uint32_t rc_min_ms, rc_max_ms;
     uint32_t max_out;
     uint32_t max_in_queue;
+    struct tern_tls_ctx *tls; /* mqtts://, wss:// */
+    char *server_name;        /* TLS name to check instead of the URL's host, or NULL */
 
     /* Connection. */
     int state;
-    struct tern_stream *stream;
+    struct tern_stream *stream;    /* NULL while ST_LINK: the link owns the stream then */
+    struct tern__client_link link; /* transport setup of the current attempt */
+    bool flush_pending;            /* the stream holds output it could not write yet */
+    char last_err[256];            /* why the last attempt or connection failed */
     int fd;
     struct tern_buf in, out;
     int pending_err; /* set by anything that finds the connection broken; handled by process */
@@ -238,6 +246,17 @@ __attribute__((format(printf, 3, 4))) static void cl_log(struct tern_client *c, 
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     c->cb.on_log(c, level, msg, c->ud);
+}
+
+/* Record why the connection (attempt) failed, for tern_client_last_error(), and log it. */
+__attribute__((format(printf, 2, 3))) static void fail_why(struct tern_client *c, const char *fmt,
+                                                           ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->last_err, sizeof(c->last_err), fmt, ap);
+    va_end(ap);
+    cl_log(c, TERN_CLIENT_LOG_ERROR, "%s", c->last_err);
 }
 
 static uint32_t rng_next(struct tern_client *c)
@@ -338,6 +357,14 @@ static void flush_out(struct tern_client *c)
         }
         tern_buf_consume(&c->out, (size_t)n);
         c->last_out_ms = tern_time_mono_ms();
+    }
+    if (c->stream != NULL && c->pending_err == 0) {
+        /* TLS records and WebSocket frames may sit inside the stream. */
+        int r = tern_stream_flush(c->stream);
+        c->flush_pending = r == TERN_EAGAIN;
+        if (r != TERN_OK && r != TERN_EAGAIN) {
+            c->pending_err = r;
+        }
     }
     if (c->out.len == 0) {
         tern_buf_shrink(&c->out, 1u << 20);
@@ -508,6 +535,8 @@ static void close_stream(struct tern_client *c)
     }
     tern_stream_close(c->stream);
     c->stream = NULL;
+    tern__client_link_fini(&c->link);
+    c->flush_pending = false;
     c->fd = -1;
     tern_buf_reset(&c->in);
     tern_buf_reset(&c->out);
@@ -597,10 +626,12 @@ static void start_connect(struct tern_client *c)
         snprintf(peer, sizeof(peer), "%s:%u", c->url.host, c->url.port);
         r = tern_stream_socket_new(fd, peer, &c->stream);
     } else if (r == TERN_ESYS) {
-        cl_log(c, TERN_CLIENT_LOG_ERROR, "connect to %s:%u: %s", c->url.host, c->url.port,
-               strerror(saved_errno));
+        fail_why(c, "cannot connect to %s port %u: %s", c->url.host, c->url.port,
+                 strerror(saved_errno));
     } else if (r == TERN_EINVAL) {
-        cl_log(c, TERN_CLIENT_LOG_ERROR, "cannot resolve host %s", c->url.host);
+        fail_why(c, "cannot resolve host %s", c->url.host);
+    } else if (r == TERN_ECLOSED) {
+        fail_why(c, "connection refused by %s port %u", c->url.host, c->url.port);
     }
     if (r != TERN_OK) {
         conn_lost(c, r, 0);
@@ -780,7 +811,7 @@ static void on_connack(struct tern_client *c, const struct tern_connack *ck)
     uint8_t reason =
         c->version == TERN_MQTT_5 ? ck->reason : tern_client_connack_reason(ck->reason);
     if (reason != TERN_RC_SUCCESS) {
-        cl_log(c, TERN_CLIENT_LOG_ERROR, "connection refused: %s", tern_reason_name(reason));
+        fail_why(c, "CONNACK refused: %s (0x%02x)", tern_reason_name(reason), reason);
         c->refused_final = refusal_is_final(reason);
         if (c->cb.on_connect != NULL) {
             c->cb.on_connect(c, reason, false, ck->props.ptr, ck->props.len, c->ud);
@@ -1193,15 +1224,28 @@ static void read_in(struct tern_client *c)
 
 /* ---- the driver step --------------------------------------------------------------------- */
 
+/* What the current stream (or the link being set up) wants beyond the client's own needs. */
+static unsigned stream_want(struct tern_client *c)
+{
+    if (c->state == ST_LINK) {
+        return tern__client_link_want(&c->link);
+    }
+    return c->stream != NULL ? tern_stream_want(c->stream) : 0u;
+}
+
 static uint64_t next_due(struct tern_client *c)
 {
     if (c->pending_err != 0 || c->user_close || pumpable(c)) {
         return 0;
     }
+    if ((stream_want(c) & TERN_STREAM_PENDING) && !queue_full(c)) {
+        return 0; /* decoded bytes wait inside the stream: the fd will not signal them */
+    }
     switch (c->state) {
     case ST_WAIT_RETRY:
         return c->reconnect_at;
     case ST_TCP:
+    case ST_LINK:
     case ST_CONNACK:
     case ST_CLOSING:
         return c->deadline_ms;
@@ -1220,14 +1264,17 @@ static unsigned wanted_events(struct tern_client *c)
     switch (c->state) {
     case ST_TCP:
         return TERN_CLIENT_WRITE;
+    case ST_LINK:
+        return tern__client_link_want(&c->link) & (TERN_CLIENT_READ | TERN_CLIENT_WRITE);
     case ST_CONNACK:
     case ST_UP:
     case ST_CLOSING: {
         unsigned ev = queue_full(c) ? 0u : TERN_CLIENT_READ;
-        if (c->out.len > 0) {
+        if (c->out.len > 0 || c->flush_pending) {
             ev |= TERN_CLIENT_WRITE;
         }
-        return ev;
+        /* A TLS stream may need to write to read, or read to write. */
+        return ev | (stream_want(c) & (TERN_CLIENT_READ | TERN_CLIENT_WRITE));
     }
     default:
         return 0;
@@ -1243,11 +1290,14 @@ static void run_timers(struct tern_client *c, uint64_t now)
         }
         break;
     case ST_TCP:
+    case ST_LINK:
     case ST_CONNACK:
         if (now >= c->deadline_ms && c->pending_err == 0) {
-            cl_log(c, TERN_CLIENT_LOG_ERROR, "no %s within %u ms",
-                   c->state == ST_TCP ? "TCP connection" : "CONNACK",
-                   (unsigned)c->connect_timeout_ms);
+            fail_why(c, "no %s from %s port %u within %u ms",
+                     c->state == ST_TCP    ? "TCP connection"
+                     : c->state == ST_LINK ? "TLS / WebSocket handshake"
+                                           : "CONNACK",
+                     c->url.host, c->url.port, (unsigned)c->connect_timeout_ms);
             c->pending_err = TERN_ETIMEDOUT;
         }
         break;
@@ -1298,26 +1348,71 @@ static void handle_user_close(struct tern_client *c)
     }
 }
 
+/* The transport is ready: send CONNECT. */
+static void transport_ready(struct tern_client *c)
+{
+    c->state = ST_CONNACK;
+    int r = send_connect(c);
+    if (r != TERN_OK) {
+        fail_why(c, "cannot encode CONNECT: %s", tern_strerror(r));
+        c->pending_err = r;
+    }
+}
+
+/* One step of the TLS handshake / WebSocket upgrade. */
+static void link_step(struct tern_client *c)
+{
+    int r = tern__client_link_step(&c->link);
+    if (r == TERN_OK) {
+        c->stream = tern__client_link_take(&c->link);
+        transport_ready(c);
+    } else if (r != TERN_EAGAIN) {
+        fail_why(c, "%s port %u: %s", c->url.host, c->url.port, c->link.err);
+        /* TERN_EDENIED is kept for a refused CONNACK: an HTTP refusal is a protocol failure. */
+        c->pending_err = r == TERN_EDENIED ? TERN_EPROTOCOL : r;
+    }
+}
+
+/* TCP is connected: set up TLS / WebSocket on it, or go straight to CONNECT. */
+static void tcp_connected(struct tern_client *c)
+{
+    if (c->url.transport == TERN__CLIENT_TCP) {
+        transport_ready(c);
+        return;
+    }
+    struct tern_stream *tcp = c->stream;
+    c->stream = NULL;
+    c->state = ST_LINK;
+    int r = tern__client_link_start(&c->link, tcp, &c->url, c->tls, c->server_name);
+    if (r != TERN_OK) {
+        fail_why(c, "%s port %u: %s", c->url.host, c->url.port, c->link.err);
+        c->pending_err = r;
+        return;
+    }
+    link_step(c);
+}
+
 static void process_locked(struct tern_client *c, unsigned events)
 {
-    if (c->stream != NULL && events != 0) {
-        if (c->state == ST_TCP) {
-            int r = tern_net_connect_finish(c->fd);
-            if (r == TERN_OK) {
-                c->state = ST_CONNACK;
-                r = send_connect(c);
-                if (r != TERN_OK) {
-                    cl_log(c, TERN_CLIENT_LOG_ERROR, "cannot encode CONNECT: %s", tern_strerror(r));
-                    c->pending_err = r;
-                }
-            } else if (r != TERN_EAGAIN) {
-                cl_log(c, TERN_CLIENT_LOG_ERROR, "connect to %s:%u failed: %s", c->url.host,
-                       c->url.port, r == TERN_ESYS ? strerror(errno) : tern_strerror(r));
-                c->pending_err = r;
-            }
-        } else if (events & TERN_CLIENT_READ) {
-            read_in(c);
+    bool pending = (stream_want(c) & TERN_STREAM_PENDING) != 0;
+    if (c->state == ST_TCP && c->stream != NULL && events != 0) {
+        int r = tern_net_connect_finish(c->fd);
+        if (r == TERN_OK) {
+            tcp_connected(c);
+        } else if (r == TERN_ECLOSED) {
+            fail_why(c, "connection refused by %s port %u", c->url.host, c->url.port);
+            c->pending_err = r;
+        } else if (r != TERN_EAGAIN) {
+            fail_why(c, "connect to %s port %u failed: %s", c->url.host, c->url.port,
+                     r == TERN_ESYS ? strerror(errno) : tern_strerror(r));
+            c->pending_err = r;
         }
+    } else if (c->state == ST_LINK && (events != 0 || pending)) {
+        link_step(c);
+    } else if (c->stream != NULL && ((events & TERN_CLIENT_READ) || pending ||
+                                     ((events & TERN_CLIENT_WRITE) &&
+                                      (tern_stream_want(c->stream) & TERN_STREAM_WANT_WRITE)))) {
+        read_in(c);
     }
     run_timers(c, tern_time_mono_ms());
     if (c->user_close && c->pending_err == 0) {
@@ -1329,7 +1424,7 @@ static void process_locked(struct tern_client *c, unsigned events)
     flush_out(c);
     if (c->pending_err != 0) {
         conn_lost(c, c->pending_err, c->pending_reason);
-    } else if (c->state == ST_CLOSING && c->out.len == 0) {
+    } else if (c->state == ST_CLOSING && c->out.len == 0 && !c->flush_pending) {
         tern_stream_shutdown(c->stream);
         conn_lost(c, TERN_OK, 0);
     }
@@ -1364,6 +1459,50 @@ static char *gen_client_id(struct tern_client *c)
     return tern_strdup(id);
 }
 
+/* Message of the last tern_client_new() TLS failure on this thread. */
+static _Thread_local char options_err[TERN_TLS_ERRLEN];
+
+const char *tern_client_options_error(void)
+{
+    return options_err;
+}
+
+/* Build the TLS context (reads the files now, so a bad one fails tern_client_new). */
+static int tls_setup(struct tern_client *c, const struct tern_client_options *o)
+{
+    struct tern_tls_options t;
+    memset(&t, 0, sizeof(t));
+    t.side = TERN_TLS_CLIENT;
+    t.cafile = o->tls_cafile;
+    t.capath = o->tls_capath;
+    t.use_os_certs = o->tls_use_os_certs;
+    t.certfile = o->tls_certfile;
+    t.keyfile = o->tls_keyfile;
+    t.psk_identity = o->tls_psk_identity;
+    t.psk_key_hex = o->tls_psk_key;
+    t.alpn = o->tls_alpn;
+    t.max_fragment_length = o->tls_max_fragment_length;
+    t.insecure = o->tls_insecure;
+    if (o->tls_version != NULL) {
+        int r = tern_tls_version_parse(o->tls_version, &t.min_version);
+        if (r != TERN_OK) {
+            snprintf(options_err, sizeof(options_err), "TLS version \"%s\": use tlsv1.2 or tlsv1.3",
+                     o->tls_version);
+            return TERN_EINVAL;
+        }
+    }
+    if (o->tls_server_name != NULL) {
+        if (o->tls_server_name[0] == '\0') {
+            snprintf(options_err, sizeof(options_err), "TLS server name is empty");
+            return TERN_EINVAL;
+        }
+        if ((c->server_name = tern_strdup(o->tls_server_name)) == NULL) {
+            return TERN_ENOMEM;
+        }
+    }
+    return tern_tls_ctx_new(&t, &c->tls, options_err, sizeof(options_err));
+}
+
 static int copy_options(struct tern_client *c, const struct tern_client_options *o)
 {
     int r;
@@ -1381,8 +1520,11 @@ static int copy_options(struct tern_client *c, const struct tern_client_options 
         snprintf(c->url.host, sizeof(c->url.host), "%s", host);
         c->url.port = o->port ? o->port : 1883;
     }
-    if (c->url.transport != TERN__CLIENT_TCP) {
-        return TERN_EUNSUPPORTED;
+    if (c->url.transport == TERN__CLIENT_TLS || c->url.transport == TERN__CLIENT_WSS) {
+        r = tls_setup(c, o);
+        if (r != TERN_OK) {
+            return r;
+        }
     }
     c->version = o->version ? o->version : TERN_MQTT_311;
     if (c->version < TERN_MQTT_31 || c->version > TERN_MQTT_5 || o->will_qos > 2) {
@@ -1500,6 +1642,7 @@ int tern_client_new(const struct tern_client_options *o, struct tern_client **ou
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&c->cv, &ca);
     pthread_condattr_destroy(&ca);
+    options_err[0] = '\0';
     int r = copy_options(c, o);
     if (r != TERN_OK) {
         tern_client_free(c);
@@ -1564,6 +1707,8 @@ void tern_client_free(struct tern_client *c)
     tern_free(c->will_props);
     tern_free(c->connect_props);
     tern_free(c->close_props);
+    tern_free(c->server_name);
+    tern_tls_ctx_unref(c->tls);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     tern_free(c);
@@ -1858,6 +2003,17 @@ int tern_client_unsubscribe(struct tern_client *c, const char *const *filters, s
                            NULL);
     unlock(c);
     return r;
+}
+
+int tern_client_last_error(struct tern_client *c, char *buf, size_t len)
+{
+    if (len == 0) {
+        return TERN_EINVAL;
+    }
+    lock(c);
+    snprintf(buf, len, "%s", c->last_err);
+    unlock(c);
+    return TERN_OK;
 }
 
 bool tern_client_is_connected(struct tern_client *c)

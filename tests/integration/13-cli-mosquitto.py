@@ -860,11 +860,18 @@ def test_connack_refused_exit_code(version):
 
 
 def test_unsupported_transport_and_usage_errors():
-    res = tern("sub", "-L", "mqtts://localhost:8883/t")
-    eq(res.returncode, 1, "mqtts exit")
-    check(b"not supported yet" in res.stderr, "mqtts message: %r" % res.stderr)
-    res = tern("pub", "-t", "x", "-m", "y", "--cafile", "/etc/ssl/ca.pem")
-    check(res.returncode == 1 and b"not supported yet" in res.stderr, "TLS option refused")
+    res = tern("sub", "-L", "http://localhost:8883/t")
+    eq(res.returncode, 1, "http:// exit")
+    check(b"unknown scheme" in res.stderr, "http:// message: %r" % res.stderr)
+    res = tern("pub", "-t", "x", "-m", "y", "--ciphers", "ALL")
+    check(res.returncode == 1 and b"not supported yet" in res.stderr, "--ciphers refused")
+    res = tern("pub", "-t", "x", "-m", "y", "--cafile", "/nonexistent/ca.pem")
+    check(res.returncode == 1 and b"/nonexistent/ca.pem" in res.stderr,
+          "unreadable --cafile named: %r" % res.stderr)
+    res = tern("pub", "-L", "mqtt://localhost/x", "-m", "y", "--insecure")
+    check(res.returncode == 1 and b"mqtts://" in res.stderr, "TLS option with mqtt://")
+    res = tern("pub", "-t", "x", "-m", "y", "--cert", "/c.pem")
+    check(res.returncode == 1 and b"keyfile" in res.stderr, "--cert without --key")
     res = tern("pub", "-t", "x")
     check(res.returncode == 1 and b"message is needed" in res.stderr, "missing message")
     res = tern("pub", "-t", "x", "-m", "y", "-q", "3")

@@ -53,6 +53,18 @@ static void test_url_parse(void)
     CHECK_ERR(tern__client_url_parse("mqtt://u:p@h", &u), TERN_EINVAL);
     CHECK_ERR(tern__client_url_parse("mqtt://", &u), TERN_EINVAL);
     CHECK_ERR(tern__client_url_parse("mqtt://h/path", &u), TERN_EINVAL);
+    /* WebSocket paths: from the URL, /mqtt by default; only visible ASCII without '#'. */
+    CHECK_ERR(tern__client_url_parse("wss://h", &u), TERN_OK);
+    CHECK_EQ(u.transport, TERN__CLIENT_WSS);
+    CHECK_EQ(u.port, 443);
+    CHECK(strcmp(u.path, "/mqtt") == 0);
+    CHECK_ERR(tern__client_url_parse("ws://h:8080/", &u), TERN_OK);
+    CHECK(strcmp(u.path, "/") == 0);
+    CHECK_ERR(tern__client_url_parse("ws://h/a/b?c=d", &u), TERN_OK);
+    CHECK(strcmp(u.path, "/a/b?c=d") == 0);
+    CHECK_ERR(tern__client_url_parse("ws://h/a b", &u), TERN_EINVAL);
+    CHECK_ERR(tern__client_url_parse("ws://h/a#frag", &u), TERN_EINVAL);
+    CHECK_ERR(tern__client_url_parse("ws://h/\x80", &u), TERN_EINVAL);
 }
 
 static void test_pidset(void)
@@ -168,11 +180,37 @@ static void test_options(void)
     struct tern_client_options o;
     struct tern_client *c = NULL;
     tern_client_options_init(&o);
-    o.url = "ws://localhost:9001";
-    CHECK_ERR(tern_client_new(&o, &c), TERN_EUNSUPPORTED);
-    CHECK(c == NULL);
+    o.url = "ws://localhost:9001/mqtt?x=1";
+    CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
+    tern_client_free(c);
+    c = NULL;
+    /* TLS files are read by tern_client_new, and the reason is given. */
     o.url = "mqtts://localhost";
-    CHECK_ERR(tern_client_new(&o, &c), TERN_EUNSUPPORTED);
+    o.tls_cafile = "/nonexistent/ca.pem";
+    CHECK_ERR(tern_client_new(&o, &c), TERN_ECONFIG);
+    CHECK(c == NULL);
+    CHECK(strstr(tern_client_options_error(), "/nonexistent/ca.pem") != NULL);
+    o.tls_cafile = NULL;
+    o.tls_version = "tlsv1.0";
+    CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL);
+    CHECK(strstr(tern_client_options_error(), "tlsv1.0") != NULL);
+    o.tls_version = NULL;
+    o.tls_max_fragment_length = 1000;
+    CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL);
+    o.tls_max_fragment_length = 0;
+    o.tls_certfile = "/x.pem"; /* without a key */
+    CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL);
+    o.tls_certfile = NULL;
+    o.tls_insecure = true;
+    CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
+    CHECK_EQ(tern_client_options_error()[0], '\0');
+    char why[64];
+    CHECK_ERR(tern_client_last_error(c, why, sizeof(why)), TERN_OK);
+    CHECK_EQ(why[0], '\0');
+    CHECK_ERR(tern_client_last_error(c, why, 0), TERN_EINVAL);
+    tern_client_free(c);
+    c = NULL;
+    o.tls_insecure = false;
     o.url = NULL;
     o.version = 6;
     CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL);
