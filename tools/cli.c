@@ -152,7 +152,9 @@ void cli_usage(int cmd, bool full)
             return;
         }
         fputs(help_payload, f);
-        fputs("  -l, --stdin-line       one message per line read from stdin (newline removed)\n"
+        fputs("  -l, --stdin-line       one message per line read from stdin (newline removed);\n"
+              "                         reconnects after a lost connection and resends what\n"
+              "                         was not acknowledged\n"
               "  -r, --retain           retain the message\n"
               "  -M, --max-inflight N   at most N QoS 1/2 messages awaiting acknowledgement\n"
               "                         (default: the broker's Receive Maximum)\n"
@@ -1017,7 +1019,8 @@ int cli_client_new(struct cli *o, struct tern_client **out)
     }
     opt.connect_props = cp->items;
     opt.connect_props_count = cp->count;
-    opt.auto_reconnect = o->cmd == CLI_SUB;
+    /* A subscriber and a line-by-line publisher outlive a broker restart (mosquitto's too). */
+    opt.auto_reconnect = o->cmd == CLI_SUB || (o->cmd == CLI_PUB && o->stdin_line);
     opt.max_inflight = (uint16_t)o->max_inflight;
     struct tern_client *c = NULL;
     int r = tern_client_new(&opt, &c);

@@ -343,6 +343,21 @@ static int send_ack(struct tern_client *c, uint8_t type, uint16_t pid, uint8_t r
     return send_pkt(c, &pkt);
 }
 
+/* A stream call failed with `err`: record why, in TLS's words when TLS knows more. */
+static void stream_failed(struct tern_client *c, int err)
+{
+    const char *why = "";
+    for (struct tern_stream *s = c->stream; s != NULL; s = s->inner) {
+        if (tern_tls_stream_is_tls(s)) {
+            why = tern_tls_stream_error(s);
+            break;
+        }
+    }
+    fail_why(c, "connection to %s port %u: %s", c->url.host, c->url.port,
+             why[0] != '\0' ? why : tern_strerror(err));
+    c->pending_err = err;
+}
+
 /* Write as much of the output buffer as the socket takes now. */
 static void flush_out(struct tern_client *c)
 {
@@ -352,7 +367,7 @@ static void flush_out(struct tern_client *c)
             break;
         }
         if (n < 0) {
-            c->pending_err = (int)n;
+            stream_failed(c, (int)n);
             break;
         }
         tern_buf_consume(&c->out, (size_t)n);
@@ -363,7 +378,7 @@ static void flush_out(struct tern_client *c)
         int r = tern_stream_flush(c->stream);
         c->flush_pending = r == TERN_EAGAIN;
         if (r != TERN_OK && r != TERN_EAGAIN) {
-            c->pending_err = r;
+            stream_failed(c, r);
         }
     }
     if (c->out.len == 0) {
@@ -1211,7 +1226,7 @@ static void read_in(struct tern_client *c)
             break;
         }
         if (n < 0) {
-            c->pending_err = (int)n;
+            stream_failed(c, (int)n);
             break;
         }
         tern_buf_commit(&c->in, (size_t)n);
