@@ -158,6 +158,8 @@ void cli_usage(int cmd, bool full)
               "  -r, --retain           retain the message\n"
               "  -M, --max-inflight N   at most N QoS 1/2 messages awaiting acknowledgement\n"
               "                         (default: the broker's Receive Maximum)\n"
+              "  --topic-aliases N      MQTT 5: send repeated topics as topic aliases, using up\n"
+              "                         to N (and no more than the broker allows)\n"
               "  --repeat N             publish the -m/-f/-s message N times\n"
               "  --repeat-delay SEC     wait SEC seconds (fractions allowed) between repeats\n",
               f);
@@ -521,6 +523,7 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
                                                  "-f",
                                                  "--file",
                                                  "--repeat",
+                                                 "--topic-aliases",
                                                  "--repeat-delay",
                                                  "-T",
                                                  "--filter-out",
@@ -664,6 +667,12 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
                 return 1;
             }
             o->max_inflight = (int)n;
+        } else if (cmd == CLI_PUB && is_opt(a, NULL, "--topic-aliases")) {
+            if (!parse_long(v, 0, 65535, &n)) {
+                cli_err(o, "Error: invalid --topic-aliases \"%s\" (0..65535).", v);
+                return 1;
+            }
+            o->topic_aliases = (int)n;
         } else if (cmd == CLI_PUB && is_opt(a, NULL, "--repeat")) {
             if (!parse_long(v, 1, INT_MAX, &n)) {
                 cli_err(o, "Error: invalid --repeat \"%s\".", v);
@@ -715,11 +724,12 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
     for (int k = 0; k < CLI_P_COUNT; k++) {
         nprops += o->props[k].count;
     }
-    bool wants5 = nprops > 0 || o->session_expiry >= 0;
+    bool wants5 = nprops > 0 || o->session_expiry >= 0 || o->topic_aliases > 0;
     if (o->version == 0) {
-        o->version = (cmd == CLI_RR || wants5) ? 5 : 4; /* -D and -x imply MQTT 5 */
+        /* -D, -x and --topic-aliases imply MQTT 5 */
+        o->version = (cmd == CLI_RR || wants5) ? 5 : 4;
     } else if (wants5 && o->version != 5) {
-        cli_err(o, "Error: -D and -x need MQTT 5 (-V mqttv5).");
+        cli_err(o, "Error: -D, -x and --topic-aliases need MQTT 5 (-V mqttv5).");
         return 1;
     }
     /* Checks that need every option. */
@@ -1022,6 +1032,7 @@ int cli_client_new(struct cli *o, struct tern_client **out)
     /* A subscriber and a line-by-line publisher outlive a broker restart (mosquitto's too). */
     opt.auto_reconnect = o->cmd == CLI_SUB || (o->cmd == CLI_PUB && o->stdin_line);
     opt.max_inflight = (uint16_t)o->max_inflight;
+    opt.topic_aliases_out = (uint16_t)o->topic_aliases;
     struct tern_client *c = NULL;
     int r = tern_client_new(&opt, &c);
     if (r != TERN_OK && tern_client_options_error()[0] != '\0') {

@@ -89,7 +89,8 @@ struct cli {
     bool hex_input;
     bool escapes;
     long repeat;
-    int max_inflight; /* -M, 0 = the broker's Receive Maximum */
+    int max_inflight;  /* -M, 0 = the broker's Receive Maximum */
+    int topic_aliases; /* --topic-aliases, 0 = none */
     double repeat_delay;
     uint8_t *payload; /* owned, loaded by cli_load_payload */
     size_t payload_len;

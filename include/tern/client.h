@@ -167,6 +167,11 @@ struct tern_client_options {
     uint16_t max_inflight;
     /* 5.0: Topic Alias Maximum we accept from the server (default 16; 0 = none). */
     uint16_t topic_alias_maximum;
+    /* 5.0: outbound topic aliases: use at most this many (capped by the server's Topic Alias
+     * Maximum from CONNACK), least recently used replaced first; a repeated topic then goes
+     * out as an empty topic + alias. Each publish scans the table, so keep it in the hundreds.
+     * Default 0: off. A publish whose properties carry its own Topic Alias is sent as given. */
+    uint16_t topic_aliases_out;
     /* Largest packet we accept (0 = protocol maximum); announced in 5.0. */
     uint32_t max_packet_size;
     /* Milliseconds to wait for TCP connect + CONNACK (default 10000). */

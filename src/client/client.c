@@ -24,6 +24,7 @@
  */
 #include "tern/client.h"
 
+#include "client/alias.h"
 #include "client/link.h"
 #include "client/util.h"
 #include "common/alloc.h"
@@ -204,6 +205,7 @@ struct tern_client {
     struct req *reqs;
     struct sub *subs;
     char **aliases; /* [alias_max_in + 1], inbound topic aliases of this connection */
+    struct tern__alias_out aliases_out; /* outbound topic aliases of this connection */
     struct qmsg *q_head, *q_tail;
     size_t q_count;
     struct waiter *conn_waiters;
@@ -459,6 +461,38 @@ static void out_complete(struct tern_client *c, struct out_msg *m, struct out_li
     }
 }
 
+/*
+ * The outbound alias for `m` (0: none) and its property block with the alias appended, in
+ * `buf` (cap bytes) or a new allocation *heap (the caller frees it).
+ */
+static uint16_t pick_alias(struct tern_client *c, struct out_msg *m, bool *known, uint8_t *buf,
+                           size_t cap, uint8_t **heap, struct tern_props *props)
+{
+    struct tern_prop found;
+    *known = false;
+    *heap = NULL;
+    if (c->version != TERN_MQTT_5 || c->aliases_out.limit == 0 ||
+        tern_props_find(props_of(m->props, m->props_len), TERN_PROP_TOPIC_ALIAS, &found)) {
+        return 0;
+    }
+    size_t need = m->props_len + 3; /* id + u16 */
+    if (need > cap) {
+        if ((*heap = tern_malloc(need)) == NULL) {
+            return 0; /* send it without an alias */
+        }
+        buf = *heap;
+    }
+    uint16_t alias = tern__alias_out_lookup(&c->aliases_out, m->topic, m->topic_len, known);
+    if (m->props_len > 0) {
+        memcpy(buf, m->props, m->props_len);
+    }
+    struct tern_props_builder b;
+    tern_props_builder_init(&b, buf + m->props_len, 3);
+    tern_props_add_u16(&b, TERN_PROP_TOPIC_ALIAS, alias);
+    *props = props_of(buf, need);
+    return alias;
+}
+
 /* Encode one PUBLISH (header + payload) into the output buffer. */
 static int send_publish(struct tern_client *c, struct out_msg *m, bool dup)
 {
@@ -470,15 +504,24 @@ static int send_publish(struct tern_client *c, struct out_msg *m, bool dup)
     p.packet_id = m->pid;
     p.topic = bytes_of(m->topic, m->topic_len);
     p.props = props_of(m->props, m->props_len);
+    uint8_t small[256];
+    uint8_t *heap = NULL;
+    bool known = false;
+    uint16_t alias = pick_alias(c, m, &known, small, sizeof(small), &heap, &p.props);
+    if (alias != 0 && known) {
+        p.topic = bytes_of(NULL, 0); /* the server knows the topic by its alias */
+    }
     ssize_t h = tern_publish_encode_header(NULL, 0, c->version, &p, m->payload_len);
-    if (h < 0) {
-        return (int)h;
+    int r = h < 0 ? (int)h : TERN_OK;
+    if (r == TERN_OK && c->srv_max_packet != 0 &&
+        (uint64_t)h + m->payload_len > c->srv_max_packet) {
+        r = TERN_ETOOBIG;
     }
-    if (c->srv_max_packet != 0 && (uint64_t)h + m->payload_len > c->srv_max_packet) {
-        return TERN_ETOOBIG;
+    if (r == TERN_OK) {
+        r = tern_buf_reserve(&c->out, (size_t)h + m->payload_len);
     }
-    int r = tern_buf_reserve(&c->out, (size_t)h + m->payload_len);
     if (r != TERN_OK) {
+        tern_free(heap);
         return r;
     }
     size_t room;
@@ -488,6 +531,10 @@ static int send_publish(struct tern_client *c, struct out_msg *m, bool dup)
         memcpy(tail + h, m->payload, m->payload_len);
     }
     tern_buf_commit(&c->out, (size_t)h + m->payload_len);
+    if (alias != 0 && !known) {
+        tern__alias_out_commit(&c->aliases_out, alias, m->topic, m->topic_len);
+    }
+    tern_free(heap);
     return TERN_OK;
 }
 
@@ -840,6 +887,7 @@ static void on_connack(struct tern_client *c, const struct tern_connack *ck)
     c->srv_retain = true;
     c->srv_max_packet = 0;
     c->ka = c->keepalive;
+    uint16_t srv_alias_max = 0;
     struct tern_prop_iter it;
     struct tern_prop p;
     tern_props_iter_init(&it, ck->props);
@@ -862,6 +910,9 @@ static void on_connack(struct tern_client *c, const struct tern_connack *ck)
         case TERN_PROP_SERVER_KEEP_ALIVE:
             c->ka = (uint16_t)p.num;
             break;
+        case TERN_PROP_TOPIC_ALIAS_MAXIMUM:
+            srv_alias_max = (uint16_t)p.num;
+            break;
         case TERN_PROP_ASSIGNED_CLIENT_IDENTIFIER: {
             char *id = tern_strndup((const char *)p.str, p.str_len);
             if (id != NULL) {
@@ -874,6 +925,7 @@ static void on_connack(struct tern_client *c, const struct tern_connack *ck)
             break;
         }
     }
+    tern__alias_out_reset(&c->aliases_out, srv_alias_max);
     c->state = ST_UP;
     c->has_connected = true;
     c->attempt = 0;
@@ -1617,6 +1669,10 @@ static int copy_options(struct tern_client *c, const struct tern_client_options 
     c->rc_max_ms = o->reconnect_max_ms ? o->reconnect_max_ms : 30000;
     c->max_out = o->max_queued_out ? o->max_queued_out : 65535;
     c->max_in_queue = o->max_queued_in ? o->max_queued_in : 1000;
+    if (c->version == TERN_MQTT_5 &&
+        tern__alias_out_init(&c->aliases_out, o->topic_aliases_out) != TERN_OK) {
+        return TERN_ENOMEM;
+    }
     if (c->alias_max_in > 0) {
         c->aliases = tern_calloc((size_t)c->alias_max_in + 1, sizeof(char *));
         if (c->aliases == NULL) {
@@ -1713,6 +1769,7 @@ void tern_client_free(struct tern_client *c)
         }
         tern_free(c->aliases);
     }
+    tern__alias_out_fini(&c->aliases_out);
     tern_free(c->scratch);
     tern_free(c->client_id);
     tern_free(c->username);

@@ -3,7 +3,8 @@
 wrong CA, self-signed server, IP address mismatch, --insecure, client certificates, TLS-PSK,
 --tls-max-frag, --tls-alpn), ws:// and wss:// (a payload with NUL bytes and invalid UTF-8
 round-trips unchanged, a refused WebSocket path), and a broker restart in the middle of a QoS 1
-and a QoS 2 stream over TLS with every message arriving.
+and a QoS 2 stream over TLS with every message arriving; outbound topic aliases (raw check
+against a scripted server, and accepted by both brokers).
 
 Every test runs twice: against ternd and against Debian's mosquitto, each started on free
 127.0.0.1 ports with TLS, client-certificate, WebSocket and secure WebSocket listeners.
@@ -240,8 +241,8 @@ def finish(proc, timeout=RUN_TIMEOUT):
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        raise TestFailure("tern did not finish: %r" % (proc.early_err + err))
-    return proc.returncode, out, proc.early_err + err
+        raise TestFailure("tern did not finish: %r" % (getattr(proc, "early_err", b"") + err))
+    return proc.returncode, out, getattr(proc, "early_err", b"") + err
 
 
 def ca(s, name="ca"):
@@ -457,6 +458,52 @@ def t_restart_mid_stream_qos1(s_cls):
 
 def t_restart_mid_stream_qos2(s_cls):
     restart_stream(s_cls, 2)
+
+
+def t_topic_aliases_accepted(s):
+    """--topic-aliases: the broker resolves the aliases (over wss, too): every message
+    arrives under its full topic name."""
+    sub = sub_ready("-L", "wss://localhost:%d/ta/#" % s.wss, "--cafile", ca(s), "-V", "5",
+                    "-C", "6", "-v")
+    for t in ("ta/one", "ta/two"):
+        ok(tern("pub", "-L", "wss://localhost:%d/%s" % (s.wss, t), "--cafile", ca(s),
+                "--topic-aliases", "4", "--repeat", "3", "-q", "1", "-m", "x"))
+    rc, out, err = finish(sub)
+    eq((rc, out), (0, b"ta/one x\n" * 3 + b"ta/two x\n" * 3), "aliased messages (%r)" % err)
+
+
+def test_topic_alias_on_the_wire():
+    """tern pub --topic-aliases against a scripted server announcing Topic Alias Maximum 2:
+    the first PUBLISH carries the topic and alias 1, the next ones an empty topic + alias 1."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    port = lsock.getsockname()[1]
+    proc = spawn("pub", "-p", port, "-t", "long/topic/name", "-m", "x", "--repeat", "3",
+                 "--topic-aliases", "8")
+    try:
+        lsock.settimeout(10)
+        sock, _ = lsock.accept()
+        conn = ternlib.Conn.__new__(ternlib.Conn)
+        conn.version, conn.sock, conn.buf = 5, sock, bytearray()
+        sock.settimeout(10)
+        eq(conn.recv().type, ternlib.CONNECT, "first packet")
+        # CONNACK: flags 0, reason 0, properties {Topic Alias Maximum: 2}
+        conn.send(bytes([0x20, 6, 0, 0, 3, 0x22, 0, 2]))
+        pubs = []
+        for _ in range(3):
+            p = conn.recv()
+            eq(p.type, ternlib.PUBLISH, "packet type")
+            pubs.append((p.topic, ternlib.prop(p.props, 0x23), p.payload))
+        eq(pubs, [(b"long/topic/name", 1, b"x"), (b"", 1, b"x"), (b"", 1, b"x")],
+           "topics and aliases on the wire")
+        eq(conn.recv().type, ternlib.DISCONNECT, "then DISCONNECT")
+        rc, _, err = finish(proc)
+        eq(rc, 0, "tern pub exit (%r)" % err)
+        sock.close()
+    finally:
+        reap()
+        lsock.close()
 
 
 # One test per (case, broker): test_<case>_ternd and test_<case>_mosquitto.

@@ -17,6 +17,7 @@
 #include "common/buf.h"
 #include "format.h"
 #include "protocol/packet.h"
+#include "protocol/props.h"
 #include "tern/client.h"
 #include "transport/net.h"
 
@@ -588,6 +589,7 @@ static void srv_ack(struct srv *s, uint8_t type, uint16_t id)
 
 /* max_inflight option of the next new_client() (then back to the default). */
 static uint16_t next_max_inflight;
+static uint16_t next_aliases_out; /* topic_aliases_out of the next new_client */
 
 static struct tern_client *new_client(struct srv *s, struct rec *r, uint8_t version, bool clean)
 {
@@ -607,6 +609,8 @@ static struct tern_client *new_client(struct srv *s, struct rec *r, uint8_t vers
     o.reconnect_max_ms = 2;
     o.max_inflight = next_max_inflight;
     next_max_inflight = 0;
+    o.topic_aliases_out = next_aliases_out;
+    next_aliases_out = 0;
     struct tern_client *c = NULL;
     CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
     struct tern_client_callbacks cb = {cb_connect,
@@ -864,6 +868,84 @@ static void test_resubscribe_and_alias(void)
     srv_send(&s, &p);
     CHECK_EQ(r.messages, 2);
     CHECK_EQ(r.disconnects, 2);
+    end_client(&s);
+}
+
+/* Read one PUBLISH; check its topic (NULL: empty) and Topic Alias property (0: none). */
+static void expect_publish(struct srv *s, const char *topic, uint16_t alias, const char *payload)
+{
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(s, &pkt, &used) > 0);
+    CHECK_EQ(pkt.type, TERN_PUBLISH);
+    size_t tlen = topic ? strlen(topic) : 0;
+    CHECK(pkt.u.publish.topic.len == tlen &&
+          memcmp(pkt.u.publish.topic.ptr, topic ? topic : "", tlen) == 0);
+    struct tern_prop ta;
+    bool has = tern_props_find(pkt.u.publish.props, TERN_PROP_TOPIC_ALIAS, &ta);
+    CHECK_EQ(has ? ta.num : 0u, alias);
+    CHECK(pkt.u.publish.payload.len == strlen(payload) &&
+          memcmp(pkt.u.publish.payload.ptr, payload, strlen(payload)) == 0);
+    memmove(s->buf, s->buf + used, s->len - used);
+    s->len -= used;
+}
+
+static void pub0(struct tern_client *c, const char *topic, const char *payload)
+{
+    CHECK_ERR(tern_client_publish(c, topic, payload, strlen(payload), 0, false, NULL, 0, NULL),
+              TERN_OK);
+    tern_client_process(c, TERN_CLIENT_WRITE);
+}
+
+static void test_topic_alias_out(void)
+{
+    struct srv s;
+    struct rec r;
+    next_aliases_out = 8;
+    struct tern_client *c = new_client(&s, &r, TERN_MQTT_5, true);
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    static const uint8_t tam2[] = {0x22, 0, 2}; /* the server takes 2 aliases */
+    handshake(&s, &r, false, tam2, sizeof(tam2));
+    pub0(c, "a/topic", "1");
+    expect_publish(&s, "a/topic", 1, "1"); /* mapping set: topic + alias */
+    pub0(c, "a/topic", "2");
+    expect_publish(&s, NULL, 1, "2"); /* then alias alone */
+    pub0(c, "b/topic", "3");
+    expect_publish(&s, "b/topic", 2, "3");
+    pub0(c, "a/topic", "4");
+    expect_publish(&s, NULL, 1, "4");
+    pub0(c, "c/topic", "5"); /* table full: the least recently used (b, alias 2) goes */
+    expect_publish(&s, "c/topic", 2, "5");
+    pub0(c, "b/topic", "6"); /* now a (alias 1) is the oldest */
+    expect_publish(&s, "b/topic", 1, "6");
+    pub0(c, "c/topic", "7");
+    expect_publish(&s, NULL, 2, "7");
+    /* A caller's own Topic Alias is sent as given. */
+    struct tern_property own = {TERN_PROPERTY_TOPIC_ALIAS, 2, NULL, 0, NULL, 0};
+    CHECK_ERR(tern_client_publish(c, "c/topic", "8", 1, 0, false, &own, 1, NULL), TERN_OK);
+    tern_client_process(c, TERN_CLIENT_WRITE);
+    expect_publish(&s, "c/topic", 2, "8");
+    /* A new connection starts with an empty table, and QoS 1 resent after a reconnect
+     * establishes its alias again. */
+    uint16_t id;
+    CHECK_ERR(tern_client_publish(c, "c/topic", "9", 1, 1, false, NULL, 0, &id), TERN_OK);
+    tern_client_process(c, TERN_CLIENT_WRITE);
+    expect_publish(&s, NULL, 2, "9");
+    srv_close(&s);
+    for (int i = 0; i < 50 && r.disconnects == 0; i++) {
+        drive(&s);
+    }
+    handshake(&s, &r, false, tam2, sizeof(tam2));
+    expect_publish(&s, "c/topic", 1, "9");
+    /* A server that announces no Topic Alias Maximum gets none. */
+    srv_close(&s);
+    for (int i = 0; i < 50 && r.disconnects < 2; i++) {
+        drive(&s);
+    }
+    handshake(&s, &r, false, NULL, 0);
+    expect_publish(&s, "c/topic", 0, "9");
+    pub0(c, "c/topic", "10");
+    expect_publish(&s, "c/topic", 0, "10");
     end_client(&s);
 }
 
@@ -1296,6 +1378,7 @@ static const struct tern_test tests[] = {
     {"qos2_both_directions", test_qos2_both_directions},
     {"resend_with_dup_after_reconnect", test_resend_with_dup_after_reconnect},
     {"resubscribe_and_alias", test_resubscribe_and_alias},
+    {"topic_alias_out", test_topic_alias_out},
     {"refused_connack", test_refused_connack},
     {"connack_limits_and_server_disconnect", test_connack_limits_and_server_disconnect},
     {"threaded_blocking_helpers", test_threaded_blocking_helpers},
