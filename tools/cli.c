@@ -88,6 +88,8 @@ static const char *const help_common =
     "  --will-payload TEXT    last will payload (default empty)\n"
     "  --will-qos 0|1|2       last will QoS\n"
     "  --will-retain          retain the last will\n"
+    "  --store DIR            keep QoS 1/2 flows on disk in DIR (needs -i): a run that was\n"
+    "                         killed is finished by the next one with the same DIR and id\n"
     "  -d, --debug            print the client's diagnostics to stderr\n"
     "  --quiet                print no error messages\n"
     "  --nodelay              accepted for compatibility (TCP_NODELAY is always on)\n"
@@ -546,7 +548,8 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
                                                  "--psk",
                                                  "--psk-identity",
                                                  "--tls-max-frag",
-                                                 "--ws-path"};
+                                                 "--ws-path",
+                                                 "--store"};
             bool known = false;
             for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
                 known = known || strcmp(a, valued[k]) == 0;
@@ -583,6 +586,8 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
             o->psk = v;
         } else if (is_opt(a, NULL, "--psk-identity")) {
             o->psk_identity = v;
+        } else if (is_opt(a, NULL, "--store")) {
+            o->store_dir = v;
         } else if (is_opt(a, NULL, "--ws-path")) {
             if (v[0] != '/') {
                 cli_err(o, "Error: --ws-path must start with '/'.");
@@ -1033,10 +1038,11 @@ int cli_client_new(struct cli *o, struct tern_client **out)
     opt.auto_reconnect = o->cmd == CLI_SUB || (o->cmd == CLI_PUB && o->stdin_line);
     opt.max_inflight = (uint16_t)o->max_inflight;
     opt.topic_aliases_out = (uint16_t)o->topic_aliases;
+    opt.store_dir = o->store_dir;
     struct tern_client *c = NULL;
     int r = tern_client_new(&opt, &c);
     if (r != TERN_OK && tern_client_options_error()[0] != '\0') {
-        cli_err(o, "Error: TLS setup: %s.", tern_client_options_error());
+        cli_err(o, "Error: %s.", tern_client_options_error()); /* names the option or file */
         return 1;
     }
     if (r == TERN_EINVAL || r == TERN_EBADTOPIC || r == TERN_EBADUTF8) {

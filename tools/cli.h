@@ -89,8 +89,9 @@ struct cli {
     bool hex_input;
     bool escapes;
     long repeat;
-    int max_inflight;  /* -M, 0 = the broker's Receive Maximum */
-    int topic_aliases; /* --topic-aliases, 0 = none */
+    int max_inflight;      /* -M, 0 = the broker's Receive Maximum */
+    int topic_aliases;     /* --topic-aliases, 0 = none */
+    const char *store_dir; /* --store: libtern's on-disk store of QoS 1/2 flows */
     double repeat_delay;
     uint8_t *payload; /* owned, loaded by cli_load_payload */
     size_t payload_len;

@@ -212,6 +212,23 @@ struct tern_client_options {
                                   * NULL: TLS 1.2 */
     unsigned tls_max_fragment_length; /* RFC 6066 request: 512, 1024, 2048, 4096; 0: none */
     bool tls_insecure; /* do not verify the server (chain and name). Tests and labs only. */
+
+    /*
+     * On-disk store of in-flight QoS 1/2 flows, so a process that crashed or was killed
+     * finishes them when it starts again with the same store_dir and client_id (which is then
+     * required). NULL: none (the default). The client keeps <store_dir>/<client id>/ (created,
+     * mode 0700): every QoS 1/2 message is written and fsync'd there before
+     * tern_client_publish returns TERN_OK (so publishing waits for the disk), the PUBREC of a
+     * QoS 2 message and incoming QoS 2 messages awaiting PUBREL are noted the same way, and a
+     * completed flow is removed. tern_client_new loads what a previous process left: those
+     * messages are in flight at once (tern_client_pending counts them) and go out on the first
+     * connection, with DUP and their packet ids when the server kept the session, or as new
+     * messages when it did not, which for QoS 2 may deliver a message twice: use
+     * clean_start = false with a broker that keeps sessions for exactly once. Their
+     * completions reach on_publish with the stored packet ids. tern_client_free leaves the
+     * files: only completion removes them. Use one client per directory and id at a time.
+     */
+    const char *store_dir;
 };
 
 /* Fill `o` with the defaults listed above. */
@@ -267,8 +284,9 @@ struct tern_client_callbacks {
 /*
  * Create a client from `o` (NULL: all defaults). Every string and array in `o` is copied. Returns
  * TERN_OK and sets *out, TERN_EINVAL (bad option: URL, version, QoS, client id too long for
- * 3.1, a TLS option out of range...), TERN_ECONFIG (a TLS file that cannot be used), TERN_ETLS
- * (OpenSSL refused the TLS setup), or TERN_ENOMEM. For the TLS failures,
+ * 3.1, a TLS option out of range, store_dir without a client id...), TERN_ECONFIG (a TLS
+ * file that cannot be used), TERN_ETLS (OpenSSL refused the TLS setup), TERN_ESTORE (the
+ * store directory cannot be made or read), or TERN_ENOMEM. For the TLS and store failures,
  * tern_client_options_error() gives the message.
  */
 int tern_client_new(const struct tern_client_options *o, struct tern_client **out);
@@ -324,7 +342,8 @@ int tern_client_disconnect(struct tern_client *c, uint8_t reason, const struct t
  * will report (0 for QoS 0). Returns TERN_OK, TERN_EINVAL (bad
  * QoS, NULL topic), TERN_EBADTOPIC / TERN_EBADUTF8 (invalid topic name), TERN_ETOOBIG (larger
  * than the server's Maximum Packet Size or the protocol allows), TERN_EOVERFLOW (max_queued_out
- * reached or no free packet id), TERN_ENOMEM.
+ * reached or no free packet id), TERN_ESTORE (QoS 1/2 with a store_dir: the message could not
+ * be written to disk; it is not queued), TERN_ENOMEM.
  */
 int tern_client_publish(struct tern_client *c, const char *topic, const void *payload,
                         size_t payload_len, uint8_t qos, bool retain,

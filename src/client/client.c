@@ -26,6 +26,7 @@
 
 #include "client/alias.h"
 #include "client/link.h"
+#include "client/spool.h"
 #include "client/util.h"
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -206,6 +207,8 @@ struct tern_client {
     struct sub *subs;
     char **aliases; /* [alias_max_in + 1], inbound topic aliases of this connection */
     struct tern__alias_out aliases_out; /* outbound topic aliases of this connection */
+    struct tern__spool *spool;          /* on-disk store of QoS 1/2 flows, or NULL */
+    uint64_t spool_seq;                 /* sequence of the next stored message */
     struct qmsg *q_head, *q_tail;
     size_t q_count;
     struct waiter *conn_waiters;
@@ -437,11 +440,45 @@ static void list_unlink(struct out_list *l, struct out_msg *m)
     l->count--;
 }
 
+/* A new message holding copies of topic, property block and payload, in one allocation. */
+static struct out_msg *out_msg_new(const void *topic, size_t tlen, const void *props, size_t plen,
+                                   const void *payload, size_t payload_len)
+{
+    struct out_msg *m = tern_malloc(sizeof(*m) + tlen + plen + payload_len);
+    if (m == NULL) {
+        return NULL;
+    }
+    memset(m, 0, sizeof(*m));
+    m->topic = m->data;
+    m->topic_len = tlen;
+    memcpy(m->topic, topic, tlen);
+    m->props = m->data + tlen;
+    m->props_len = plen;
+    if (plen > 0) {
+        memcpy(m->props, props, plen);
+    }
+    m->payload = m->props + plen;
+    m->payload_len = payload_len;
+    if (payload_len > 0) {
+        memcpy(m->payload, payload, payload_len);
+    }
+    return m;
+}
+
 /* The in-flight message with this id in this state, in O(1) through by_pid. */
 static struct out_msg *inflight_find(struct tern_client *c, uint16_t pid, uint8_t state)
 {
     struct out_msg *m = c->by_pid != NULL ? c->by_pid[pid] : NULL;
     return m != NULL && m->state == state ? m : NULL;
+}
+
+/* A store update failed: the flow goes on (on disk it is one step behind, which a restart
+ * repairs by resending), but say so. */
+static void spool_note(struct tern_client *c, int r)
+{
+    if (r != TERN_OK) {
+        cl_log(c, TERN_CLIENT_LOG_WARNING, "store: %s", tern__spool_error(c->spool));
+    }
 }
 
 /* A publish flow ended: release its id, tell the application, free it. */
@@ -452,6 +489,9 @@ static void out_complete(struct tern_client *c, struct out_msg *m, struct out_li
     if (m->qos > 0) {
         tern__pidset_del(&c->pids, m->pid);
         c->by_pid[m->pid] = NULL;
+        if (c->spool != NULL) {
+            spool_note(c, tern__spool_del(c->spool, m->pid));
+        }
     }
     waiter_done(m->w, reason >= 0x80 ? TERN_EDENIED : TERN_OK, reason);
     uint16_t pid = m->pid;
@@ -781,6 +821,9 @@ static void session_resume(struct tern_client *c, bool present)
         /* The server forgot everything: incoming QoS 2 state goes; a message whose PUBREC we
          * had is delivered already; the rest is sent again as new, in the original order. */
         tern__pidset_init(&c->in_qos2);
+        if (c->spool != NULL) {
+            spool_note(c, tern__spool_in_clear(c->spool));
+        }
         struct out_list back = {NULL, NULL, 0};
         while (c->inflight.head != NULL) {
             struct out_msg *m = c->inflight.head;
@@ -1055,6 +1098,15 @@ static void on_publish_in(struct tern_client *c, struct tern_publish *p)
             return;
         }
     }
+    if (p->qos == 2 && c->spool != NULL) {
+        /* Noted before delivery: a crash after it must not deliver the message again. */
+        int r = tern__spool_in_add(c->spool, p->packet_id);
+        if (r != TERN_OK) {
+            fail_why(c, "store: %s", tern__spool_error(c->spool));
+            c->pending_err = r; /* not acknowledged: the server sends it again */
+            return;
+        }
+    }
     int r = deliver(c, p);
     if (r != TERN_OK) {
         c->pending_err = r;
@@ -1183,6 +1235,9 @@ static void handle_packet(struct tern_client *c, struct tern_packet *pkt)
                 break;
             }
             m->state = OUT_WAIT_COMP;
+            if (c->spool != NULL) {
+                spool_note(c, tern__spool_release(c->spool, m->pid));
+            }
             send_ack(c, TERN_PUBREL, m->pid, 0);
         } else if (pkt->u.ack.reason < 0x80) {
             send_ack(c, TERN_PUBREL, pkt->u.ack.packet_id, TERN_RC_PACKET_IDENTIFIER_NOT_FOUND);
@@ -1190,6 +1245,9 @@ static void handle_packet(struct tern_client *c, struct tern_packet *pkt)
         break;
     case TERN_PUBREL: {
         bool known = tern__pidset_del(&c->in_qos2, pkt->u.ack.packet_id);
+        if (known && c->spool != NULL) {
+            spool_note(c, tern__spool_in_del(c->spool, pkt->u.ack.packet_id));
+        }
         send_ack(c, TERN_PUBCOMP, pkt->u.ack.packet_id,
                  known ? 0 : TERN_RC_PACKET_IDENTIFIER_NOT_FOUND);
         break;
@@ -1570,6 +1628,67 @@ static int tls_setup(struct tern_client *c, const struct tern_client_options *o)
     return tern_tls_ctx_new(&t, &c->tls, options_err, sizeof(options_err));
 }
 
+/*
+ * Open the store and take over what a previous process left: its messages become in-flight
+ * (sent, DUP on resend), in the order they were published; incoming QoS 2 ids awaiting
+ * PUBREL are remembered. session_resume() finishes or restarts them on the first CONNACK.
+ */
+static int spool_load(struct tern_client *c, const char *dir)
+{
+    int r = tern__spool_open(dir, c->client_id, &c->spool, options_err, sizeof(options_err));
+    if (r != TERN_OK) {
+        return r;
+    }
+    struct tern__spool_rec *recs = NULL;
+    size_t n = 0, skipped = 0;
+    bool *in_ids = tern_calloc(65536, sizeof(bool));
+    if (in_ids == NULL) {
+        return TERN_ENOMEM;
+    }
+    r = tern__spool_load(c->spool, &recs, &n, in_ids, &skipped);
+    if (r != TERN_OK) {
+        snprintf(options_err, sizeof(options_err), "%s", tern__spool_error(c->spool));
+        tern_free(in_ids);
+        return r;
+    }
+    for (uint32_t id = 1; id <= 65535u; id++) {
+        if (in_ids[id]) {
+            tern__pidset_add(&c->in_qos2, (uint16_t)id);
+        }
+    }
+    tern_free(in_ids);
+    if (n > 0 && (c->by_pid = tern_calloc(65536, sizeof(*c->by_pid))) == NULL) {
+        r = TERN_ENOMEM;
+    }
+    for (size_t i = 0; i < n && r == TERN_OK; i++) {
+        struct tern__spool_rec *e = &recs[i];
+        bool v5 = c->version == TERN_MQTT_5; /* a 3.x client drops 5.0 properties */
+        struct out_msg *m = out_msg_new(e->topic, e->topic_len, e->props, v5 ? e->props_len : 0,
+                                        e->payload, e->payload_len);
+        if (m == NULL) {
+            r = TERN_ENOMEM;
+            break;
+        }
+        m->pid = e->pid;
+        m->qos = e->qos;
+        m->retain = e->retain;
+        m->sent = true;
+        m->state = e->released ? OUT_WAIT_COMP : OUT_WAIT_ACK;
+        tern__pidset_add(&c->pids, m->pid);
+        c->by_pid[m->pid] = m;
+        list_push(&c->inflight, m);
+        if (e->seq >= c->spool_seq) {
+            c->spool_seq = e->seq + 1;
+        }
+    }
+    tern__spool_free_recs(recs, n);
+    if (r == TERN_OK && (n > 0 || skipped > 0)) {
+        cl_log(c, TERN_CLIENT_LOG_NOTICE, "store: %zu message(s) in flight taken over%s", n,
+               skipped > 0 ? ", corrupt files dropped" : "");
+    }
+    return r;
+}
+
 static int copy_options(struct tern_client *c, const struct tern_client_options *o)
 {
     int r;
@@ -1673,6 +1792,12 @@ static int copy_options(struct tern_client *c, const struct tern_client_options 
         tern__alias_out_init(&c->aliases_out, o->topic_aliases_out) != TERN_OK) {
         return TERN_ENOMEM;
     }
+    if (o->store_dir != NULL) {
+        r = spool_load(c, o->store_dir);
+        if (r != TERN_OK) {
+            return r;
+        }
+    }
     if (c->alias_max_in > 0) {
         c->aliases = tern_calloc((size_t)c->alias_max_in + 1, sizeof(char *));
         if (c->aliases == NULL) {
@@ -1770,6 +1895,7 @@ void tern_client_free(struct tern_client *c)
         tern_free(c->aliases);
     }
     tern__alias_out_fini(&c->aliases_out);
+    tern__spool_close(c->spool);
     tern_free(c->scratch);
     tern_free(c->client_id);
     tern_free(c->username);
@@ -1846,6 +1972,32 @@ int tern_client_disconnect(struct tern_client *c, uint8_t reason, const struct t
     return TERN_OK;
 }
 
+/* Write a new QoS 1/2 message to the store (when there is one) before it is accepted. */
+static int spool_put(struct tern_client *c, const struct out_msg *m)
+{
+    if (c->spool == NULL) {
+        return TERN_OK;
+    }
+    struct tern__spool_rec rec;
+    memset(&rec, 0, sizeof(rec));
+    rec.seq = c->spool_seq++;
+    rec.pid = m->pid;
+    rec.qos = m->qos;
+    rec.retain = m->retain;
+    rec.topic = m->topic;
+    rec.topic_len = m->topic_len;
+    rec.props = m->props;
+    rec.props_len = m->props_len;
+    rec.payload = m->payload;
+    rec.payload_len = m->payload_len;
+    int r = tern__spool_put(c->spool, &rec);
+    if (r != TERN_OK) {
+        cl_log(c, TERN_CLIENT_LOG_ERROR, "store: %s", tern__spool_error(c->spool));
+        return r == TERN_ENOMEM ? r : TERN_ESTORE;
+    }
+    return TERN_OK;
+}
+
 static int publish_locked(struct tern_client *c, const char *topic, const void *payload,
                           size_t payload_len, uint8_t qos, bool retain,
                           const struct tern_property *props, size_t props_count,
@@ -1873,25 +2025,10 @@ static int publish_locked(struct tern_client *c, const char *topic, const void *
             return r;
         }
     }
-    struct out_msg *m = tern_malloc(sizeof(*m) + tlen + plen + payload_len);
-    if (m == NULL) {
-        tern_free(pb);
-        return TERN_ENOMEM;
-    }
-    memset(m, 0, sizeof(*m));
-    m->topic = m->data;
-    m->topic_len = tlen;
-    memcpy(m->topic, topic, tlen);
-    m->props = m->data + tlen;
-    m->props_len = plen;
-    if (plen > 0) {
-        memcpy(m->props, pb, plen);
-    }
+    struct out_msg *m = out_msg_new(topic, tlen, pb, plen, payload, payload_len);
     tern_free(pb);
-    m->payload = m->props + plen;
-    m->payload_len = payload_len;
-    if (payload_len > 0) {
-        memcpy(m->payload, payload, payload_len);
+    if (m == NULL) {
+        return TERN_ENOMEM;
     }
     struct tern_publish p;
     memset(&p, 0, sizeof(p));
@@ -1917,6 +2054,12 @@ static int publish_locked(struct tern_client *c, const char *topic, const void *
         if (m->pid == 0) {
             tern_free(m);
             return TERN_EOVERFLOW;
+        }
+        r = spool_put(c, m);
+        if (r != TERN_OK) {
+            tern__pidset_del(&c->pids, m->pid);
+            tern_free(m);
+            return r;
         }
         c->by_pid[m->pid] = m;
     }

@@ -4,7 +4,9 @@ wrong CA, self-signed server, IP address mismatch, --insecure, client certificat
 --tls-max-frag, --tls-alpn), ws:// and wss:// (a payload with NUL bytes and invalid UTF-8
 round-trips unchanged, a refused WebSocket path), and a broker restart in the middle of a QoS 1
 and a QoS 2 stream over TLS with every message arriving; outbound topic aliases (raw check
-against a scripted server, and accepted by both brokers).
+against a scripted server, and accepted by both brokers); the on-disk store (`--store`): a
+publisher killed with SIGKILL mid-flow is finished by the next run (scripted server, and
+against both brokers).
 
 Every test runs twice: against ternd and against Debian's mosquitto, each started on free
 127.0.0.1 ports with TLS, client-certificate, WebSocket and secure WebSocket listeners.
@@ -504,6 +506,138 @@ def test_topic_alias_on_the_wire():
     finally:
         reap()
         lsock.close()
+
+
+def store_files(d, prefix):
+    sub = os.path.join(d, "store-pub")
+    if not os.path.isdir(sub):
+        return []
+    # out-NNNNN.tmp is a message being written: not accepted yet (the next run removes it).
+    return sorted(f for f in os.listdir(sub) if f.startswith(prefix) and "." not in f)
+
+
+def test_store_kill9_scripted():
+    """libtern's on-disk store through `tern pub --store`: the publisher is killed with
+    SIGKILL in the middle of four QoS 2 flows (one complete, one at PUBREL, two unanswered);
+    the next run with the same store and id resumes them on a session-present CONNACK:
+    PUBREL for the released one, PUBLISH with DUP and the same packet ids for the others."""
+    d = tempfile.mkdtemp(prefix="tern-store-")
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    lsock.settimeout(10)
+    port = lsock.getsockname()[1]
+    args = ["pub", "-p", port, "-V", "5", "-c", "-i", "store-pub", "--store", d, "-q", "2",
+            "-t", "st", "-l"]
+
+    def accept():
+        sock, _ = lsock.accept()
+        sock.settimeout(10)
+        conn = ternlib.Conn.__new__(ternlib.Conn)
+        conn.version, conn.sock, conn.buf = 5, sock, bytearray()
+        eq(conn.recv().type, ternlib.CONNECT, "CONNECT")
+        return conn
+
+    def ack(conn, ptype, pid):
+        conn.send(bytes([ptype << 4 | (2 if ptype == ternlib.PUBREL else 0), 2, pid >> 8,
+                         pid & 0xFF]))
+
+    try:
+        pub = spawn(*args, stdin=subprocess.PIPE)
+        pub.stdin.write(b"m0\nm1\nm2\nm3\n")
+        pub.stdin.flush()
+        conn = accept()
+        conn.send(bytes([0x20, 3, 0, 0, 0]))  # CONNACK, no session
+        pids = []
+        for i in range(4):
+            p = conn.recv()
+            eq((p.type, p.payload, p.qos), (ternlib.PUBLISH, b"m%d" % i, 2), "publish %d" % i)
+            pids.append(p.mid)
+        ack(conn, ternlib.PUBREC, pids[0])
+        ack(conn, ternlib.PUBREC, pids[1])
+        for i in range(2):
+            p = conn.recv()
+            eq((p.type, p.mid), (ternlib.PUBREL, pids[i]), "PUBREL %d" % i)
+        ack(conn, ternlib.PUBCOMP, pids[0])
+        deadline = time.monotonic() + 5
+        while len(store_files(d, "out-")) != 3 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the PUBCOMP is being handled
+        pub.kill()  # SIGKILL: nothing runs in the client after this
+        pub.wait(timeout=5)
+        conn.sock.close()
+        eq(store_files(d, "out-"), ["out-%05d" % p for p in pids[1:]], "messages left on disk")
+        eq(store_files(d, "rel-"), ["rel-%05d" % pids[1]], "the PUBREL stage noted")
+
+        pub = spawn(*args, stdin=subprocess.DEVNULL)
+        conn = accept()
+        conn.send(bytes([0x20, 3, 1, 0, 0]))  # CONNACK, session present
+        p = conn.recv()
+        eq((p.type, p.mid), (ternlib.PUBREL, pids[1]), "released message: PUBREL only")
+        for i in (2, 3):
+            p = conn.recv()
+            eq((p.type, p.mid, p.dup, p.payload), (ternlib.PUBLISH, pids[i], True, b"m%d" % i),
+               "resent with DUP and its packet id")
+        ack(conn, ternlib.PUBCOMP, pids[1])
+        for i in (2, 3):
+            ack(conn, ternlib.PUBREC, pids[i])
+            p = conn.recv()
+            eq((p.type, p.mid), (ternlib.PUBREL, pids[i]), "PUBREL")
+            ack(conn, ternlib.PUBCOMP, pids[i])
+        eq(conn.recv().type, ternlib.DISCONNECT, "then DISCONNECT")
+        rc, _, err = finish(pub)
+        eq(rc, 0, "second run exit (%r)" % err)
+        eq(store_files(d, "out-") + store_files(d, "rel-"), [], "store empty")
+    finally:
+        reap()
+        lsock.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def t_store_kill9_real(s):
+    """Against a real broker: 300 QoS 1 lines, one in flight at a time (-M 1) so that many wait
+    in the store; SIGKILL the publisher midway and run it again with the same store and id.
+    Every line the first run accepted arrives: all up to the last one found on disk (lines it
+    had not read from its stdin yet are gone with it)."""
+    d = tempfile.mkdtemp(prefix="tern-store-")
+    n = 300
+    try:
+        sub = sub_ready("-h", "127.0.0.1", "-p", s.tcp, "-t", "kill/t", "-q", "1", "-F", "%p")
+        args = ["pub", "-h", "127.0.0.1", "-p", s.tcp, "-c", "-i", "store-pub", "--store", d,
+                "-q", "1", "-M", "1", "-t", "kill/t", "-l"]
+        pub = spawn(*args, stdin=subprocess.PIPE)
+        pub.stdin.write(b"".join(b"k%d\n" % i for i in range(n)))
+        pub.stdin.flush()
+        deadline = time.monotonic() + 10
+        while len(store_files(d, "out-")) < 50 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)
+        pub.kill()
+        pub.wait(timeout=5)
+        # What the first run accepted and did not finish: the payloads of its message files
+        # (record: 28-byte header, topic "kill/t", no properties, payload, 8-byte checksum).
+        stored = []
+        for f in store_files(d, "out-"):
+            with open(os.path.join(d, "store-pub", f), "rb") as fh:
+                stored.append(int(fh.read()[28 + 6:-8][1:]))
+        check(stored, "flows left on disk at the kill")
+        want = set(b"k%d" % i for i in range(max(stored) + 1))
+        pub = spawn(*args, stdin=subprocess.DEVNULL)
+        rc, _, err = finish(pub, timeout=60)
+        eq(rc, 0, "second run exit (%r)" % err)
+        eq(store_files(d, "out-"), [], "store empty")
+        got = b""
+        fd = sub.stdout.fileno()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not want <= set(got.splitlines()):
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if r:
+                got += os.read(fd, 65536)
+        missing = sorted(want - set(got.splitlines()))
+        eq(missing[:5], [], "lines missing (%d of %d accepted; %d were on disk at the kill)"
+           % (len(missing), len(want), len(stored)))
+    finally:
+        reap()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 # One test per (case, broker): test_<case>_ternd and test_<case>_mosquitto.

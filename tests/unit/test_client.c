@@ -12,6 +12,7 @@
  */
 #include "test.h"
 
+#include "client/spool.h"
 #include "client/util.h"
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -21,6 +22,7 @@
 #include "tern/client.h"
 #include "transport/net.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -589,7 +591,8 @@ static void srv_ack(struct srv *s, uint8_t type, uint16_t id)
 
 /* max_inflight option of the next new_client() (then back to the default). */
 static uint16_t next_max_inflight;
-static uint16_t next_aliases_out; /* topic_aliases_out of the next new_client */
+static uint16_t next_aliases_out;  /* topic_aliases_out of the next new_client */
+static const char *next_store_dir; /* store_dir of the next new_client */
 
 static struct tern_client *new_client(struct srv *s, struct rec *r, uint8_t version, bool clean)
 {
@@ -611,6 +614,8 @@ static struct tern_client *new_client(struct srv *s, struct rec *r, uint8_t vers
     next_max_inflight = 0;
     o.topic_aliases_out = next_aliases_out;
     next_aliases_out = 0;
+    o.store_dir = next_store_dir;
+    next_store_dir = NULL;
     struct tern_client *c = NULL;
     CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
     struct tern_client_callbacks cb = {cb_connect,
@@ -947,6 +952,165 @@ static void test_topic_alias_out(void)
     pub0(c, "c/topic", "10");
     expect_publish(&s, "c/topic", 0, "10");
     end_client(&s);
+}
+
+/* ---- on-disk store ------------------------------------------------------------------------ */
+
+static void test_spool_record(void)
+{
+    struct tern__spool_rec r, back;
+    memset(&r, 0, sizeof(r));
+    r.seq = 0x0102030405060708ull;
+    r.pid = 513;
+    r.qos = 2;
+    r.retain = true;
+    r.topic = (const uint8_t *)"a/b";
+    r.topic_len = 3;
+    r.props = (const uint8_t *)"\x01\x01";
+    r.props_len = 2;
+    r.payload = (const uint8_t *)"\x00\xff\x00";
+    r.payload_len = 3;
+    size_t n = tern__spool_record_size(&r);
+    CHECK_EQ(n, (size_t)TERN__SPOOL_HEADER + 8 + TERN__SPOOL_TRAILER);
+    uint8_t buf[64];
+    tern__spool_record_encode(&r, buf);
+    CHECK_ERR(tern__spool_record_parse(buf, n, &back), TERN_OK);
+    CHECK(back.seq == r.seq && back.pid == 513 && back.qos == 2 && back.retain);
+    CHECK(back.topic_len == 3 && memcmp(back.topic, "a/b", 3) == 0);
+    CHECK(back.props_len == 2 && back.payload_len == 3 && memcmp(back.payload, "\0\xff\0", 3) == 0);
+    /* Every truncation and every flipped bit is refused. */
+    for (size_t len = 0; len < n; len++) {
+        CHECK_ERR(tern__spool_record_parse(buf, len, &back), TERN_ECORRUPT);
+    }
+    for (size_t i = 0; i < n; i++) {
+        buf[i] ^= 0x10;
+        CHECK_ERR(tern__spool_record_parse(buf, n, &back), TERN_ECORRUPT);
+        buf[i] ^= 0x10;
+    }
+}
+
+static size_t count_files(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    return n;
+}
+
+/*
+ * A client with a store is dropped mid-flow (freed without DISCONNECT: on disk that is what a
+ * kill leaves); a new client with the same store and id finishes every flow: QoS 1 and QoS 2
+ * resent with DUP, the released QoS 2 message gets only its PUBREL, and an incoming QoS 2
+ * message acknowledged before the crash is not delivered again.
+ */
+static void test_store_resume(void)
+{
+    char dir[] = "/tmp/tern-spool-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char sub[64];
+    snprintf(sub, sizeof(sub), "%s/unit", dir);
+    struct srv s;
+    struct rec r;
+    next_store_dir = dir;
+    struct tern_client *c = new_client(&s, &r, TERN_MQTT_5, false);
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    handshake(&s, &r, false, NULL, 0);
+    uint16_t id1, id2, id3;
+    CHECK_ERR(tern_client_publish(c, "s/1", "one", 3, 1, false, NULL, 0, &id1), TERN_OK);
+    CHECK_ERR(tern_client_publish(c, "s/2", "two", 3, 2, false, NULL, 0, &id2), TERN_OK);
+    CHECK_ERR(tern_client_publish(c, "s/3", "three", 5, 2, true, NULL, 0, &id3), TERN_OK);
+    CHECK_EQ(count_files(sub, "out-"), 3);
+    tern_client_process(c, TERN_CLIENT_WRITE);
+    expect_publish(&s, "s/1", 0, "one");
+    expect_publish(&s, "s/2", 0, "two");
+    expect_publish(&s, "s/3", 0, "three");
+    srv_ack(&s, TERN_PUBREC, id3); /* s/3 reaches the PUBREL stage */
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBREL && pkt.u.ack.packet_id == id3);
+    CHECK_EQ(count_files(sub, "rel-"), 1);
+    /* An incoming QoS 2 message, acknowledged with PUBREC. */
+    struct tern_packet in;
+    memset(&in, 0, sizeof(in));
+    in.type = TERN_PUBLISH;
+    in.u.publish.qos = 2;
+    in.u.publish.packet_id = 77;
+    in.u.publish.topic.ptr = (const uint8_t *)"in/x";
+    in.u.publish.topic.len = 4;
+    in.u.publish.payload.ptr = (const uint8_t *)"once";
+    in.u.publish.payload.len = 4;
+    srv_send(&s, &in);
+    CHECK_EQ(r.messages, 1);
+    CHECK_EQ(count_files(sub, "in-"), 1);
+    end_client(&s); /* the "crash" */
+
+    /* The next process. */
+    struct rec r2;
+    next_store_dir = dir;
+    c = new_client(&s, &r2, TERN_MQTT_5, false);
+    CHECK_EQ(tern_client_pending(c), 3);
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    handshake(&s, &r2, true, NULL, 0);
+    used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBLISH && pkt.u.publish.dup && pkt.u.publish.packet_id == id1);
+    memmove(s.buf, s.buf + used, s.len - used);
+    s.len -= used;
+    used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBLISH && pkt.u.publish.dup && pkt.u.publish.packet_id == id2 &&
+          pkt.u.publish.qos == 2);
+    memmove(s.buf, s.buf + used, s.len - used);
+    s.len -= used;
+    used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBREL && pkt.u.ack.packet_id == id3);
+    memmove(s.buf, s.buf + used, s.len - used);
+    s.len -= used;
+    /* The broker resends the incoming message it never got PUBREL'd... not delivered again. */
+    in.u.publish.dup = true;
+    srv_send(&s, &in);
+    CHECK_EQ(r2.messages, 0);
+    used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBREC && pkt.u.ack.packet_id == 77);
+    memmove(s.buf, s.buf + used, s.len - used);
+    s.len -= used;
+    srv_ack(&s, TERN_PUBREL, 77);
+    CHECK_EQ(count_files(sub, "in-"), 0);
+    /* Every flow completes; the store empties. */
+    srv_ack(&s, TERN_PUBACK, id1);
+    srv_ack(&s, TERN_PUBREC, id2);
+    srv_ack(&s, TERN_PUBCOMP, id3);
+    srv_ack(&s, TERN_PUBCOMP, id2);
+    CHECK_EQ(r2.publishes_done, 3);
+    CHECK_EQ(tern_client_pending(c), 0);
+    CHECK_EQ(count_files(sub, "out-") + count_files(sub, "rel-"), 0);
+    end_client(&s);
+
+    /* A third process finds nothing to do. */
+    next_store_dir = dir;
+    c = new_client(&s, &r2, TERN_MQTT_5, false);
+    CHECK_EQ(tern_client_pending(c), 0);
+    end_client(&s);
+    /* Store errors are reported by tern_client_new; a store needs a client id. */
+    struct tern_client_options o;
+    tern_client_options_init(&o);
+    o.store_dir = dir;
+    CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL);
+    o.client_id = "x";
+    o.store_dir = "/proc/no/such/dir";
+    CHECK_ERR(tern_client_new(&o, &c), TERN_ESTORE);
+    CHECK(strstr(tern_client_options_error(), "/proc/no/such/dir") != NULL);
+    rmdir(sub);
+    rmdir(dir);
 }
 
 static void test_refused_connack(void)
@@ -1379,6 +1543,8 @@ static const struct tern_test tests[] = {
     {"resend_with_dup_after_reconnect", test_resend_with_dup_after_reconnect},
     {"resubscribe_and_alias", test_resubscribe_and_alias},
     {"topic_alias_out", test_topic_alias_out},
+    {"spool_record", test_spool_record},
+    {"store_resume", test_store_resume},
     {"refused_connack", test_refused_connack},
     {"connack_limits_and_server_disconnect", test_connack_limits_and_server_disconnect},
     {"threaded_blocking_helpers", test_threaded_blocking_helpers},
