@@ -421,9 +421,6 @@ static int open_listener(struct tern_listener *l, const struct tern_listener_con
 /* Options the configuration accepts that the runtime does not enforce yet: say so. */
 static void warn_unenforced(const struct tern_config *cfg)
 {
-    if (cfg->max_inflight_bytes) {
-        tern_log(TERN_LOG_WARNING, "max_inflight_bytes is not enforced yet");
-    }
     if (cfg->check_retain_source) {
         tern_log(TERN_LOG_WARNING, "check_retain_source is not enforced yet");
     }

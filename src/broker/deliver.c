@@ -152,7 +152,7 @@ static int send_publish(struct tern_conn *c, const struct tern_qmsg *q, uint64_t
             tern_props_add_u32(&bld, TERN_PROP_MESSAGE_EXPIRY_INTERVAL,
                                tern_msg_remaining_s(m, now));
         }
-        for (uint8_t i = 0; i < q->n_sub_ids; i++) {
+        for (size_t i = 0; i < q->n_sub_ids; i++) {
             tern_props_add_varint(&bld, TERN_PROP_SUBSCRIPTION_IDENTIFIER, q->sub_ids[i]);
         }
         alias = alias_out(c, m, &fresh);
@@ -217,6 +217,12 @@ void tern__conn_pump(struct tern_conn *c)
     while (s->queue.head && c->state == TERN_CONN_ACTIVE) {
         struct tern_qmsg *q = s->queue.head;
         if (q->qos > 0 && s->inflight.count >= win) {
+            break;
+        }
+        /* max_inflight_bytes: one message always goes, however large, so a big one can't
+         * stall the session forever. */
+        if (q->qos > 0 && b->cfg->max_inflight_bytes && s->inflight.count > 0 &&
+            s->inflight.bytes + tern_msg_size(q->msg) > (size_t)b->cfg->max_inflight_bytes) {
             break;
         }
         if (c->out_bytes >= b->out_highwater) {
@@ -292,7 +298,7 @@ void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t q
 {
     struct tern_broker *b = tern__broker;
     struct tern_config *cfg = b->cfg;
-    struct tern_qmsg *q = tern_calloc(1, sizeof *q);
+    struct tern_qmsg *q = tern_qmsg_new(ids, nids);
     if (q == NULL) {
         atomic_fetch_add_explicit(&b->stats.pub_dropped, 1, memory_order_relaxed);
         return;
@@ -300,9 +306,6 @@ void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t q
     q->msg = tern_msg_ref(msg);
     q->qos = qos;
     q->retain = retain;
-    for (size_t i = 0; i < nids && i < TERN_SUB_IDS_MAX; i++) {
-        q->sub_ids[q->n_sub_ids++] = ids[i];
-    }
     if (share != NULL) {
         q->share = (uint8_t *)tern_strndup((const char *)share, share_len);
         q->share_len = q->share ? share_len : 0;
@@ -350,15 +353,40 @@ void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t q
     }
 }
 
+/* A receiver collected under the subscription lock, delivered after it is released. */
 struct rcv {
     struct tern_session *s;
     uint8_t qos;
     bool rap;
-    uint8_t nids;
-    uint32_t ids[TERN_SUB_IDS_MAX];
-    uint8_t *share; /* owned copy of the share name, or NULL */
+    size_t nids;
+    uint32_t inl_ids[4];
+    uint32_t *heap_ids; /* owned, when more than fit inline (rcv arrays are moved by memcpy) */
+    uint8_t *share;     /* owned copy of the share name, or NULL */
     size_t share_len;
 };
+
+static const uint32_t *rcv_ids(const struct rcv *x)
+{
+    return x->heap_ids ? x->heap_ids : x->inl_ids;
+}
+
+/* Copy the receiver's identifiers into x; false when out of memory. */
+static bool rcv_set_ids(struct rcv *x, const uint32_t *ids, size_t nids)
+{
+    x->heap_ids = NULL;
+    x->nids = 0;
+    uint32_t *dst = x->inl_ids;
+    if (nids > sizeof x->inl_ids / sizeof x->inl_ids[0]) {
+        if ((dst = x->heap_ids = tern_malloc(nids * sizeof *dst)) == NULL) {
+            return false;
+        }
+    }
+    if (nids > 0) {
+        memcpy(dst, ids, nids * sizeof *dst);
+    }
+    x->nids = nids;
+    return true;
+}
 
 struct collect {
     struct rcv *v;
@@ -382,14 +410,14 @@ static void collect_cb(const struct tern_subtree_receiver *r, void *ud)
         col->v = nv;
         col->cap = ncap;
     }
-    struct rcv *x = &col->v[col->n++];
+    struct rcv *x = &col->v[col->n];
+    if (!rcv_set_ids(x, r->ids, r->nids)) {
+        return; /* counted as dropped by the caller via the receivers count */
+    }
+    col->n++;
     x->s = tern_session_ref(r->session);
     x->qos = r->qos;
     x->rap = r->retain_as_published;
-    x->nids = 0;
-    for (size_t i = 0; i < r->nids && i < TERN_SUB_IDS_MAX; i++) {
-        x->ids[x->nids++] = r->ids[i];
-    }
     x->share = NULL;
     x->share_len = 0;
     if (r->group) {
@@ -417,10 +445,11 @@ long tern__route_publish(struct tern_broker *b, struct tern_msg *msg)
         struct rcv *r = &col.v[i];
         /* Delivered QoS = min(published, granted), or granted with upgrade_outgoing_qos. */
         uint8_t qos = (msg->qos < r->qos && !b->cfg->upgrade_outgoing_qos) ? msg->qos : r->qos;
-        tern__route_enqueue(r->s, msg, qos, r->rap ? msg->retain : false, r->ids, r->nids, r->share,
-                            r->share_len);
+        tern__route_enqueue(r->s, msg, qos, r->rap ? msg->retain : false, rcv_ids(r), r->nids,
+                            r->share, r->share_len);
         tern_session_unref(r->s);
         tern_free(r->share);
+        tern_free(r->heap_ids);
     }
     if (col.v != col.inl) {
         tern_free(col.v);
@@ -460,14 +489,25 @@ static void reroute_cb(const struct tern_subtree_receiver *r, void *ud)
         r->fallback) {
         return;
     }
+    if (!rcv_set_ids(&rr->r, r->ids, r->nids)) {
+        return; /* out of memory: another member may still take it */
+    }
     rr->found = true;
     rr->r.s = tern_session_ref(r->session);
     rr->r.qos = r->qos;
     rr->r.rap = r->retain_as_published;
-    rr->r.nids = 0;
-    for (size_t i = 0; i < r->nids && i < TERN_SUB_IDS_MAX; i++) {
-        rr->r.ids[rr->r.nids++] = r->ids[i];
-    }
+}
+
+/*
+ * A member of a shared subscription went away: what it had not finished goes to another online
+ * member, except a QoS 2 message whose PUBLISH it already received (packet id assigned). For
+ * those the spec is strict (MQTT-4.8.2-4/5): complete the delivery with the same client when it
+ * reconnects, and never send it to anyone else, even if the session ends (they then die with it).
+ * QoS 1 in flight and anything still queued may move (4.8.2 allows it for QoS 1).
+ */
+static bool may_fail_over(const struct tern_qmsg *q)
+{
+    return q->share != NULL && !(q->qos == 2 && q->packet_id != 0);
 }
 
 void tern__route_failover_shared(struct tern_broker *b, struct tern_session *s)
@@ -479,7 +519,7 @@ void tern__route_failover_shared(struct tern_broker *b, struct tern_session *s)
         struct tern_qlist keep = {NULL, NULL, 0, 0};
         struct tern_qmsg *q;
         while ((q = tern_qlist_pop(lists[li])) != NULL) {
-            if (q->share != NULL && q->state == 0) {
+            if (may_fail_over(q)) {
                 tern_qlist_push(&moved, q);
             } else {
                 tern_qlist_push(&keep, q);
@@ -502,9 +542,10 @@ void tern__route_failover_shared(struct tern_broker *b, struct tern_session *s)
             tern__persist_smsg_removed_locked(s, q);
             pthread_mutex_unlock(&s->mtx);
             uint8_t qos = q->msg->qos < rr.r.qos ? q->msg->qos : rr.r.qos;
-            tern__route_enqueue(rr.r.s, q->msg, qos, rr.r.rap ? q->msg->retain : false, rr.r.ids,
-                                rr.r.nids, q->share, q->share_len);
+            tern__route_enqueue(rr.r.s, q->msg, qos, rr.r.rap ? q->msg->retain : false,
+                                rcv_ids(&rr.r), rr.r.nids, q->share, q->share_len);
             tern_session_unref(rr.r.s);
+            tern_free(rr.r.heap_ids);
         } else {
             /* No other member online: keep it for this session (resent on resume). */
             pthread_mutex_lock(&s->mtx);

@@ -67,7 +67,6 @@ struct change {
     uint8_t state;
     uint8_t options;
     uint8_t version;
-    uint8_t nids;
     bool dup;
     bool retain;
     uint16_t pid;
@@ -81,7 +80,8 @@ struct change {
     struct tern_msg *m;     /* one reference, or NULL (message or will) */
     uint8_t *bytes;         /* owned filter or topic */
     size_t len;
-    uint32_t ids[TERN_SUB_IDS_MAX];
+    uint32_t *ids; /* owned subscription identifiers of a session message, or NULL */
+    size_t nids;
 };
 
 struct range {
@@ -145,6 +145,7 @@ static void change_fini(struct change *ch)
     tern_session_unref(ch->s);
     tern_msg_unref(ch->m);
     tern_free(ch->bytes);
+    tern_free(ch->ids);
 }
 
 /* Record ch (its references and bytes are taken). */
@@ -303,8 +304,15 @@ static void smsg_fill(struct change *ch, struct tern_session *s, const struct te
     ch->retain = q->retain;
     ch->dup = q->dup;
     ch->pid = q->packet_id;
-    ch->nids = q->n_sub_ids;
-    memcpy(ch->ids, q->sub_ids, sizeof ch->ids);
+    if (q->n_sub_ids > 0) {
+        ch->ids = tern_malloc(q->n_sub_ids * sizeof *ch->ids);
+        if (ch->ids == NULL) {
+            tl_lost = true; /* the record would go out without its identifiers */
+            return;
+        }
+        memcpy(ch->ids, q->sub_ids, q->n_sub_ids * sizeof *ch->ids);
+        ch->nids = q->n_sub_ids;
+    }
 }
 
 void tern__persist_smsg_added_locked(struct tern_session *s, struct tern_qmsg *q)
@@ -428,15 +436,6 @@ static int msg_id(struct msgmap *mm, struct tern_msg *m, uint64_t *id)
     return rc;
 }
 
-static uint8_t sub_ids_to_store(const struct change *ch, struct tern_store_smsg *q)
-{
-    q->n_sub_ids = ch->nids;
-    for (uint8_t i = 0; i < ch->nids && i < TERN_STORE_SUB_IDS_MAX; i++) {
-        q->sub_ids[i] = ch->ids[i];
-    }
-    return q->n_sub_ids;
-}
-
 static int apply_one(struct msgmap *mm, const struct change *ch)
 {
     struct tern_store *st = P.store;
@@ -482,7 +481,8 @@ static int apply_one(struct msgmap *mm, const struct change *ch)
         q.packet_id = ch->pid;
         q.dup = ch->dup;
         q.retain = ch->retain;
-        (void)sub_ids_to_store(ch, &q);
+        q.n_sub_ids = ch->nids;
+        q.sub_ids = ch->ids;
         if (ch->kind == K_SMSG_UPD) {
             return tern_store_smsg_update(st, &q);
         }
@@ -1085,7 +1085,7 @@ static int on_smsg(void *arg, const struct tern_store_smsg *sq, const struct ter
         return 0;
     }
     struct tern_msg *m = load_msg(lc, sm);
-    struct tern_qmsg *q = m ? tern_calloc(1, sizeof *q) : NULL;
+    struct tern_qmsg *q = m ? tern_qmsg_new(sq->sub_ids, sq->n_sub_ids) : NULL;
     if (q == NULL) {
         return TERN_ENOMEM;
     }
@@ -1093,9 +1093,6 @@ static int on_smsg(void *arg, const struct tern_store_smsg *sq, const struct ter
     q->qos = sq->qos;
     q->retain = sq->retain;
     q->seq = sq->seq;
-    for (uint8_t i = 0; i < sq->n_sub_ids && i < TERN_SUB_IDS_MAX; i++) {
-        q->sub_ids[q->n_sub_ids++] = sq->sub_ids[i];
-    }
     if (sq->seq > s->next_seq) {
         s->next_seq = sq->seq;
     }

@@ -53,6 +53,16 @@ void tern_session_unref(struct tern_session *s)
     tern_free(s);
 }
 
+struct tern_qmsg *tern_qmsg_new(const uint32_t *ids, size_t nids)
+{
+    struct tern_qmsg *q = tern_calloc(1, sizeof *q + nids * sizeof q->sub_ids[0]);
+    if (q != NULL && nids > 0) {
+        memcpy(q->sub_ids, ids, nids * sizeof q->sub_ids[0]);
+        q->n_sub_ids = nids;
+    }
+    return q;
+}
+
 void tern_qmsg_free(struct tern_qmsg *q)
 {
     if (q) {

@@ -27,9 +27,6 @@
 struct tern_conn;
 struct tern_worker;
 
-/* Subscription identifiers carried per delivery (more than this many are dropped). */
-#define TERN_SUB_IDS_MAX 4
-
 /* A message waiting to be sent, or in flight. */
 struct tern_qmsg {
     struct tern_qmsg *next;
@@ -39,11 +36,13 @@ struct tern_qmsg {
     bool dup;             /* sent before: set DUP when sent again */
     uint8_t state;        /* in flight: 0 awaiting PUBACK/PUBREC, 1 awaiting PUBCOMP */
     uint16_t packet_id;   /* in flight only */
-    uint8_t n_sub_ids;
-    uint32_t sub_ids[TERN_SUB_IDS_MAX];
-    uint8_t *share; /* owned share name when delivered through a shared subscription */
+    uint8_t *share;       /* owned share name when delivered through a shared subscription */
     size_t share_len;
     uint64_t seq; /* persistence: key of its store record in the session, 0 = not stored */
+    /* Every matching subscription's identifier goes out with the delivery (MQTT-3.3.4-4/5),
+     * however many there are. */
+    size_t n_sub_ids;
+    uint32_t sub_ids[];
 };
 
 struct tern_qlist {
@@ -106,6 +105,9 @@ struct tern_qmsg *tern_qlist_pop(struct tern_qlist *l);
 struct tern_qmsg *tern_qlist_take_pid(struct tern_qlist *l, uint16_t pid);
 struct tern_qmsg *tern_qlist_find_pid(struct tern_qlist *l, uint16_t pid);
 void tern_qlist_clear(struct tern_qlist *l);
+/* A zeroed queue entry with room for, and a copy of, nids subscription identifiers (ids may be
+ * NULL when nids is 0). msg is not set. NULL when out of memory. */
+struct tern_qmsg *tern_qmsg_new(const uint32_t *ids, size_t nids);
 void tern_qmsg_free(struct tern_qmsg *q);
 
 /* Next free packet id (1..65535, skipping ids in flight); caller holds s->mtx. 0 if none. */

@@ -63,8 +63,8 @@ struct msmsg {
     uint8_t qos, state;
     uint16_t packet_id;
     bool dup, retain;
-    uint8_t n_sub_ids;
-    uint32_t sub_ids[TERN_STORE_SUB_IDS_MAX];
+    size_t n_sub_ids;
+    uint32_t sub_ids[]; /* n_sub_ids of them */
 };
 
 enum undo_kind { U_INSERT, U_REMOVE, U_REPLACE, U_REFS, U_DEAD };
@@ -553,7 +553,7 @@ static int mem_sub_del(struct tern_store *s, const char *cid, size_t len, const 
 
 static struct msmsg *smsg_val(const struct tern_store_smsg *q)
 {
-    struct msmsg *v = tern_malloc(sizeof *v);
+    struct msmsg *v = tern_malloc(sizeof *v + q->n_sub_ids * sizeof v->sub_ids[0]);
     if (v != NULL) {
         v->msg_id = q->msg_id;
         v->qos = q->qos;
@@ -562,7 +562,9 @@ static struct msmsg *smsg_val(const struct tern_store_smsg *q)
         v->dup = q->dup;
         v->retain = q->retain;
         v->n_sub_ids = q->n_sub_ids;
-        memcpy(v->sub_ids, q->sub_ids, sizeof v->sub_ids);
+        if (q->n_sub_ids > 0) {
+            memcpy(v->sub_ids, q->sub_ids, q->n_sub_ids * sizeof v->sub_ids[0]);
+        }
     }
     return v;
 }
@@ -838,8 +840,8 @@ static int mem_load(struct tern_store *s, const struct tern_store_load_cbs *cbs,
             .dup = v->dup,
             .retain = v->retain,
             .n_sub_ids = v->n_sub_ids,
+            .sub_ids = v->sub_ids,
         };
-        memcpy(q.sub_ids, v->sub_ids, sizeof q.sub_ids);
         rc = cbs->smsg(arg, &q, m);
     }
     for (size_t i = 0; rc == 0 && cbs->qos2 != NULL && i < ms->qos2.n; i++) {

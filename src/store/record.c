@@ -125,9 +125,6 @@ int tern__store_will_decode(const uint8_t *data, size_t len, struct tern_store_w
 
 ssize_t tern__store_subids_encode(const uint32_t *ids, size_t n, uint8_t *out, size_t cap)
 {
-    if (n > TERN_STORE_SUB_IDS_MAX) {
-        return TERN_EINVAL;
-    }
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t v = ids[i];
@@ -146,12 +143,12 @@ ssize_t tern__store_subids_encode(const uint32_t *ids, size_t n, uint8_t *out, s
     return (ssize_t)off;
 }
 
-int tern__store_subids_decode(const uint8_t *data, size_t len, uint32_t *ids, size_t *n)
+int tern__store_subids_decode(const uint8_t *data, size_t len, uint32_t *ids, size_t cap, size_t *n)
 {
     size_t off = 0, count = 0;
     *n = 0;
     while (off < len) {
-        if (count == TERN_STORE_SUB_IDS_MAX) {
+        if (count == cap) {
             return TERN_ECORRUPT;
         }
         uint32_t v = 0;

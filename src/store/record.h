@@ -10,7 +10,7 @@
  *    message expiry u32, topic u16 length + bytes (non-empty), properties u32 length + bytes,
  *    payload u32 length + bytes; big-endian; lengths of properties and payload at most
  *    TERN_STORE_BLOB_MAX; nothing after the payload.
- *  - subscription identifiers: 0..TERN_STORE_SUB_IDS_MAX MQTT variable byte integers, each
+ *  - subscription identifiers: any number of MQTT variable byte integers, each
  *    1..268435455 in its shortest form, back to back.
  * Decoders reject anything else with TERN_ECORRUPT and never read outside [data, data + len).
  */
@@ -34,11 +34,14 @@ ssize_t tern__store_will_encode(const struct tern_store_will *w, uint8_t *out, s
 /* Decode; views in *w point into data. TERN_OK or TERN_ECORRUPT. */
 int tern__store_will_decode(const uint8_t *data, size_t len, struct tern_store_will *w);
 
-/* Largest encoding of TERN_STORE_SUB_IDS_MAX identifiers. */
-#define TERN_STORE_SUB_IDS_BYTES (4 * TERN_STORE_SUB_IDS_MAX)
-/* Encode n ids (each 1..268435455, n <= max) into out; size written or TERN_EINVAL/ENOSPC. */
+/* Subscription identifiers are stored as a run of MQTT varints, at most 4 bytes each. */
+#define TERN_STORE_SUB_ID_BYTES 4
+/* Encode n ids (each 1..268435455) into out; size written or TERN_EINVAL/ENOSPC. A buffer of
+ * n * TERN_STORE_SUB_ID_BYTES always suffices. */
 ssize_t tern__store_subids_encode(const uint32_t *ids, size_t n, uint8_t *out, size_t cap);
-/* Decode into ids[TERN_STORE_SUB_IDS_MAX]; *n gets the count. TERN_OK or TERN_ECORRUPT. */
-int tern__store_subids_decode(const uint8_t *data, size_t len, uint32_t *ids, size_t *n);
+/* Decode into ids[cap]; *n gets the count. TERN_OK, or TERN_ECORRUPT (also when more than cap
+ * ids are encoded; a run of len bytes never holds more than len ids). */
+int tern__store_subids_decode(const uint8_t *data, size_t len, uint32_t *ids, size_t cap,
+                              size_t *n);
 
 #endif /* TERN_STORE_RECORD_H */

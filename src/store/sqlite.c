@@ -549,18 +549,40 @@ static int sq_sub_del(struct tern_store *s, const char *cid, size_t len, const u
     return err;
 }
 
-static int bind_smsg(sqlite3_stmt *st, const struct tern_store_smsg *q, int first, uint8_t *ids,
-                     size_t *ids_len)
+/* A row's encoded subscription identifiers: inline for the usual few, on the heap beyond. It
+ * must outlive the statement's step (blobs are bound without a copy). */
+struct ids_blob {
+    uint8_t inl[64];
+    uint8_t *bytes;
+    size_t len;
+};
+
+static void ids_blob_release(struct ids_blob *b)
+{
+    if (b->bytes != b->inl) {
+        tern_free(b->bytes);
+    }
+}
+
+static int bind_smsg(sqlite3_stmt *st, const struct tern_store_smsg *q, int first,
+                     struct ids_blob *ids)
 {
     int brc = SQLITE_OK;
-    ssize_t n = tern__store_subids_encode(q->sub_ids, q->n_sub_ids, ids, TERN_STORE_SUB_IDS_BYTES);
-    *ids_len = n > 0 ? (size_t)n : 0;
+    size_t cap = q->n_sub_ids * TERN_STORE_SUB_ID_BYTES;
+    ids->bytes = cap <= sizeof ids->inl ? ids->inl : tern_malloc(cap);
+    ids->len = 0;
+    if (ids->bytes == NULL) {
+        ids->bytes = ids->inl;
+        return SQLITE_NOMEM;
+    }
+    ssize_t n = tern__store_subids_encode(q->sub_ids, q->n_sub_ids, ids->bytes, cap);
+    ids->len = n > 0 ? (size_t)n : 0;
     BIND(sqlite3_bind_int(st, first, q->qos));
     BIND(sqlite3_bind_int(st, first + 1, q->state));
     BIND(sqlite3_bind_int(st, first + 2, q->packet_id));
     BIND(sqlite3_bind_int(st, first + 3, q->dup));
     BIND(sqlite3_bind_int(st, first + 4, q->retain));
-    BIND(bind_blob(st, first + 5, ids, *ids_len));
+    BIND(bind_blob(st, first + 5, ids->bytes, ids->len));
     return brc;
 }
 
@@ -581,27 +603,28 @@ static int sq_smsg_add(struct tern_store *s, const struct tern_store_smsg *q)
     if (st == NULL) {
         return err;
     }
-    uint8_t ids[TERN_STORE_SUB_IDS_BYTES];
-    size_t ids_len;
+    struct ids_blob ids;
     BIND(bind_blob(st, 1, q->client_id, q->client_id_len));
     BIND(sqlite3_bind_int64(st, 2, (sqlite3_int64)q->seq));
     BIND(sqlite3_bind_int64(st, 3, (sqlite3_int64)q->msg_id));
-    int b2 = bind_smsg(st, q, 4, ids, &ids_len);
+    int b2 = bind_smsg(st, q, 4, &ids);
     brc = brc ? brc : b2;
-    return finish_bound(ss, st, brc, "add session message");
+    err = finish_bound(ss, st, brc, "add session message");
+    ids_blob_release(&ids);
+    return err;
 }
 
 static int sq_smsg_update(struct tern_store *s, const struct tern_store_smsg *q)
 {
     struct sql_store *ss = SQ(s);
     PREP(ss, ST_SMSG_UPD);
-    uint8_t ids[TERN_STORE_SUB_IDS_BYTES];
-    size_t ids_len;
+    struct ids_blob ids;
     BIND(bind_blob(st, 1, q->client_id, q->client_id_len));
     BIND(sqlite3_bind_int64(st, 2, (sqlite3_int64)q->seq));
-    int b2 = bind_smsg(st, q, 3, ids, &ids_len);
+    int b2 = bind_smsg(st, q, 3, &ids);
     brc = brc ? brc : b2;
     err = finish_bound(ss, st, brc, "update session message");
+    ids_blob_release(&ids);
     if (err == TERN_OK && sqlite3_changes(ss->db) == 0) {
         err = TERN_ENOTFOUND;
     }
@@ -902,13 +925,26 @@ static int smsg_row(struct sql_store *ss, sqlite3_stmt *st, const struct tern_st
     q.packet_id = (uint16_t)sqlite3_column_int(st, 4);
     q.dup = sqlite3_column_int(st, 5) != 0;
     q.retain = sqlite3_column_int(st, 6) != 0;
-    if (tern__store_subids_decode(ids, ids_len, q.sub_ids, &n_ids) != TERN_OK || q.qos < 1 ||
-        q.qos > 2 || q.state > TERN_STORE_AWAIT_PUBCOMP) {
-        corrupt_row(ss, "session message", cid, q.client_id_len);
-        return 0;
+    /* A run of ids_len bytes holds at most ids_len identifiers. */
+    uint32_t inl[16];
+    uint32_t *sub_ids = ids_len <= 16 ? inl : tern_malloc(ids_len * sizeof *sub_ids);
+    if (sub_ids == NULL) {
+        return TERN_ENOMEM;
     }
-    q.n_sub_ids = (uint8_t)n_ids;
-    return cbs->smsg(arg, &q, &m);
+    int rc = 0;
+    if (tern__store_subids_decode(ids, ids_len, sub_ids, ids_len <= 16 ? 16 : ids_len, &n_ids) !=
+            TERN_OK ||
+        q.qos < 1 || q.qos > 2 || q.state > TERN_STORE_AWAIT_PUBCOMP) {
+        corrupt_row(ss, "session message", cid, q.client_id_len);
+    } else {
+        q.n_sub_ids = n_ids;
+        q.sub_ids = sub_ids;
+        rc = cbs->smsg(arg, &q, &m);
+    }
+    if (sub_ids != inl) {
+        tern_free(sub_ids);
+    }
+    return rc;
 }
 
 static int qos2_row(struct sql_store *ss, sqlite3_stmt *st, const struct tern_store_load_cbs *cbs,

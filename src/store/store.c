@@ -177,7 +177,7 @@ static bool smsg_ok(const struct tern_store_smsg *q)
 {
     if (q == NULL || !cid_ok(q->client_id, q->client_id_len) || q->qos < 1 || q->qos > 2 ||
         q->seq > (uint64_t)INT64_MAX || q->state > TERN_STORE_AWAIT_PUBCOMP ||
-        q->n_sub_ids > TERN_STORE_SUB_IDS_MAX) {
+        (q->n_sub_ids > 0 && q->sub_ids == NULL)) {
         return false;
     }
     for (size_t i = 0; i < q->n_sub_ids; i++) {

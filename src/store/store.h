@@ -39,8 +39,6 @@
 
 struct tern_store;
 
-/* Most subscription identifiers kept per session message. */
-#define TERN_STORE_SUB_IDS_MAX 16
 /* Largest payload or property block the store accepts (MQTT's largest packet). */
 #define TERN_STORE_BLOB_MAX 268435455u
 
@@ -109,8 +107,10 @@ struct tern_store_smsg {
     uint16_t packet_id; /* 0 while queued */
     bool dup;
     bool retain; /* RETAIN flag to send */
-    uint8_t n_sub_ids;
-    uint32_t sub_ids[TERN_STORE_SUB_IDS_MAX];
+    /* Subscription identifiers to send with it, any number: a view owned by the caller on
+     * writes, valid for the duration of the callback on loads. */
+    size_t n_sub_ids;
+    const uint32_t *sub_ids;
 };
 
 enum tern_store_sync {

@@ -179,6 +179,25 @@ def test_qos1_receive_window_max_inflight(version):
         eq(sorted(sub.expect(PUBLISH).payload for _ in range(2)), [b"3", b"4"], "rest")
 
 
+def test_max_inflight_bytes_window(version):
+    """max_inflight_bytes 1000: one 600-byte QoS 1 message in flight at a time (two would pass
+    the limit); a single message larger than the limit still goes out on its own."""
+    with broker("max_inflight_bytes 1000\n") as b:
+        sub = client(b.port, "sub", version=version)
+        sub.subscribe([("wb", 1)])
+        pub = client(b.port, "pub", version=version)
+        payloads = [b"a" * 600, b"b" * 600, b"c" * 5000, b"d" * 10]
+        for i, pl in enumerate(payloads):
+            pub.publish("wb", pl, qos=1, mid=i + 1)
+        got = []
+        for _ in payloads:
+            p = sub.expect(PUBLISH)
+            got.append(p.payload)
+            sub.expect_nothing(0.3)  # nothing more until this one is acknowledged
+            sub.send(ack(PUBACK, p.mid, version))
+        eq(got, payloads, "one at a time, in order")
+
+
 def test_concurrent_publishers_all_delivered(version):
     """Several publishers on different worker threads, QoS 1 and 2, several subscribers: every
     subscriber gets every message exactly once and each publisher's messages in order."""

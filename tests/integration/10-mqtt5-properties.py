@@ -4,7 +4,7 @@ request/response, user properties, subscription identifiers, shared subscription
 
 import time
 
-from ternlib import (AUTH, CONNACK, DISCONNECT, PUBACK, PUBLISH, SUBACK, Conn, ack, broker,
+from ternlib import (AUTH, CONNACK, DISCONNECT, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, Conn, ack, broker,
                      check, client, connect, disconnect, eq, packet, props, prop, publish,
                      subscribe, versions, P_CONTENT_TYPE, P_CORRELATION_DATA, P_MESSAGE_EXPIRY,
                      P_PAYLOAD_FORMAT, P_RECEIVE_MAXIMUM, P_RESPONSE_TOPIC, P_SESSION_EXPIRY,
@@ -268,6 +268,52 @@ def test_shared_unacked_goes_to_other_member(version):
 
 
 @versions(*V5)
+def test_MQTT_4_8_2_4_shared_qos2_in_flight_completes_with_same_member(version):
+    # A QoS 2 message whose PUBLISH reached a shared-subscription member stays with that member
+    # when its connection breaks: resent (DUP, same packet id) when it comes back, never given
+    # to the other member meanwhile.
+    with broker() as b:
+        m1 = client(b.port, "m1", version=5, clean=False,
+                    properties=props((P_SESSION_EXPIRY, 300)))
+        m1.subscribe([("$share/g/q2", 2)])
+        m2 = client(b.port, "m2", version=5)
+        m2.subscribe([("$share/g/q2", 2)])
+        pub = client(b.port, "p", version=5)
+        pub.publish("q2", b"a", qos=2, mid=1)
+        pub.publish("q2", b"b", qos=2, mid=2)
+        p1 = m1.expect(PUBLISH)
+        p2 = m2.expect(PUBLISH)
+        eq(sorted([p1.payload, p2.payload]), [b"a", b"b"], "one each")
+        m1.close()  # no PUBREC: the delivery to m1 is incomplete
+        m2.expect_nothing(0.5)
+        m1 = client(b.port, "m1", version=5, clean=False,
+                    properties=props((P_SESSION_EXPIRY, 300)))
+        again = m1.expect(PUBLISH)
+        eq((again.payload, again.mid, again.dup), (p1.payload, p1.mid, True),
+           "resent to the same member")
+        m1.send(ack(PUBREC, again.mid, 5))
+        eq(m1.expect(PUBREL).mid, again.mid, "PUBREL")
+        m1.send(ack(PUBCOMP, again.mid, 5))
+        m1.expect_nothing(0.2)
+
+
+@versions(*V5)
+def test_MQTT_4_8_2_5_shared_qos2_in_flight_dies_with_the_session(version):
+    with broker() as b:
+        m1 = client(b.port, "m1", version=5)  # session ends when the connection does
+        m1.subscribe([("$share/g/q2", 2)])
+        m2 = client(b.port, "m2", version=5)
+        m2.subscribe([("$share/g/q2", 2)])
+        pub = client(b.port, "p", version=5)
+        pub.publish("q2", b"a", qos=2, mid=1)
+        pub.publish("q2", b"b", qos=2, mid=2)
+        m1.expect(PUBLISH)
+        m2.expect(PUBLISH)
+        m1.close()
+        m2.expect_nothing(0.5)
+
+
+@versions(*V5)
 def test_auth_packet_answered_bad_method(version):
     with broker() as b:
         c = client(b.port, "a", version=5)
@@ -319,3 +365,47 @@ def test_will_retain_without_retain_available_refused(version):
         c2 = Conn(b.port, version=5)
         c2.send(connect("ra", 5))
         eq(prop(c2.expect(CONNACK).props, 0x25), 0, "Retain Available 0 announced")
+
+
+def _overlapping_filters(topic):
+    """Every distinct filter matching topic: each level as itself or '+', with or without a
+    trailing '#' in place of the tail."""
+    levels = topic.split("/")
+    out = []
+    for mask in range(1 << len(levels)):
+        f = [("+" if mask >> i & 1 else lv) for i, lv in enumerate(levels)]
+        out.append("/".join(f))
+        for cut in range(len(levels)):
+            out.append("/".join(f[:cut] + ["#"]))
+    return sorted(set(out))
+
+
+@versions(*V5)
+def test_MQTT_3_3_4_4_every_subscription_identifier_of_a_delivery(version):
+    # One delivery carries the identifier of every matching subscription, however many: here
+    # far more than a small fixed array would hold, live and after a crash-restart of a
+    # persistent session with the message queued.
+    filters = _overlapping_filters("si/a/b/c/d")
+    check(len(filters) > 40, "enough overlapping filters (%d)" % len(filters))
+    ids = list(range(1, len(filters) + 1))
+    ids[-1] = 268435455  # the largest identifier, 4 bytes encoded
+    with broker("persistence true\npersistence_file tern.db\n") as b:
+        s = client(b.port, "s", version=5, clean=False,
+                   properties=props((P_SESSION_EXPIRY, 600)))
+        for mid, (f, i) in enumerate(zip(filters, ids), start=1):
+            s.subscribe([(f, 1)], mid=mid, properties=props((P_SUBSCRIPTION_ID, i)))
+        pub = client(b.port, "p", version=5)
+        pub.publish("si/a/b/c/d", b"live", qos=1, mid=1)
+        p = s.expect(PUBLISH)
+        eq(sorted(v for k, v in p.props if k == P_SUBSCRIPTION_ID), ids, "every id, live")
+        s.send(ack(PUBACK, p.mid, 5))
+        s.expect_nothing(0.2)
+        s.close()
+        pub.publish("si/a/b/c/d", b"queued", qos=1, mid=2)
+        pub.close()
+        b.restart()
+        s = client(b.port, "s", version=5, clean=False,
+                   properties=props((P_SESSION_EXPIRY, 600)))
+        p = s.expect(PUBLISH)
+        eq(p.payload, b"queued", "queued message after restart")
+        eq(sorted(v for k, v in p.props if k == P_SUBSCRIPTION_ID), ids, "every id, restored")

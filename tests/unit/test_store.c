@@ -361,7 +361,7 @@ static void b_roundtrip(struct ctx *c)
                                 .dup = true,
                                 .retain = true,
                                 .n_sub_ids = 2,
-                                .sub_ids = {7, 268435455}};
+                                .sub_ids = (const uint32_t[]){7, 268435455}};
     CHECK_ERR(tern_store_smsg_add(s, &q), TERN_OK);
     CHECK_ERR(tern_store_qos2_add(s, CID("dev2"), 9), TERN_OK);
     CHECK_ERR(tern_store_qos2_add(s, CID("dev2"), 9), TERN_OK); /* already there: fine */
@@ -500,7 +500,9 @@ static void b_bad_args(struct ctx *c)
     CHECK_ERR(tern_store_smsg_add(s, &q), TERN_EINVAL); /* QoS 0 is never stored */
     q.qos = 1;
     q.n_sub_ids = 1;
-    q.sub_ids[0] = 0;
+    q.sub_ids = (const uint32_t[]){0};
+    CHECK_ERR(tern_store_smsg_add(s, &q), TERN_EINVAL);
+    q.sub_ids = NULL; /* a count without identifiers */
     CHECK_ERR(tern_store_smsg_add(s, &q), TERN_EINVAL);
     q.n_sub_ids = 0;
     q.seq = (uint64_t)INT64_MAX + 1;
@@ -1017,6 +1019,47 @@ static void b_threads(struct ctx *c)
     CHECK_EQ(stats(c->s).messages, 400);
 }
 
+/* A delivery may carry any number of subscription identifiers (MQTT-3.3.4-4/5: one per
+ * matching subscription): 1000 of them, of every encoded width, survive add, update and reload. */
+static int many_ids_cb(void *arg, const struct tern_store_smsg *q, const struct tern_store_msg *m)
+{
+    (void)m;
+    size_t *seen = arg;
+    CHECK_EQ(q->n_sub_ids, 1000);
+    for (size_t i = 0; i < q->n_sub_ids && i < 1000; i++) {
+        CHECK_EQ(q->sub_ids[i], (uint32_t)(i * 268435u + 1u));
+    }
+    (*seen)++;
+    return 0;
+}
+
+static void b_many_sub_ids(struct ctx *c)
+{
+    static uint32_t ids[1000];
+    for (size_t i = 0; i < 1000; i++) {
+        ids[i] = (uint32_t)(i * 268435u + 1u); /* 1 .. 268166566: 1 to 4 bytes encoded */
+    }
+    CHECK_ERR(tern_store_begin(c->s), TERN_OK);
+    CHECK_ERR(put_session(c->s, "many", false), TERN_OK);
+    struct tern_store_smsg q = {.client_id = "many",
+                                .client_id_len = 4,
+                                .seq = 1,
+                                .msg_id = add_msg(c->s, "t", "p", 1, 0),
+                                .qos = 1,
+                                .n_sub_ids = 1000,
+                                .sub_ids = ids};
+    CHECK_ERR(tern_store_smsg_add(c->s, &q), TERN_OK);
+    q.packet_id = 9;
+    q.state = TERN_STORE_AWAIT_ACK;
+    CHECK_ERR(tern_store_smsg_update(c->s, &q), TERN_OK);
+    CHECK_ERR(tern_store_commit(c->s), TERN_OK);
+    reopen(c);
+    static const struct tern_store_load_cbs cbs = {.smsg = many_ids_cb};
+    size_t seen = 0;
+    CHECK_ERR(tern_store_load(c->s, NOW, &cbs, &seen), TERN_OK);
+    CHECK_EQ(seen, 1);
+}
+
 typedef void (*behaviour_fn)(struct ctx *c);
 
 static void run_backend(behaviour_fn fn, bool sqlite)
@@ -1043,6 +1086,7 @@ BOTH(b_batch_ids)
 BOTH(b_bad_args)
 BOTH(b_shared_payload)
 BOTH(b_load_order)
+BOTH(b_many_sub_ids)
 BOTH(b_expiry)
 BOTH(b_retained_sweep)
 BOTH(b_retained_iter)
@@ -1457,32 +1501,31 @@ static void t_records(void)
     w.qos = 3;
     CHECK_ERR(tern__store_will_encode(&w, buf, sizeof buf), TERN_EINVAL);
 
-    uint32_t ids[TERN_STORE_SUB_IDS_MAX + 1] = {1, 127, 128, 16383, 16384, 268435455};
-    uint8_t ib[TERN_STORE_SUB_IDS_BYTES];
+    uint32_t ids[17] = {1, 127, 128, 16383, 16384, 268435455};
+    uint8_t ib[17 * TERN_STORE_SUB_ID_BYTES];
     n = tern__store_subids_encode(ids, 6, ib, sizeof ib);
     CHECK_EQ(n, 1 + 1 + 2 + 2 + 3 + 4);
-    uint32_t out[TERN_STORE_SUB_IDS_MAX];
+    uint32_t out[16];
     size_t cnt;
-    CHECK_ERR(tern__store_subids_decode(ib, (size_t)n, out, &cnt), TERN_OK);
+    CHECK_ERR(tern__store_subids_decode(ib, (size_t)n, out, 16, &cnt), TERN_OK);
     CHECK_EQ(cnt, 6);
     CHECK_MEM(out, ids, 6 * sizeof ids[0]);
     static const uint8_t overlong[] = {0x81, 0x00};
-    CHECK_ERR(tern__store_subids_decode(overlong, 2, out, &cnt), TERN_ECORRUPT);
+    CHECK_ERR(tern__store_subids_decode(overlong, 2, out, 16, &cnt), TERN_ECORRUPT);
     static const uint8_t zero[] = {0x00};
-    CHECK_ERR(tern__store_subids_decode(zero, 1, out, &cnt), TERN_ECORRUPT);
+    CHECK_ERR(tern__store_subids_decode(zero, 1, out, 16, &cnt), TERN_ECORRUPT);
     static const uint8_t toolong[] = {0xFF, 0xFF, 0xFF, 0xFF, 0x01};
-    CHECK_ERR(tern__store_subids_decode(toolong, 5, out, &cnt), TERN_ECORRUPT);
+    CHECK_ERR(tern__store_subids_decode(toolong, 5, out, 16, &cnt), TERN_ECORRUPT);
     static const uint8_t cut[] = {0x80};
-    CHECK_ERR(tern__store_subids_decode(cut, 1, out, &cnt), TERN_ECORRUPT);
-    for (size_t i = 0; i <= TERN_STORE_SUB_IDS_MAX; i++) {
-        ids[i] = 5;
-    }
-    CHECK_ERR(tern__store_subids_encode(ids, TERN_STORE_SUB_IDS_MAX + 1, ib, sizeof ib),
-              TERN_EINVAL);
-    uint8_t many[TERN_STORE_SUB_IDS_MAX + 1];
+    CHECK_ERR(tern__store_subids_decode(cut, 1, out, 16, &cnt), TERN_ECORRUPT);
+    CHECK_ERR(tern__store_subids_encode(ids, 6, ib, 11), TERN_ENOSPC);
+    ids[6] = 0;
+    CHECK_ERR(tern__store_subids_encode(ids, 7, ib, sizeof ib), TERN_EINVAL);
+    /* More identifiers than the caller's room is corrupt, not an overrun. */
+    uint8_t many[17];
     memset(many, 5, sizeof many);
-    CHECK_ERR(tern__store_subids_decode(many, sizeof many, out, &cnt), TERN_ECORRUPT);
-    CHECK_ERR(tern__store_subids_decode(many, sizeof many - 1, out, &cnt), TERN_OK);
+    CHECK_ERR(tern__store_subids_decode(many, sizeof many, out, 16, &cnt), TERN_ECORRUPT);
+    CHECK_ERR(tern__store_subids_decode(many, sizeof many - 1, out, 16, &cnt), TERN_OK);
 }
 
 #define ENTRY(name)                 \
@@ -1498,6 +1541,7 @@ static const struct tern_test tests[] = {
     ENTRY(b_bad_args),
     ENTRY(b_shared_payload),
     ENTRY(b_load_order),
+    ENTRY(b_many_sub_ids),
     ENTRY(b_expiry),
     ENTRY(b_retained_sweep),
     ENTRY(b_retained_iter),
