@@ -360,6 +360,19 @@ def t_ws_and_wss(s):
     check(b"certificate verify failed" in res.stderr, "message: %r" % res.stderr)
 
 
+def t_rr_over_wss_own_thread(s):
+    """tern rr drives libtern on its own thread (tern_client_loop_start), over wss://."""
+    sub = sub_ready("-L", "mqtts://localhost:%d/req" % s.tls, "--cafile", ca(s), "-C", "1")
+    rr = spawn("rr", "-L", "wss://localhost:%d/req" % s.wss, "--cafile", ca(s), "-e", "resp",
+               "-m", "ping", "-W", "10")
+    rc, out, err = finish(sub)
+    eq((rc, out), (0, b"ping\n"), "request seen (%r)" % err)
+    time.sleep(0.2)  # rr subscribed to its response topic before it published the request
+    ok(tern("pub", "-L", "mqtts://localhost:%d/resp" % s.tls, "--cafile", ca(s), "-m", "pong"))
+    rc, out, err = finish(rr)
+    eq((rc, out), (0, b"pong\n"), "response printed by rr (%r)" % err)
+
+
 BINARY = bytes([0, 1, 2, 0, 0xFF, 0xFE, 0xC0, 0x80, 0xED, 0xA0, 0x80, 10, 13, 0]) * 300
 
 
