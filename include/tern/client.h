@@ -156,6 +156,15 @@ struct tern_client_options {
     bool will_retain;
     const struct tern_property *will_props; /* 5.0 will properties */
     size_t will_props_count;
+    /*
+     * 5.0 enhanced authentication (MQTT 5 section 4.12): the Authentication Method sent in
+     * CONNECT (e.g. "SCRAM-SHA-256") and the first Authentication Data (binary, may be empty).
+     * The server continues the exchange with AUTH packets reported to on_auth; answer them
+     * with tern_client_auth(). NULL: none. Also used for every reconnect.
+     */
+    const char *auth_method;
+    const void *auth_data;
+    size_t auth_data_len;
     /* 5.0 CONNECT properties the caller adds (e.g. session expiry, user properties). */
     const struct tern_property *connect_props;
     size_t connect_props_count;
@@ -277,6 +286,16 @@ struct tern_client_callbacks {
     /* Diagnostics (connects, retries, protocol problems); level is TERN_CLIENT_LOG_*. `msg`
      * has no trailing newline. */
     void (*on_log)(struct tern_client *c, int level, const char *msg, void *userdata);
+    /*
+     * 5.0 AUTH from the server: reason 0x18 (continue authentication: answer with
+     * tern_client_auth(c, 0x18, ...), from this callback or later, before the connect timeout)
+     * or 0x00 (a re-authentication you started succeeded). `data` is the packet's
+     * Authentication Data (may be empty). The exchange of a connect ends with CONNACK
+     * (on_connect). Without this callback an AUTH 0x18 ends the attempt. An AUTH whose method
+     * is not auth_method is a protocol error.
+     */
+    void (*on_auth)(struct tern_client *c, uint8_t reason, const uint8_t *data, size_t len,
+                    const uint8_t *props, size_t props_len, void *userdata);
 };
 
 /* ---- lifetime ---------------------------------------------------------------------------- */
@@ -348,6 +367,15 @@ int tern_client_disconnect(struct tern_client *c, uint8_t reason, const struct t
 int tern_client_publish(struct tern_client *c, const char *topic, const void *payload,
                         size_t payload_len, uint8_t qos, bool retain,
                         const struct tern_property *props, size_t props_count, uint16_t *packet_id);
+
+/*
+ * 5.0 enhanced authentication: send AUTH with `reason` 0x18 (continue: the answer to an
+ * on_auth 0x18, while connecting or re-authenticating) or 0x19 (start a re-authentication
+ * while connected), the options' auth_method and `data` (len bytes, binary, copied; may be
+ * NULL when len is 0). Returns TERN_OK, TERN_EINVAL (no auth_method, not MQTT 5, another
+ * reason), TERN_ECLOSED (not connected or connecting), TERN_ENOMEM.
+ */
+int tern_client_auth(struct tern_client *c, uint8_t reason, const void *data, size_t len);
 
 /* Subscription options for tern_client_subscribe (MQTT 5 section 3.8.3.1; 3.x uses QoS only). */
 #define TERN_SUB_QOS(q)              ((uint8_t)((q)&0x03))

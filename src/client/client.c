@@ -153,6 +153,9 @@ struct tern_client {
     size_t will_props_len;
     uint8_t *connect_props;
     size_t connect_props_len;
+    char *auth_method; /* 5.0 enhanced authentication, or NULL */
+    uint8_t *auth_data;
+    size_t auth_data_len;
     uint16_t recv_max_in;
     uint16_t max_inflight; /* our own cap on outgoing QoS 1/2 in flight */
     uint16_t alias_max_in;
@@ -746,6 +749,9 @@ static void start_connect(struct tern_client *c)
 static int connect_props(struct tern_client *c, uint8_t **out, size_t *out_len)
 {
     size_t cap = c->connect_props_len + 32;
+    if (c->auth_method != NULL) {
+        cap += 6 + strlen(c->auth_method) + c->auth_data_len;
+    }
     uint8_t *buf = tern_malloc(cap);
     if (buf == NULL) {
         return TERN_ENOMEM;
@@ -768,6 +774,17 @@ static int connect_props(struct tern_client *c, uint8_t **out, size_t *out_len)
     }
     if (c->max_packet_in != 0 && !tern_props_find(user, TERN_PROP_MAXIMUM_PACKET_SIZE, &found)) {
         tern_props_add_u32(&b, TERN_PROP_MAXIMUM_PACKET_SIZE, c->max_packet_in);
+    }
+    if (c->auth_method != NULL && !tern_props_find(user, TERN_PROP_AUTHENTICATION_METHOD, &found)) {
+        tern_props_add_str(&b, TERN_PROP_AUTHENTICATION_METHOD, c->auth_method,
+                           strlen(c->auth_method));
+        if (c->auth_data_len > 0) {
+            tern_props_add_str(&b, TERN_PROP_AUTHENTICATION_DATA, c->auth_data, c->auth_data_len);
+        }
+    }
+    if (b.overflow || b.invalid) {
+        tern_free(buf);
+        return TERN_EINVAL;
     }
     *out = buf;
     *out_len = b.len;
@@ -1204,8 +1221,45 @@ static void on_suback(struct tern_client *c, uint8_t type, const struct tern_sub
     }
 }
 
+/* AUTH from the server (5.0 only: the codec refuses it before): check it, hand it over. */
+static void on_auth_in(struct tern_client *c, const struct tern_disconnect *a)
+{
+    struct tern_prop method, data;
+    bool has_method = tern_props_find(a->props, TERN_PROP_AUTHENTICATION_METHOD, &method);
+    if (c->auth_method == NULL || !has_method || method.str_len != strlen(c->auth_method) ||
+        memcmp(method.str, c->auth_method, method.str_len) != 0) {
+        proto_fail(c, TERN_EPROTOCOL, TERN_RC_PROTOCOL_ERROR,
+                   "AUTH with another or no authentication method");
+        return;
+    }
+    bool ok = a->reason == TERN_RC_CONTINUE_AUTHENTICATION ||
+              (a->reason == TERN_RC_SUCCESS && c->state == ST_UP);
+    if (!ok) {
+        proto_fail(c, TERN_EPROTOCOL, TERN_RC_PROTOCOL_ERROR, "AUTH with an unexpected reason");
+        return;
+    }
+    if (c->cb.on_auth == NULL) {
+        if (a->reason == TERN_RC_CONTINUE_AUTHENTICATION) {
+            fail_why(c,
+                     "the server continues authentication (%s) but no on_auth callback is "
+                     "set",
+                     c->auth_method);
+            c->pending_err = TERN_EDENIED;
+            c->pending_reason = TERN_RC_BAD_AUTHENTICATION_METHOD;
+        }
+        return;
+    }
+    bool has_data = tern_props_find(a->props, TERN_PROP_AUTHENTICATION_DATA, &data);
+    c->cb.on_auth(c, a->reason, has_data ? data.str : NULL, has_data ? data.str_len : 0,
+                  a->props.ptr, a->props.len, c->ud);
+}
+
 static void handle_packet(struct tern_client *c, struct tern_packet *pkt)
 {
+    if (pkt->type == TERN_AUTH) {
+        on_auth_in(c, &pkt->u.disconnect);
+        return;
+    }
     if (pkt->type != TERN_CONNACK && c->state == ST_CONNACK) {
         proto_fail(c, TERN_EPROTOCOL, TERN_RC_PROTOCOL_ERROR, "packet before CONNACK");
         return;
@@ -1771,6 +1825,22 @@ static int copy_options(struct tern_client *c, const struct tern_client_options 
             }
         }
     }
+    if (o->auth_method != NULL) {
+        size_t n = strlen(o->auth_method);
+        if (c->version != TERN_MQTT_5 || n == 0 || n > 65535 ||
+            tern_utf8_validate((const uint8_t *)o->auth_method, n) != TERN_OK ||
+            o->auth_data_len > 65535 || (o->auth_data == NULL && o->auth_data_len > 0)) {
+            return TERN_EINVAL;
+        }
+        if ((c->auth_method = tern_strdup(o->auth_method)) == NULL) {
+            return TERN_ENOMEM;
+        }
+        c->auth_data_len = o->auth_data_len;
+        if (o->auth_data_len > 0 &&
+            (c->auth_data = memdup(o->auth_data, o->auth_data_len)) == NULL) {
+            return TERN_ENOMEM;
+        }
+    }
     if (c->version == TERN_MQTT_5) {
         r = tern__client_props_build(o->connect_props, o->connect_props_count, TERN_CONNECT, false,
                                      &c->connect_props, &c->connect_props_len);
@@ -1906,6 +1976,8 @@ void tern_client_free(struct tern_client *c)
     tern_free(c->connect_props);
     tern_free(c->close_props);
     tern_free(c->server_name);
+    tern_free(c->auth_method);
+    tern_free(c->auth_data);
     tern_tls_ctx_unref(c->tls);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
@@ -2216,6 +2288,46 @@ int tern_client_unsubscribe(struct tern_client *c, const char *const *filters, s
     lock(c);
     int r = request_locked(c, TERN_UNSUBSCRIBE, filters, NULL, count, props, props_count, packet_id,
                            NULL);
+    unlock(c);
+    return r;
+}
+
+int tern_client_auth(struct tern_client *c, uint8_t reason, const void *data, size_t len)
+{
+    if ((data == NULL && len > 0) || len > 65535 ||
+        (reason != TERN_RC_CONTINUE_AUTHENTICATION && reason != TERN_RC_REAUTHENTICATE)) {
+        return TERN_EINVAL;
+    }
+    lock(c);
+    int r = TERN_OK;
+    if (c->auth_method == NULL) {
+        r = TERN_EINVAL;
+    } else if (c->state != ST_UP && c->state != ST_CONNACK) {
+        r = TERN_ECLOSED;
+    } else if (reason == TERN_RC_REAUTHENTICATE && c->state != ST_UP) {
+        r = TERN_ECLOSED; /* re-authentication is for an established connection */
+    }
+    uint8_t *props = NULL;
+    size_t mlen = c->auth_method != NULL ? strlen(c->auth_method) : 0;
+    if (r == TERN_OK && (props = tern_malloc(mlen + len + 6)) == NULL) {
+        r = TERN_ENOMEM;
+    }
+    if (r == TERN_OK) {
+        struct tern_props_builder b;
+        tern_props_builder_init(&b, props, mlen + len + 6);
+        tern_props_add_str(&b, TERN_PROP_AUTHENTICATION_METHOD, c->auth_method, mlen);
+        if (len > 0) {
+            tern_props_add_str(&b, TERN_PROP_AUTHENTICATION_DATA, data, len);
+        }
+        struct tern_packet pkt;
+        memset(&pkt, 0, sizeof(pkt));
+        pkt.type = TERN_AUTH;
+        pkt.u.disconnect.reason = reason;
+        pkt.u.disconnect.props = props_of(props, b.len);
+        r = send_pkt(c, &pkt);
+        tern_free(props);
+        kick(c);
+    }
     unlock(c);
     return r;
 }

@@ -432,6 +432,10 @@ struct rec {
     int last_err;
     uint8_t last_disc_reason;
     bool last_reconnecting;
+    int auths;
+    uint8_t last_auth_reason;
+    char last_auth_data[16];
+    const char *auth_reply; /* cb_auth answers an AUTH 0x18 with this, when set */
 };
 
 static void cb_connect(struct tern_client *c, uint8_t reason, bool sp, const uint8_t *props,
@@ -479,6 +483,19 @@ static void cb_disconnect(struct tern_client *c, int err, uint8_t reason, bool a
     r->last_err = err;
     r->last_disc_reason = reason;
     r->last_reconnecting = again;
+}
+
+static void cb_auth(struct tern_client *c, uint8_t reason, const uint8_t *data, size_t len,
+                    const uint8_t *props, size_t plen, void *ud)
+{
+    (void)props, (void)plen;
+    struct rec *r = ud;
+    r->auths++;
+    r->last_auth_reason = reason;
+    snprintf(r->last_auth_data, sizeof(r->last_auth_data), "%.*s", (int)len, (const char *)data);
+    if (reason == 0x18 && r->auth_reply != NULL) {
+        CHECK_ERR(tern_client_auth(c, 0x18, r->auth_reply, strlen(r->auth_reply)), TERN_OK);
+    }
 }
 
 static void cb_log(struct tern_client *c, int level, const char *msg, void *ud)
@@ -591,8 +608,9 @@ static void srv_ack(struct srv *s, uint8_t type, uint16_t id)
 
 /* max_inflight option of the next new_client() (then back to the default). */
 static uint16_t next_max_inflight;
-static uint16_t next_aliases_out;  /* topic_aliases_out of the next new_client */
-static const char *next_store_dir; /* store_dir of the next new_client */
+static uint16_t next_aliases_out;    /* topic_aliases_out of the next new_client */
+static const char *next_store_dir;   /* store_dir of the next new_client */
+static const char *next_auth_method; /* auth_method of the next new_client (data "a") */
 
 static struct tern_client *new_client(struct srv *s, struct rec *r, uint8_t version, bool clean)
 {
@@ -616,6 +634,10 @@ static struct tern_client *new_client(struct srv *s, struct rec *r, uint8_t vers
     next_aliases_out = 0;
     o.store_dir = next_store_dir;
     next_store_dir = NULL;
+    o.auth_method = next_auth_method;
+    o.auth_data = next_auth_method ? "a" : NULL;
+    o.auth_data_len = next_auth_method ? 1 : 0;
+    next_auth_method = NULL;
     struct tern_client *c = NULL;
     CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
     struct tern_client_callbacks cb = {cb_connect,
@@ -624,7 +646,8 @@ static struct tern_client *new_client(struct srv *s, struct rec *r, uint8_t vers
                                        cb_subscribe,
                                        NULL,
                                        cb_disconnect,
-                                       getenv("TEST_LOG") ? cb_log : NULL};
+                                       getenv("TEST_LOG") ? cb_log : NULL,
+                                       cb_auth};
     memset(r, 0, sizeof(*r));
     tern_client_set_callbacks(c, &cb, r);
     s->c = c;
@@ -952,6 +975,106 @@ static void test_topic_alias_out(void)
     pub0(c, "c/topic", "10");
     expect_publish(&s, "c/topic", 0, "10");
     end_client(&s);
+}
+
+/* Send AUTH (5.0) with method "TEST" and `data`. */
+static void srv_auth(struct srv *s, uint8_t reason, const char *method, const char *data)
+{
+    uint8_t props[64];
+    struct tern_props_builder b;
+    tern_props_builder_init(&b, props, sizeof(props));
+    tern_props_add_str(&b, TERN_PROP_AUTHENTICATION_METHOD, method, strlen(method));
+    tern_props_add_str(&b, TERN_PROP_AUTHENTICATION_DATA, data, strlen(data));
+    struct tern_packet k;
+    memset(&k, 0, sizeof(k));
+    k.type = TERN_AUTH;
+    k.u.disconnect.reason = reason;
+    k.u.disconnect.props.ptr = props;
+    k.u.disconnect.props.len = b.len;
+    srv_send(s, &k);
+}
+
+/* Read the client's AUTH; check reason, method TEST and data. */
+static void expect_auth(struct srv *s, uint8_t reason, const char *data)
+{
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(s, &pkt, &used) > 0);
+    CHECK_EQ(pkt.type, TERN_AUTH);
+    CHECK_EQ(pkt.u.disconnect.reason, reason);
+    struct tern_prop m, d;
+    CHECK(tern_props_find(pkt.u.disconnect.props, TERN_PROP_AUTHENTICATION_METHOD, &m));
+    CHECK(m.str_len == 4 && memcmp(m.str, "TEST", 4) == 0);
+    CHECK(tern_props_find(pkt.u.disconnect.props, TERN_PROP_AUTHENTICATION_DATA, &d));
+    CHECK(d.str_len == strlen(data) && memcmp(d.str, data, d.str_len) == 0);
+    memmove(s->buf, s->buf + used, s->len - used);
+    s->len -= used;
+}
+
+/*
+ * Enhanced authentication (5.0 section 4.12): CONNECT carries the method and first data, the
+ * server continues with AUTH 0x18, the application answers from on_auth, CONNACK ends it; a
+ * re-authentication (0x19) while connected ends with AUTH 0x00. An AUTH with another method
+ * is a protocol error.
+ */
+static void test_enhanced_auth(void)
+{
+    struct srv s;
+    struct rec r;
+    next_auth_method = "TEST";
+    struct tern_client *c = new_client(&s, &r, TERN_MQTT_5, true);
+    r.auth_reply = "c";
+    CHECK_ERR(tern_client_auth(c, 0x19, "x", 1), TERN_ECLOSED); /* not connected */
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    CHECK(srv_accept(&s));
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK_EQ(pkt.type, TERN_CONNECT);
+    struct tern_prop m, d;
+    CHECK(tern_props_find(pkt.u.connect.props, TERN_PROP_AUTHENTICATION_METHOD, &m));
+    CHECK(m.str_len == 4 && memcmp(m.str, "TEST", 4) == 0);
+    CHECK(tern_props_find(pkt.u.connect.props, TERN_PROP_AUTHENTICATION_DATA, &d));
+    CHECK(d.str_len == 1 && d.str[0] == 'a');
+    memmove(s.buf, s.buf + used, s.len - used);
+    s.len -= used;
+    srv_auth(&s, 0x18, "TEST", "b");
+    CHECK_EQ(r.auths, 1);
+    CHECK(r.last_auth_reason == 0x18 && strcmp(r.last_auth_data, "b") == 0);
+    tern_client_process(c, TERN_CLIENT_WRITE);
+    expect_auth(&s, 0x18, "c");
+    CHECK(!tern_client_is_connected(c));
+    srv_connack(&s, false, NULL, 0);
+    CHECK(tern_client_is_connected(c));
+    /* Re-authentication. */
+    r.auth_reply = "f";
+    CHECK_ERR(tern_client_auth(c, 0x19, "d", 1), TERN_OK);
+    tern_client_process(c, TERN_CLIENT_WRITE);
+    expect_auth(&s, 0x19, "d");
+    srv_auth(&s, 0x18, "TEST", "e");
+    tern_client_process(c, TERN_CLIENT_WRITE);
+    expect_auth(&s, 0x18, "f");
+    srv_auth(&s, 0x00, "TEST", "done");
+    CHECK_EQ(r.auths, 3);
+    CHECK(r.last_auth_reason == 0 && strcmp(r.last_auth_data, "done") == 0);
+    CHECK(tern_client_is_connected(c));
+    CHECK_ERR(tern_client_auth(c, 0x00, NULL, 0), TERN_EINVAL); /* only 0x18 and 0x19 */
+    /* Another method: protocol error, the connection drops. */
+    srv_auth(&s, 0x18, "OTHER", "x");
+    CHECK_EQ(r.auths, 3);
+    CHECK_EQ(r.disconnects, 1);
+    CHECK_EQ(r.last_err, TERN_EPROTOCOL);
+    end_client(&s);
+    /* Options: a method needs MQTT 5; without one tern_client_auth refuses. */
+    struct tern_client_options o;
+    tern_client_options_init(&o);
+    o.auth_method = "TEST";
+    CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL); /* 3.1.1 by default */
+    o.version = 5;
+    o.auth_method = NULL;
+    CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
+    CHECK_ERR(tern_client_auth(c, 0x19, NULL, 0), TERN_EINVAL);
+    tern_client_free(c);
 }
 
 /* ---- on-disk store ------------------------------------------------------------------------ */
@@ -1543,6 +1666,7 @@ static const struct tern_test tests[] = {
     {"resend_with_dup_after_reconnect", test_resend_with_dup_after_reconnect},
     {"resubscribe_and_alias", test_resubscribe_and_alias},
     {"topic_alias_out", test_topic_alias_out},
+    {"enhanced_auth", test_enhanced_auth},
     {"spool_record", test_spool_record},
     {"store_resume", test_store_resume},
     {"refused_connack", test_refused_connack},
