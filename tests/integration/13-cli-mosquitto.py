@@ -799,7 +799,9 @@ def test_shared_library_api():
     eq(leaked, [], "symbols exported beyond the public API")
     check("tern_client_publish_wait" in exported, "public API exported")
     with open(os.path.join(libdir, "tern.pc")) as f:
-        check("-ltern" in f.read(), "tern.pc")
+        pc = f.read()
+    check("-ltern" in pc, "tern.pc")
+    check("Requires.private: libssl" in pc, "tern.pc names OpenSSL (TLS) as a private need")
     with Mosquitto() as m, tempfile.TemporaryDirectory() as d:
         src = os.path.join(d, "prog.c")
         with open(src, "w") as f:
