@@ -110,6 +110,8 @@ static const char *const help_common =
     "  --psk-identity ID      TLS-PSK identity\n"
     "  --tls-max-frag N       ask the server for records of at most N bytes (RFC 6066 max\n"
     "                         fragment length: 512, 1024, 2048 or 4096)\n"
+    "  --tls-server-name NAME name to send as SNI and to check in the certificate (default:\n"
+    "                         the host connected to)\n"
     "--ciphers, --tls-engine, --keyform, --proxy, --unix and -A are recognised and refused:\n"
     "not supported yet.\n";
 
@@ -387,16 +389,8 @@ static bool is_opt(const char *a, const char *s, const char *l)
 }
 
 static const char *const unsupported[] = {
-    "--ciphers",
-    "--tls-use-os-certs",
-    "--tls-engine",
-    "--keyform",
-    "--tls-engine-kpass-sha1",
-    "--proxy",
-    "--unix",
-    "-A",
-    "--random-filter",
-    "-S",
+    "--ciphers", "--tls-engine",    "--keyform", "--tls-engine-kpass-sha1", "--proxy", "--unix",
+    "-A",        "--random-filter", "-S",
 };
 
 int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
@@ -545,6 +539,7 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
                                                  "--key",
                                                  "--tls-version",
                                                  "--tls-alpn",
+                                                 "--tls-server-name",
                                                  "--psk",
                                                  "--psk-identity",
                                                  "--tls-max-frag",
@@ -582,6 +577,8 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
             o->tls_version = v;
         } else if (is_opt(a, NULL, "--tls-alpn")) {
             o->tls_alpn = v;
+        } else if (is_opt(a, NULL, "--tls-server-name")) {
+            o->tls_server_name = v;
         } else if (is_opt(a, NULL, "--psk")) {
             o->psk = v;
         } else if (is_opt(a, NULL, "--psk-identity")) {
@@ -968,8 +965,8 @@ static int build_target(struct cli *o)
         return 1;
     }
     bool tls = strcmp(scheme, "mqtts") == 0 || strcmp(scheme, "wss") == 0;
-    if (!tls &&
-        (tls_implied(o) || o->insecure || o->tls_version || o->tls_alpn || o->tls_max_frag)) {
+    if (!tls && (tls_implied(o) || o->insecure || o->tls_version || o->tls_alpn ||
+                 o->tls_max_frag || o->tls_server_name)) {
         cli_err(o, "Error: TLS options given with a %s:// URL (use mqtts:// or wss://).", scheme);
         return 1;
     }
@@ -992,6 +989,7 @@ int cli_client_new(struct cli *o, struct tern_client **out)
     opt.tls_psk_identity = o->psk_identity;
     opt.tls_psk_key = o->psk;
     opt.tls_alpn = o->tls_alpn;
+    opt.tls_server_name = o->tls_server_name;
     opt.tls_version = o->tls_version;
     opt.tls_max_fragment_length = (unsigned)o->tls_max_frag;
     opt.tls_insecure = o->insecure;

@@ -56,6 +56,7 @@ struct cli {
     const char *keyfile;
     const char *tls_version;
     const char *tls_alpn;
+    const char *tls_server_name;
     const char *psk;
     const char *psk_identity;
     bool insecure;

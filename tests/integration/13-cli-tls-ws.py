@@ -260,8 +260,9 @@ def t_mqtts_roundtrip_all_qos(s):
         sub = sub_ready("-L", "mqtts://localhost:%d/tls/#" % s.tls, "--cafile", ca(s), "-V", v,
                         "-q", "2", "-C", "3", "-F", "%t %q %p")
         for q in (0, 1, 2):
+            extra = (["--tls-alpn", "mqtt"], ["--tls-version", "tlsv1.3"], [])[q]
             ok(tern("pub", "-h", "localhost", "-p", s.tls, "--cafile", ca(s), "-V", v, "-t",
-                    "tls/%d" % q, "-q", q, "-m", "hello %d" % q))
+                    "tls/%d" % q, "-q", q, "-m", "hello %d" % q, *extra))
         rc, out, err = finish(sub)
         eq(rc, 0, "sub exit (%r)" % err)
         eq(out, b"tls/0 0 hello 0\ntls/1 1 hello 1\ntls/2 2 hello 2\n", "messages over TLS")
@@ -287,13 +288,39 @@ def t_self_signed_server_refused(s):
 
 
 def t_address_mismatch_refused(s):
-    """The certificate names localhost and 127.0.0.1; 127.0.0.2 is another address."""
+    """The certificate names localhost and 127.0.0.1; 127.0.0.2 is another address, and
+    broker.example another name (--tls-server-name checks a name other than the host)."""
     res = tern("pub", "-h", "127.0.0.2", "-p", s.tls2, "--cafile", ca(s), "-t", "x", "-m", "y")
     eq(res.returncode, 1, "exit code")
-    check(b"certificate verify failed" in res.stderr and b"mismatch" in res.stderr,
+    check(b"certificate verify failed" in res.stderr and b"IP address mismatch" in res.stderr,
           "message: %r" % res.stderr)
     ok(tern("pub", "-h", "127.0.0.1", "-p", s.tls, "--cafile", ca(s), "-t", "x", "-m", "y"),
        "the same certificate by its IP address")
+    res = tern("pub", "-h", "127.0.0.1", "-p", s.tls, "--cafile", ca(s), "--tls-server-name",
+               "broker.example", "-t", "x", "-m", "y")
+    eq(res.returncode, 1, "exit code (wrong name)")
+    check(b"hostname mismatch" in res.stderr, "message: %r" % res.stderr)
+    ok(tern("pub", "-h", "127.0.0.2", "-p", s.tls2, "--cafile", ca(s), "--tls-server-name",
+            "localhost", "-t", "x", "-m", "y"), "by address, verified by name")
+
+
+def t_tls_options_and_dns(s):
+    """--tls-use-os-certs (the system store alone does not know the test CA; with --cafile
+    it works), a TLS version that is too old, and a host name that does not resolve."""
+    res = tern("pub", "-h", "localhost", "-p", s.tls, "--tls-use-os-certs", "-t", "x", "-m",
+               "y")
+    eq(res.returncode, 1, "system store only")
+    check(b"certificate verify failed" in res.stderr, "message: %r" % res.stderr)
+    ok(tern("pub", "-h", "localhost", "-p", s.tls, "--tls-use-os-certs", "--cafile", ca(s),
+            "-t", "x", "-m", "y"), "system store plus --cafile")
+    res = tern("pub", "-h", "localhost", "-p", s.tls, "--cafile", ca(s), "--tls-version",
+               "tlsv1.1", "-t", "x", "-m", "y")
+    eq(res.returncode, 1, "TLS 1.1 refused")
+    check(b"tlsv1.1" in res.stderr, "message: %r" % res.stderr)
+    res = tern("pub", "-L", "mqtts://nosuch.invalid/x", "--cafile", ca(s), "-m", "y")
+    eq(res.returncode, 1, "unresolvable host")
+    check(b"cannot resolve host name" in res.stderr and b"nosuch.invalid" in res.stderr,
+          "message: %r" % res.stderr)
 
 
 def t_client_certificate(s):
@@ -426,14 +453,14 @@ def t_tls_max_frag_and_big_message(s):
         os.unlink(path)
 
 
-def restart_stream(server_cls, qos):
-    """A persistent subscriber and a line publisher over mqtts://; the broker is restarted
+def restart_stream(server_cls, qos, scheme):
+    """A persistent subscriber and a line publisher over mqtts:// or wss://; the broker is restarted
     (SIGTERM, persistence on) after half the messages. Every message arrives: in order and
     exactly once at QoS 2, at least once at QoS 1."""
     s = server_cls(persist=True)
     n = 40
     with s:
-        url = "mqtts://localhost:%d/rs" % s.tls
+        url = "%s://localhost:%d/rs" % (scheme, s.tls if scheme == "mqtts" else s.wss)
         count = ["-C", str(n)] if qos == 2 else []
         sub = sub_ready("-L", url, "--cafile", ca(s), "-c", "-i", "rs-sub-%d" % qos, "-q", qos,
                         "-F", "%p", *count)
@@ -467,12 +494,12 @@ def restart_stream(server_cls, qos):
             eq(missing, [], "QoS 1: messages missing after the restart")
 
 
-def t_restart_mid_stream_qos1(s_cls):
-    restart_stream(s_cls, 1)
+def t_restart_mid_stream_qos1_wss(s_cls):
+    restart_stream(s_cls, 1, "wss")
 
 
-def t_restart_mid_stream_qos2(s_cls):
-    restart_stream(s_cls, 2)
+def t_restart_mid_stream_qos2_mqtts(s_cls):
+    restart_stream(s_cls, 2, "mqtts")
 
 
 def t_topic_aliases_accepted(s):
