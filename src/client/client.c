@@ -351,16 +351,22 @@ static int send_ack(struct tern_client *c, uint8_t type, uint16_t pid, uint8_t r
     return send_pkt(c, &pkt);
 }
 
+/* The TLS stream inside `s` (itself, or wrapped by WebSocket), or NULL. */
+static struct tern_stream *tls_of(struct tern_stream *s)
+{
+    for (; s != NULL; s = s->inner) {
+        if (tern_tls_stream_is_tls(s)) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
 /* A stream call failed with `err`: record why, in TLS's words when TLS knows more. */
 static void stream_failed(struct tern_client *c, int err)
 {
-    const char *why = "";
-    for (struct tern_stream *s = c->stream; s != NULL; s = s->inner) {
-        if (tern_tls_stream_is_tls(s)) {
-            why = tern_tls_stream_error(s);
-            break;
-        }
-    }
+    struct tern_stream *tls = tls_of(c->stream);
+    const char *why = tls != NULL ? tern_tls_stream_error(tls) : "";
     fail_why(c, "connection to %s port %u: %s", c->url.host, c->url.port,
              why[0] != '\0' ? why : tern_strerror(err));
     c->pending_err = err;
@@ -1544,6 +1550,15 @@ static void link_step(struct tern_client *c)
     int r = tern__client_link_step(&c->link);
     if (r == TERN_OK) {
         c->stream = tern__client_link_take(&c->link);
+        struct tern_stream *tls = tls_of(c->stream);
+        if (tls != NULL) {
+            const char *alpn = tern_tls_stream_alpn(tls);
+            cl_log(c, TERN_CLIENT_LOG_INFO,
+                   "TLS: %s, %s, ALPN %s, max fragment length %u, session %s",
+                   tern_tls_stream_version(tls), tern_tls_stream_cipher(tls),
+                   alpn != NULL ? alpn : "none", tern_tls_stream_max_fragment_length(tls),
+                   tern_tls_stream_session_reused(tls) ? "resumed" : "new");
+        }
         transport_ready(c);
     } else if (r != TERN_EAGAIN) {
         fail_why(c, "%s port %u: %s", c->url.host, c->url.port, c->link.err);

@@ -444,8 +444,10 @@ def t_tls_max_frag_and_big_message(s):
     try:
         sub = sub_ready("-L", "mqtts://localhost:%d/big" % s.tls, "--cafile", ca(s),
                         "--tls-max-frag", "512", "-C", "1", "-N", "-q", "1")
-        ok(tern("pub", "-L", "mqtts://localhost:%d/big" % s.tls, "--cafile", ca(s),
-                "--tls-max-frag", "1024", "-q", "1", "-f", path))
+        res = ok(tern("pub", "-d", "-L", "mqtts://localhost:%d/big" % s.tls, "--cafile", ca(s),
+                      "--tls-max-frag", "1024", "-q", "1", "-f", path))
+        check(b"max fragment length 1024" in res.stderr,
+              "the server agreed to 1024-byte records: %r" % res.stderr)
         rc, out, err = finish(sub)
         eq(rc, 0, "sub exit (%r)" % err)
         check(out == big, "200 kB over small TLS records (%d bytes back)" % len(out))
