@@ -112,7 +112,8 @@ static const char *const help_common =
     "                         fragment length: 512, 1024, 2048 or 4096)\n"
     "  --tls-server-name NAME name to send as SNI and to check in the certificate (default:\n"
     "                         the host connected to)\n"
-    "--ciphers, --tls-engine, --keyform, --proxy, --unix and -A are recognised and refused:\n"
+    "  --ciphers LIST         TLS 1.2 cipher list (OpenSSL syntax)\n"
+    "--tls-engine, --keyform, --proxy, --unix and -A are recognised and refused:\n"
     "not supported yet.\n";
 
 static const char *const help_payload =
@@ -389,8 +390,8 @@ static bool is_opt(const char *a, const char *s, const char *l)
 }
 
 static const char *const unsupported[] = {
-    "--ciphers", "--tls-engine",    "--keyform", "--tls-engine-kpass-sha1", "--proxy", "--unix",
-    "-A",        "--random-filter", "-S",
+    "--tls-engine", "--keyform", "--tls-engine-kpass-sha1", "--proxy",
+    "--unix",       "-A",        "--random-filter",         "-S",
 };
 
 int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
@@ -540,6 +541,7 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
                                                  "--tls-version",
                                                  "--tls-alpn",
                                                  "--tls-server-name",
+                                                 "--ciphers",
                                                  "--psk",
                                                  "--psk-identity",
                                                  "--tls-max-frag",
@@ -579,6 +581,8 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
             o->tls_alpn = v;
         } else if (is_opt(a, NULL, "--tls-server-name")) {
             o->tls_server_name = v;
+        } else if (is_opt(a, NULL, "--ciphers")) {
+            o->ciphers = v;
         } else if (is_opt(a, NULL, "--psk")) {
             o->psk = v;
         } else if (is_opt(a, NULL, "--psk-identity")) {
@@ -966,7 +970,7 @@ static int build_target(struct cli *o)
     }
     bool tls = strcmp(scheme, "mqtts") == 0 || strcmp(scheme, "wss") == 0;
     if (!tls && (tls_implied(o) || o->insecure || o->tls_version || o->tls_alpn ||
-                 o->tls_max_frag || o->tls_server_name)) {
+                 o->tls_max_frag || o->tls_server_name || o->ciphers)) {
         cli_err(o, "Error: TLS options given with a %s:// URL (use mqtts:// or wss://).", scheme);
         return 1;
     }
@@ -990,6 +994,7 @@ int cli_client_new(struct cli *o, struct tern_client **out)
     opt.tls_psk_key = o->psk;
     opt.tls_alpn = o->tls_alpn;
     opt.tls_server_name = o->tls_server_name;
+    opt.tls_ciphers = o->ciphers;
     opt.tls_version = o->tls_version;
     opt.tls_max_fragment_length = (unsigned)o->tls_max_frag;
     opt.tls_insecure = o->insecure;

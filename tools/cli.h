@@ -57,6 +57,7 @@ struct cli {
     const char *tls_version;
     const char *tls_alpn;
     const char *tls_server_name;
+    const char *ciphers;
     const char *psk;
     const char *psk_identity;
     bool insecure;

@@ -219,6 +219,7 @@ struct tern_client_options {
     const char *tls_alpn;        /* ALPN protocols offered, comma-separated ("mqtt"); NULL: none */
     const char *tls_version;     /* "tlsv1.2" or "tlsv1.3": the lowest version accepted;
                                   * NULL: TLS 1.2 */
+    const char *tls_ciphers;     /* TLS 1.2 cipher list, OpenSSL syntax; NULL: OpenSSL's */
     unsigned tls_max_fragment_length; /* RFC 6066 request: 512, 1024, 2048, 4096; 0: none */
     bool tls_insecure; /* do not verify the server (chain and name). Tests and labs only. */
 

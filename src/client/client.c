@@ -1675,6 +1675,7 @@ static int tls_setup(struct tern_client *c, const struct tern_client_options *o)
     t.psk_identity = o->tls_psk_identity;
     t.psk_key_hex = o->tls_psk_key;
     t.alpn = o->tls_alpn;
+    t.ciphers = o->tls_ciphers;
     t.max_fragment_length = o->tls_max_fragment_length;
     t.insecure = o->tls_insecure;
     if (o->tls_version != NULL) {

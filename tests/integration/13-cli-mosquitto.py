@@ -865,8 +865,8 @@ def test_unsupported_transport_and_usage_errors():
     res = tern("sub", "-L", "http://localhost:8883/t")
     eq(res.returncode, 1, "http:// exit")
     check(b"unknown scheme" in res.stderr, "http:// message: %r" % res.stderr)
-    res = tern("pub", "-t", "x", "-m", "y", "--ciphers", "ALL")
-    check(res.returncode == 1 and b"not supported yet" in res.stderr, "--ciphers refused")
+    res = tern("pub", "-t", "x", "-m", "y", "--tls-engine", "pkcs11")
+    check(res.returncode == 1 and b"not supported yet" in res.stderr, "--tls-engine refused")
     res = tern("pub", "-t", "x", "-m", "y", "--cafile", "/nonexistent/ca.pem")
     check(res.returncode == 1 and b"/nonexistent/ca.pem" in res.stderr,
           "unreadable --cafile named: %r" % res.stderr)

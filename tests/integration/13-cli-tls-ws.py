@@ -306,7 +306,8 @@ def t_address_mismatch_refused(s):
 
 def t_tls_options_and_dns(s):
     """--tls-use-os-certs (the system store alone does not know the test CA; with --cafile
-    it works), a TLS version that is too old, and a host name that does not resolve."""
+    it works), a TLS version that is too old, --ciphers, and a host name that does not
+    resolve."""
     res = tern("pub", "-h", "localhost", "-p", s.tls, "--tls-use-os-certs", "-t", "x", "-m",
                "y")
     eq(res.returncode, 1, "system store only")
@@ -317,6 +318,12 @@ def t_tls_options_and_dns(s):
                "tlsv1.1", "-t", "x", "-m", "y")
     eq(res.returncode, 1, "TLS 1.1 refused")
     check(b"tlsv1.1" in res.stderr, "message: %r" % res.stderr)
+    res = tern("pub", "-h", "localhost", "-p", s.tls, "--cafile", ca(s), "--ciphers",
+               "NO-SUCH-CIPHER", "-t", "x", "-m", "y")
+    eq(res.returncode, 1, "unknown cipher list refused")
+    check(b"cipher" in res.stderr, "message: %r" % res.stderr)
+    ok(tern("pub", "-h", "localhost", "-p", s.tls, "--cafile", ca(s), "--ciphers",
+            "ECDHE-RSA-AES128-GCM-SHA256", "-t", "x", "-m", "y"), "a TLS 1.2 cipher list")
     res = tern("pub", "-L", "mqtts://nosuch.invalid/x", "--cafile", ca(s), "-m", "y")
     eq(res.returncode, 1, "unresolvable host")
     check(b"cannot resolve host name" in res.stderr and b"nosuch.invalid" in res.stderr,
