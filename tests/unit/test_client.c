@@ -20,7 +20,9 @@
 #include "protocol/packet.h"
 #include "protocol/props.h"
 #include "tern/client.h"
+#include "transport/http.h"
 #include "transport/net.h"
+#include "transport/ws.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -1077,6 +1079,185 @@ static void test_enhanced_auth(void)
     tern_client_free(c);
 }
 
+/* ---- WebSocket link against a scripted server ------------------------------------------- */
+
+/* A client for ws://127.0.0.1:<port>/mqtt (3.1.1, no reconnect) and its listener. */
+static struct tern_client *ws_client(struct srv *s, struct rec *r)
+{
+    memset(s, 0, sizeof(*s));
+    s->version = TERN_MQTT_311;
+    s->fd = -1;
+    CHECK_ERR(tern_net_listen_tcp("127.0.0.1", 0, 4, 0, &s->lfd, &s->port), TERN_OK);
+    char url[64];
+    snprintf(url, sizeof(url), "ws://127.0.0.1:%u/mqtt", (unsigned)s->port);
+    struct tern_client_options o;
+    tern_client_options_init(&o);
+    o.url = url;
+    o.client_id = "unit";
+    o.keepalive = 0;
+    o.connect_timeout_ms = 5000;
+    struct tern_client *c = NULL;
+    CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
+    struct tern_client_callbacks cb = {cb_connect, cb_message,    cb_publish, NULL,
+                                       NULL,       cb_disconnect, NULL,       NULL};
+    memset(r, 0, sizeof(*r));
+    tern_client_set_callbacks(c, &cb, r);
+    s->c = c;
+    return c;
+}
+
+/* Read the upgrade request; return its head length (0 if none came) and check it. */
+static size_t ws_read_request(struct srv *s, struct tern_ws_upgrade *up, char *target, size_t tcap)
+{
+    static struct tern_http_header hs[32];
+    static struct tern_http_request req;
+    for (int i = 0; i < 400; i++) {
+        ssize_t n =
+            tern_http_parse_request((const char *)s->buf, s->len, sizeof(s->buf), hs, 32, &req);
+        if (n > 0) {
+            static const char *const protos[] = {"mqtt", NULL};
+            int status = 0;
+            CHECK_ERR(tern_ws_server_check(&req, protos, up, &status), TERN_OK);
+            CHECK(up->protocol != NULL && strcmp(up->protocol, "mqtt") == 0);
+            snprintf(target, tcap, "%.*s", (int)req.target.len, req.target.p);
+            return (size_t)n;
+        }
+        CHECK_EQ(n, TERN_ENEEDMORE);
+        drive(s);
+        ssize_t r = recv(s->fd, s->buf + s->len, sizeof(s->buf) - s->len, MSG_DONTWAIT);
+        if (r > 0) {
+            s->len += (size_t)r;
+            continue;
+        }
+        struct pollfd p = {s->fd, POLLIN, 0};
+        poll(&p, 1, 5);
+    }
+    return 0;
+}
+
+/* Drive the client until on_disconnect ran (bounded). */
+static void ws_wait_disconnect(struct srv *s, struct rec *r)
+{
+    for (int i = 0; i < 400 && r->disconnects == 0; i++) {
+        drive(s);
+        struct pollfd p = {tern_client_fd(s->c), POLLIN, 0};
+        poll(&p, p.fd >= 0 ? 1 : 0, 5);
+    }
+}
+
+/*
+ * ws://: the upgrade request (GET /mqtt, subprotocol mqtt, a fresh key), a 101 whose first
+ * WebSocket frame (the CONNACK) arrives in the same segment as the HTTP head, masked client
+ * frames carrying CONNECT and PUBLISH; then the refusals: another status, a wrong
+ * Sec-WebSocket-Accept, a server that closes, each with the reason in tern_client_last_error.
+ */
+static void test_ws_link(void)
+{
+    struct srv s;
+    struct rec r;
+    struct tern_client *c = ws_client(&s, &r);
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    CHECK(srv_accept(&s));
+    struct tern_ws_upgrade up;
+    char target[64];
+    size_t head = ws_read_request(&s, &up, target, sizeof(target));
+    CHECK(head > 0);
+    CHECK(strcmp(target, "/mqtt") == 0);
+    CHECK_EQ(s.len, head); /* nothing after the request before the 101 */
+    char ans[512];
+    ssize_t n = tern_ws_write_accept(ans, sizeof(ans), &up);
+    CHECK(n > 0);
+    /* 101 + one unmasked binary frame holding CONNACK (accepted), in one send. */
+    uint8_t out[600];
+    memcpy(out, ans, (size_t)n);
+    static const uint8_t connack[] = {0x20, 2, 0, 0};
+    size_t h = tern_ws_encode_header(out + n, true, TERN_WS_BINARY, sizeof(connack), NULL);
+    memcpy(out + (size_t)n + h, connack, sizeof(connack));
+    s.len = 0;
+    CHECK_EQ(send(s.fd, out, (size_t)n + h + sizeof(connack), MSG_NOSIGNAL),
+             (ssize_t)((size_t)n + h + sizeof(connack)));
+    for (int i = 0; i < 400 && r.connects == 0; i++) {
+        drive(&s);
+        struct pollfd p = {tern_client_fd(c), POLLIN, 0};
+        poll(&p, 1, 5);
+    }
+    CHECK_EQ(r.connects, 1);
+    CHECK(tern_client_is_connected(c));
+    CHECK_ERR(tern_client_publish(c, "w/t", "\x00\xff", 2, 0, false, NULL, 0, NULL), TERN_OK);
+    tern_client_process(c, TERN_CLIENT_WRITE);
+    /* The client's frames: masked binary frames; unmasked they hold CONNECT then PUBLISH. */
+    struct tern_ws_decoder d;
+    tern_ws_decoder_init(&d, true, 0, 0);
+    uint8_t mqtt[256];
+    size_t mlen = 0;
+    for (int i = 0; i < 400 && mlen < 2 + 14 + 2 + 7; i++) {
+        ssize_t got = recv(s.fd, s.buf + s.len, sizeof(s.buf) - s.len, MSG_DONTWAIT);
+        if (got > 0) {
+            s.len += (size_t)got;
+        } else {
+            struct pollfd p = {s.fd, POLLIN, 0};
+            poll(&p, 1, 5);
+        }
+        struct tern_ws_frame f;
+        const uint8_t *payload;
+        uint16_t code;
+        ssize_t fl;
+        while ((fl = tern_ws_decode_frame(&d, s.buf, s.len, &f, &payload, &code)) > 0) {
+            CHECK(f.masked && f.opcode == TERN_WS_BINARY);
+            CHECK(mlen + f.len <= sizeof(mqtt));
+            memcpy(mqtt + mlen, payload, (size_t)f.len);
+            tern_ws_mask(mqtt + mlen, (size_t)f.len, f.mask, 0);
+            mlen += (size_t)f.len;
+            memmove(s.buf, s.buf + fl, s.len - (size_t)fl);
+            s.len -= (size_t)fl;
+        }
+    }
+    struct tern_packet pkt;
+    uint8_t reason;
+    ssize_t k = tern_packet_decode(mqtt, mlen, TERN_MQTT_311, 0, &pkt, &reason);
+    CHECK(k > 0 && pkt.type == TERN_CONNECT);
+    if (k > 0) {
+        ssize_t k2 =
+            tern_packet_decode(mqtt + k, mlen - (size_t)k, TERN_MQTT_311, 0, &pkt, &reason);
+        CHECK(k2 > 0 && pkt.type == TERN_PUBLISH && pkt.u.publish.payload.len == 2 &&
+              memcmp(pkt.u.publish.payload.ptr, "\x00\xff", 2) == 0);
+    }
+    end_client(&s);
+
+    /* Refusals. */
+    static const char *const answers[] = {
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: "
+        "mqtt\r\n\r\n",
+        "SSH-2.0-OpenSSH_9.2\r\n\r\n", NULL, /* the server closes without answering */
+    };
+    static const char *const why[] = {"WebSocket upgrade refused: HTTP 404 Not Found",
+                                      "upgrade answer is not valid", "answer is not HTTP",
+                                      "closed the connection instead of answering"};
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+        c = ws_client(&s, &r);
+        CHECK_ERR(tern_client_connect(c), TERN_OK);
+        CHECK(srv_accept(&s));
+        CHECK(ws_read_request(&s, &up, target, sizeof(target)) > 0);
+        if (answers[i] != NULL) {
+            CHECK(send(s.fd, answers[i], strlen(answers[i]), MSG_NOSIGNAL) > 0);
+        } else {
+            srv_close(&s);
+        }
+        ws_wait_disconnect(&s, &r);
+        CHECK_EQ(r.disconnects, 1);
+        CHECK_EQ(r.last_err, i == 3 ? TERN_ECLOSED : TERN_EPROTOCOL);
+        char msg[256];
+        tern_client_last_error(c, msg, sizeof(msg));
+        if (strstr(msg, why[i]) == NULL) {
+            fprintf(stderr, "  case %zu: last error \"%s\"\n", i, msg);
+            CHECK(false);
+        }
+        end_client(&s);
+    }
+}
+
 /* ---- on-disk store ------------------------------------------------------------------------ */
 
 static void test_spool_record(void)
@@ -1667,6 +1848,7 @@ static const struct tern_test tests[] = {
     {"resubscribe_and_alias", test_resubscribe_and_alias},
     {"topic_alias_out", test_topic_alias_out},
     {"enhanced_auth", test_enhanced_auth},
+    {"ws_link", test_ws_link},
     {"spool_record", test_spool_record},
     {"store_resume", test_store_resume},
     {"refused_connack", test_refused_connack},
