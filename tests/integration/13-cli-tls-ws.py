@@ -77,8 +77,13 @@ class Server:
     def __init__(self, persist=False):
         self.d = certs()
         self.persist = persist
+        used = set()
         for k in ("tcp", "tls", "selfsigned", "cert", "ws", "wss", "tls2"):
-            setattr(self, k, free_port())
+            port = free_port()
+            while port in used:  # free_port() may hand out the same port twice
+                port = free_port()
+            used.add(port)
+            setattr(self, k, port)
 
     def listeners(self):
         d = self.d
