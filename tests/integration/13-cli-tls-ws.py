@@ -349,19 +349,30 @@ def t_client_certificate(s):
 
 
 def t_psk(s):
-    if s.name == "ternd":
-        raise Skip("ternd has no TLS-PSK listener yet")
+    """TLS-PSK: --psk / --psk-identity against a listener with psk_hint (its own broker: a PSK
+    listener's keys are a global option); a wrong key fails the handshake."""
     port = free_port()
     d = tempfile.mkdtemp(prefix="tern-cli-psk-")
     os.chmod(d, 0o777)
-    conf = os.path.join(d, "m.conf")
-    with open(conf, "w") as f:
-        f.write("per_listener_settings false\nallow_anonymous true\nlistener %d 127.0.0.1\n"
-                "psk_hint tern\npsk_file %s/psk.txt\n" % (port, s.d))
-    log = open(os.path.join(d, "log"), "wb")
-    proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=log, stderr=subprocess.STDOUT)
+    conf_body = "listener %d 127.0.0.1\npsk_hint tern\n" % port
+    if s.name == "ternd":
+        b = ternlib.Broker("psk_file %s/psk.txt\n%s" % (s.d, conf_body))
+        b.start()
+        proc, stop = b.proc, b.stop
+    else:
+        conf = os.path.join(d, "m.conf")
+        with open(conf, "w") as f:
+            f.write("per_listener_settings false\nallow_anonymous true\npsk_file %s/psk.txt\n%s"
+                    % (s.d, conf_body))
+        log = open(os.path.join(d, "log"), "wb")
+        proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=log, stderr=subprocess.STDOUT)
+
+        def stop():
+            proc.terminate()
+            proc.wait(timeout=10)
+            log.close()
     try:
-        wait_port(proc, "127.0.0.1", port, "mosquitto (psk)", lambda: "")
+        wait_port(proc, "127.0.0.1", port, "%s (psk)" % s.name, lambda: "")
         sub = sub_ready("-h", "127.0.0.1", "-p", port, "--psk", PSK_KEY, "--psk-identity",
                         PSK_ID, "-t", "psk", "-C", "1")
         ok(tern("pub", "-h", "127.0.0.1", "-p", port, "--psk", PSK_KEY, "--psk-identity",
@@ -374,9 +385,7 @@ def t_psk(s):
         check(b"TLS handshake failed" in res.stderr, "message: %r" % res.stderr)
     finally:
         reap()
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+        stop()
         shutil.rmtree(d, ignore_errors=True)
 
 
