@@ -200,10 +200,11 @@ struct tern_client_options {
     uint32_t max_queued_in;
 
     /*
-     * TLS, for mqtts:// and wss:// (ignored otherwise). Files are read by tern_client_new (so a
-     * missing or bad file is reported there, see tern_client_last_error) and again by nothing:
-     * the context lives as long as the client, and remembers the TLS session so reconnects
-     * resume it. All strings are copied.
+     * TLS, for mqtts:// and wss:// (ignored otherwise). Files are read once, by
+     * tern_client_new (a missing or bad file is reported there: tern_client_options_error).
+     * The context lives as long as the client and remembers the newest TLS session, which a
+     * reconnect offers for resumption (OpenSSL does not resume a session whose connection
+     * ended in an error, e.g. closed without close_notify). All strings are copied.
      */
     const char *tls_cafile;       /* PEM bundle of trusted CAs */
     const char *tls_capath;       /* directory of hashed CA certificates (c_rehash) */
