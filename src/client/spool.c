@@ -179,12 +179,36 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-/* Make `path` a directory (0700) if it is not one. */
+/* Make `path` a directory (0700) if it is not one; a new one is made durable by fsyncing its
+ * parent (the directory entry lives there). */
 static int make_dir(struct tern__spool *s, const char *path)
 {
-    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+    if (mkdir(path, 0700) != 0) {
+        if (errno == EEXIST) {
+            return TERN_OK;
+        }
         return fail(s, "store directory %s: %s", path, strerror(errno));
     }
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') {
+        n--; /* "a/b/" names the same directory as "a/b" */
+    }
+    const char *slash = memrchr(path, '/', n); /* the last '/' before the name */
+    char parent[4096];
+    if (slash == NULL) {
+        snprintf(parent, sizeof(parent), ".");
+    } else {
+        snprintf(parent, sizeof(parent), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    }
+    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        int e = errno;
+        if (fd >= 0) {
+            close(fd);
+        }
+        return fail(s, "store directory %s: fsync: %s", parent, strerror(e));
+    }
+    close(fd);
     return TERN_OK;
 }
 

@@ -5,7 +5,8 @@
  * store directory and client id.
  *
  * Layout: <dir>/<client id>/ (the id with bytes outside [A-Za-z0-9._-] written as %XX, and a
- * leading '.' escaped too), mode 0700, holding
+ * leading '.' escaped too), mode 0700 (a new directory is made durable by fsyncing its
+ * parent), holding
  *   out-NNNNN   one outgoing QoS 1/2 message with packet id NNNNN (a record, below)
  *   rel-NNNNN   marker: PUBREC for that message arrived (PUBREL is what remains to send)
  *   in-NNNNN    marker: an incoming QoS 2 message NNNNN was acknowledged with PUBREC and
