@@ -11,6 +11,7 @@
 #include "broker/conn.h"
 
 #include "broker/auth.h"
+#include "broker/mount.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
 #include "common/alloc.h"
@@ -100,6 +101,12 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
     if (rc != TERN_OK) {
         return rc;
     }
+    /* '$' topics are judged as the client sent them, before a mount point goes in front. */
+    bool dollar = topic.len > 0 && topic.ptr[0] == '$';
+    if (!tern__mount_in(c, &topic.ptr, &topic.len, false)) {
+        tern__conn_close(c, TERN_RC_TOPIC_NAME_INVALID, "topic too long with the mount point");
+        return TERN_EPROTOCOL;
+    }
 
     /* Exactly once: a repeated QoS 2 packet id is acknowledged, not routed again. */
     if (pub->qos == 2) {
@@ -146,7 +153,7 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
     }
     if (!route) {
         /* refused above */
-    } else if (topic.len > 0 && topic.ptr[0] == '$') {
+    } else if (dollar) {
         /* Clients may not publish to '$' topics (e.g. $SYS): acknowledged and dropped. */
         tern_log(TERN_LOG_INFO, "client %s: PUBLISH to %.*s denied ('$' topic)", c->client_id,
                  (int)topic.len, (const char *)topic.ptr);
