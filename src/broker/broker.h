@@ -76,6 +76,8 @@ struct tern_stats {
     _Atomic long clients_maximum;
     _Atomic uint64_t clients_total_seen;
     _Atomic uint64_t connections_total;
+    _Atomic uint64_t mem_refused; /* QoS 1/2 publishes refused: memory_limit reached */
+    _Atomic uint64_t mem_dropped; /* QoS 0 publishes dropped: memory_limit reached */
 };
 
 struct tern_broker {

@@ -147,6 +147,16 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
         reason = refuse;
         route = false;
     }
+    if (route &&
+        tern__persist_budget_exceeded(pub->qos, topic.len + pub->payload.len + pub->props.len)) {
+        /* memory_limit: QoS 0 dropped, QoS 1/2 refused (0x97; 3.x has no code: close). */
+        if (pub->qos > 0 && c->version != TERN_MQTT_5) {
+            tern__conn_close(c, TERN_RC_QUOTA_EXCEEDED, "memory_limit reached: publish refused");
+            return TERN_ENOMEM;
+        }
+        reason = TERN_RC_QUOTA_EXCEEDED;
+        route = false;
+    }
     if (tern_topic_level_count(topic.ptr, topic.len) > cfg->max_topic_levels) {
         tern__conn_close(c, TERN_RC_TOPIC_NAME_INVALID, "topic deeper than max_topic_levels");
         return TERN_EPROTOCOL;

@@ -27,6 +27,7 @@
 #include "broker/http_front.h"
 
 #include "broker/conn.h"
+#include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/session.h"
 #include "broker/subtree.h"
@@ -333,6 +334,10 @@ static size_t metrics_text(struct tern_broker *b, char *buf, size_t cap)
     metric(&m, "tern_publish_sent_total", "counter", "PUBLISH packets sent.", ld(&st->pub_sent));
     metric(&m, "tern_publish_dropped_total", "counter",
            "Messages dropped (queue limits, memory limit, offline QoS 0).", ld(&st->pub_dropped));
+    metric(&m, "tern_memory_limit_refused_total", "counter",
+           "QoS 1/2 publishes refused because memory_limit was reached.", ld(&st->mem_refused));
+    metric(&m, "tern_memory_limit_dropped_total", "counter",
+           "QoS 0 publishes dropped because memory_limit was reached.", ld(&st->mem_dropped));
     metric(&m, "tern_bytes_received_total", "counter", "MQTT bytes received.",
            ld(&st->bytes_received));
     metric(&m, "tern_bytes_sent_total", "counter", "MQTT bytes sent.", ld(&st->bytes_sent));
@@ -340,6 +345,15 @@ static size_t metrics_text(struct tern_broker *b, char *buf, size_t cap)
            (unsigned long long)tern_retain_count(b->retain));
     metric(&m, "tern_retained_bytes", "gauge", "Bytes of retained messages held.",
            (unsigned long long)tern_retain_bytes(b->retain));
+    metric(&m, "tern_retained_cached", "gauge",
+           "Retained messages in memory (with persistence: the cache in front of the store).",
+           (unsigned long long)tern_retain_cached(b->retain));
+    metric(&m, "tern_retained_evicted_total", "counter",
+           "Retained messages dropped from the memory cache (still in the store).",
+           (unsigned long long)tern_retain_evicted(b->retain));
+    metric(&m, "tern_retained_streamed_total", "counter",
+           "Retained messages sent from the store to new subscriptions.",
+           (unsigned long long)tern__persist_retained_streamed());
     metric(&m, "tern_subscriptions", "gauge", "Subscriptions in the index.",
            (unsigned long long)tern_subtree_count(b->subs));
     metric(&m, "tern_uptime_seconds", "gauge", "Seconds since the broker started.",
