@@ -6,7 +6,7 @@
  * by mosquitto_ctrl and by Mosquitto's broker, save/load round trip, atomic save, init, and
  * allocation failures (a failed command leaves the state as it was).
  */
-#include "broker/dynsec.h"
+#include "dynsec/dynsec.h"
 
 #include "common/alloc.h"
 #include "test.h"
@@ -19,9 +19,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define A TERN_ACL_ALLOW
-#define D TERN_ACL_DENY
-#define N TERN_ACL_NOMATCH
+#define A TERN_DYNSEC_ALLOW
+#define D TERN_DYNSEC_DENY
+#define N TERN_DYNSEC_NOMATCH
 
 /* Run one request; returns the response (owned). */
 static char *request(struct tern_dynsec *ds, const char *req, struct tern_dynsec_effects *fx,
@@ -103,8 +103,8 @@ static int auth(struct tern_dynsec *ds, const char *u, const char *cid, const ch
     return tern_dynsec_authenticate(ds, u, cid, pw, strlen(pw));
 }
 
-static enum tern_acl_result chk(struct tern_dynsec *ds, const char *u, const char *cid,
-                                enum tern_dynsec_access a, const char *topic)
+static enum tern_dynsec_result chk(struct tern_dynsec *ds, const char *u, const char *cid,
+                                   enum tern_dynsec_access a, const char *topic)
 {
     return tern_dynsec_check(ds, u, cid, a, topic, strlen(topic));
 }
@@ -536,7 +536,7 @@ static void test_acl_order(void)
         const char *user;
         enum tern_dynsec_access a;
         const char *topic;
-        enum tern_acl_result want;
+        enum tern_dynsec_result want;
     } cases[] = {
         /* role "high" (priority 2) before "low" (1); within high, priority 5 before 1 */
         {"u", TERN_DYNSEC_PUBLISH_SEND, "t/secret", D},
@@ -576,7 +576,7 @@ static void test_acl_order(void)
     (void)SU;
     (void)UN;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        enum tern_acl_result got = chk(ds, cases[i].user, "cid", cases[i].a, cases[i].topic);
+        enum tern_dynsec_result got = chk(ds, cases[i].user, "cid", cases[i].a, cases[i].topic);
         if (got != cases[i].want) {
             fprintf(stderr, "  case %zu: user %s access %d topic %s: got %d want %d\n", i,
                     cases[i].user ? cases[i].user : "(anon)", (int)cases[i].a, cases[i].topic,
@@ -608,7 +608,7 @@ static void test_subscribe_patterns(void)
     /* Matches what Mosquitto 2.0.11 answers to the same role (checked with its plugin). */
     static const struct {
         const char *topic;
-        enum tern_acl_result want;
+        enum tern_dynsec_result want;
     } cases[] = {
         {"a/b", A},
         {"a/+", A},
@@ -622,7 +622,7 @@ static void test_subscribe_patterns(void)
         {"$SYS/x", D /* "#" never covers a $ topic */},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        enum tern_acl_result got = chk(ds, "u", "c", TERN_DYNSEC_SUBSCRIBE, cases[i].topic);
+        enum tern_dynsec_result got = chk(ds, "u", "c", TERN_DYNSEC_SUBSCRIBE, cases[i].topic);
         if (got != cases[i].want) {
             fprintf(stderr, "  subscribe %s: got %d want %d\n", cases[i].topic, (int)got,
                     (int)cases[i].want);
@@ -656,7 +656,7 @@ static void test_substitution(void)
         const char *user, *cid;
         enum tern_dynsec_access a;
         const char *topic;
-        enum tern_acl_result want;
+        enum tern_dynsec_result want;
     } cases[] = {
         {"ann", "c1", TERN_DYNSEC_PUBLISH_SEND, "dev/c1/t", A},
         {"ann", "c1", TERN_DYNSEC_PUBLISH_SEND, "dev/c1", A},
@@ -678,7 +678,8 @@ static void test_substitution(void)
         {"ann", "", TERN_DYNSEC_PUBLISH_SEND, "dev//t", D},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        enum tern_acl_result got = chk(ds, cases[i].user, cases[i].cid, cases[i].a, cases[i].topic);
+        enum tern_dynsec_result got =
+            chk(ds, cases[i].user, cases[i].cid, cases[i].a, cases[i].topic);
         if (got != cases[i].want) {
             fprintf(stderr, "  case %zu (%s/%s %s): got %d want %d\n", i, cases[i].user,
                     cases[i].cid, cases[i].topic, (int)got, (int)cases[i].want);

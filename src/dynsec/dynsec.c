@@ -15,7 +15,7 @@
  * only then commits with operations that cannot fail. cJSON allocates through
  * tern_malloc/tern_free so the allocation fault hook reaches it.
  */
-#include "broker/dynsec.h"
+#include "dynsec/dynsec.h"
 
 #include "auth/passwd.h"
 #include "common/alloc.h"
@@ -580,8 +580,8 @@ static bool acl_match(const char *a, const char *s, size_t slen, bool filter, co
 }
 
 /* First ACL of `role` deciding this access: ALLOW, DENY or NOMATCH. */
-static enum tern_acl_result role_check(const struct role *r, enum tern_dynsec_access access,
-                                       const char *s, size_t slen, const struct who *w)
+static enum tern_dynsec_result role_check(const struct role *r, enum tern_dynsec_access access,
+                                          const char *s, size_t slen, const struct who *w)
 {
     unsigned types[2];
     size_t ntypes = 1;
@@ -614,31 +614,31 @@ static enum tern_acl_result role_check(const struct role *r, enum tern_dynsec_ac
             bool m = literal ? strlen(a->topic) == slen && memcmp(a->topic, s, slen) == 0
                              : acl_match(a->topic, s, slen, filter, w);
             if (m) {
-                return a->allow ? TERN_ACL_ALLOW : TERN_ACL_DENY;
+                return a->allow ? TERN_DYNSEC_ALLOW : TERN_DYNSEC_DENY;
             }
         }
     }
-    return TERN_ACL_NOMATCH;
+    return TERN_DYNSEC_NOMATCH;
 }
 
-static enum tern_acl_result links_check(const struct links *l, enum tern_dynsec_access access,
-                                        const char *s, size_t slen, const struct who *w)
+static enum tern_dynsec_result links_check(const struct links *l, enum tern_dynsec_access access,
+                                           const char *s, size_t slen, const struct who *w)
 {
     for (size_t i = 0; i < l->n; i++) {
-        enum tern_acl_result r = role_check(l->v[i].to, access, s, slen, w);
-        if (r != TERN_ACL_NOMATCH) {
+        enum tern_dynsec_result r = role_check(l->v[i].to, access, s, slen, w);
+        if (r != TERN_DYNSEC_NOMATCH) {
             return r;
         }
     }
-    return TERN_ACL_NOMATCH;
+    return TERN_DYNSEC_NOMATCH;
 }
 
-enum tern_acl_result tern_dynsec_check(const struct tern_dynsec *ds, const char *username,
-                                       const char *client_id, enum tern_dynsec_access access,
-                                       const char *topic, size_t topic_len)
+enum tern_dynsec_result tern_dynsec_check(const struct tern_dynsec *ds, const char *username,
+                                          const char *client_id, enum tern_dynsec_access access,
+                                          const char *topic, size_t topic_len)
 {
     if (ds == NULL || topic == NULL || (unsigned)access > TERN_DYNSEC_UNSUBSCRIBE) {
-        return TERN_ACL_NOMATCH;
+        return TERN_DYNSEC_NOMATCH;
     }
     struct who w = {username, client_id != NULL ? client_id : ""};
     if (access == TERN_DYNSEC_SUBSCRIBE || access == TERN_DYNSEC_UNSUBSCRIBE) {
@@ -649,27 +649,27 @@ enum tern_acl_result tern_dynsec_check(const struct tern_dynsec *ds, const char 
             topic_len = il;
         }
     }
-    enum tern_acl_result r = TERN_ACL_NOMATCH;
+    enum tern_dynsec_result r = TERN_DYNSEC_NOMATCH;
     if (username != NULL) {
         const struct client *c = table_get(&ds->clients, username);
         if (c == NULL) {
-            return TERN_ACL_NOMATCH;
+            return TERN_DYNSEC_NOMATCH;
         }
         if (c->disabled) {
-            return TERN_ACL_DENY;
+            return TERN_DYNSEC_DENY;
         }
         r = links_check(&c->roles, access, topic, topic_len, &w);
-        for (size_t i = 0; r == TERN_ACL_NOMATCH && i < c->groups.n; i++) {
+        for (size_t i = 0; r == TERN_DYNSEC_NOMATCH && i < c->groups.n; i++) {
             const struct group *g = c->groups.v[i].to;
             r = links_check(&g->roles, access, topic, topic_len, &w);
         }
     } else if (ds->anon != NULL) {
         r = links_check(&ds->anon->roles, access, topic, topic_len, &w);
     }
-    if (r != TERN_ACL_NOMATCH) {
+    if (r != TERN_DYNSEC_NOMATCH) {
         return r;
     }
-    return ds->def[access] ? TERN_ACL_ALLOW : TERN_ACL_DENY;
+    return ds->def[access] ? TERN_DYNSEC_ALLOW : TERN_DYNSEC_DENY;
 }
 
 /* ---- authentication ---- */

@@ -19,10 +19,8 @@
  * committed). Every name is valid UTF-8 of 1..65535 bytes, every ACL topic a valid MQTT filter.
  * Load errors name the file. Nothing is printed.
  */
-#ifndef TERN_BROKER_DYNSEC_H
-#define TERN_BROKER_DYNSEC_H
-
-#include "broker/acl.h"
+#ifndef TERN_DYNSEC_DYNSEC_H
+#define TERN_DYNSEC_DYNSEC_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -43,6 +41,13 @@ enum tern_dynsec_access {
     TERN_DYNSEC_PUBLISH_RECEIVE = 1, /* a message on a topic name is delivered to the client */
     TERN_DYNSEC_SUBSCRIBE = 2,       /* the client subscribes to a filter */
     TERN_DYNSEC_UNSUBSCRIBE = 3,     /* the client unsubscribes from a filter */
+};
+
+/* Answer of an ACL check (same values as the ACL file's enum tern_acl_result). */
+enum tern_dynsec_result {
+    TERN_DYNSEC_DENY = 0,
+    TERN_DYNSEC_ALLOW = 1,
+    TERN_DYNSEC_NOMATCH = 2, /* not a dynamic-security client: the next provider decides */
 };
 
 /* What a command asks the broker to do to connected clients. */
@@ -120,9 +125,9 @@ int tern_dynsec_authenticate(const struct tern_dynsec *ds, const char *username,
  * see docs/internals/dynsec.md) or from the default access; NOMATCH when `username` is not a
  * dynamic-security client (another provider decides). A disabled client is denied everything.
  */
-enum tern_acl_result tern_dynsec_check(const struct tern_dynsec *ds, const char *username,
-                                       const char *client_id, enum tern_dynsec_access access,
-                                       const char *topic, size_t topic_len);
+enum tern_dynsec_result tern_dynsec_check(const struct tern_dynsec *ds, const char *username,
+                                          const char *client_id, enum tern_dynsec_access access,
+                                          const char *topic, size_t topic_len);
 
 /* True when `username` names a client (enabled or not). */
 bool tern_dynsec_has_client(const struct tern_dynsec *ds, const char *username);
@@ -137,4 +142,4 @@ bool tern_dynsec_has_client(const struct tern_dynsec *ds, const char *username);
 int tern_dynsec_init_file(const char *path, const char *admin_user, const char *admin_password,
                           uint32_t iterations, char *err, size_t errlen);
 
-#endif /* TERN_BROKER_DYNSEC_H */
+#endif /* TERN_DYNSEC_DYNSEC_H */
