@@ -2470,14 +2470,52 @@ static bool b64_ok(const char *s)
     return true;
 }
 
-/* "$7$iter$salt$digest" from Mosquitto's fields, or encoded_password as is. */
+/* "$7$" + iterations + "$" + salt + "$" + digest into c->hash, after checking each part. */
+static int set_pbkdf2_hash(struct loader *l, struct client *c, double iter, const char *salt,
+                           size_t salt_len, const char *digest)
+{
+    char buf[TERN_PASSWD_HASH_MAX];
+    if (iter < 1 || iter > 100000000.0) {
+        return load_fail(l, "client \"%s\": bad iterations", c->name);
+    }
+    int n = snprintf(buf, sizeof buf, "$7$%u$%.*s$%s", (unsigned)iter, (int)salt_len, salt, digest);
+    if (n < 0 || (size_t)n >= sizeof buf) {
+        return load_fail(l, "client \"%s\": password hash too long", c->name);
+    }
+    char *saltz = tern_strndup(salt, salt_len);
+    if (saltz == NULL) {
+        return TERN_ENOMEM;
+    }
+    bool ok = b64_ok(saltz) && b64_ok(digest);
+    tern_free(saltz);
+    if (!ok) {
+        return load_fail(l, "client \"%s\": password or salt is not base64", c->name);
+    }
+    c->hash = tern_strdup(buf);
+    return c->hash != NULL ? TERN_OK : TERN_ENOMEM;
+}
+
+/* Mosquitto's password/salt/iterations fields, or a hash string in encoded_password. */
 static int load_password(struct loader *l, const cJSON *o, struct client *c)
 {
     const char *enc = NULL, *pw = NULL, *salt = NULL;
     if (opt_str(o, "encoded_password", &enc) == 1) {
-        bool known = strncmp(enc, "$7$", 3) == 0 || strncmp(enc, "$6$", 3) == 0 ||
-                     strncmp(enc, "$argon2id$", 10) == 0;
-        if (!known || strlen(enc) >= TERN_PASSWD_HASH_MAX) {
+        if (strncmp(enc, "$7$", 3) == 0) {
+            /* Normalised to the fields Mosquitto reads: $7$ITER$SALT$DIGEST. */
+            char *end = NULL;
+            double iter = enc[3] >= '1' && enc[3] <= '9' ? strtod(enc + 3, &end) : 0;
+            const char *s1 = end != NULL && *end == '$' ? end + 1 : NULL;
+            const char *s2 = s1 != NULL ? strchr(s1, '$') : NULL;
+            if (s2 == NULL) {
+                return load_fail(l, "client \"%s\": bad encoded_password", c->name);
+            }
+            return set_pbkdf2_hash(l, c, iter, s1, (size_t)(s2 - s1), s2 + 1);
+        }
+        bool known = strncmp(enc, "$6$", 3) == 0 || strncmp(enc, "$argon2id$", 10) == 0;
+        /* Checked for shape only: deriving here could cost seconds (argon2id's memory and
+         * time come from the string); a hash that cannot be used simply never matches. */
+        if (!known || strlen(enc) >= TERN_PASSWD_HASH_MAX || !text_valid(enc) ||
+            strpbrk(enc, " \t\r\n") != NULL) {
             return load_fail(l, "client \"%s\": bad encoded_password", c->name);
         }
         c->hash = tern_strdup(enc);
@@ -2489,23 +2527,13 @@ static int load_password(struct loader *l, const cJSON *o, struct client *c)
     if (kp == 0 && ks == 0 && it == NULL) {
         return TERN_OK;
     }
-    if (kp != 1 || ks != 1 || !cJSON_IsNumber(it) || it->valuedouble < 1 ||
-        it->valuedouble > 100000000.0 || strchr(pw, '$') != NULL || strchr(salt, '$') != NULL) {
+    if (kp != 1 || ks != 1 || !cJSON_IsNumber(it)) {
         return load_fail(l,
                          "client \"%s\": password needs \"password\", \"salt\" and "
                          "\"iterations\"",
                          c->name);
     }
-    char buf[TERN_PASSWD_HASH_MAX];
-    int n = snprintf(buf, sizeof buf, "$7$%u$%s$%s", (unsigned)it->valuedouble, salt, pw);
-    if (n < 0 || (size_t)n >= sizeof buf) {
-        return load_fail(l, "client \"%s\": password hash too long", c->name);
-    }
-    if (!b64_ok(salt) || !b64_ok(pw)) {
-        return load_fail(l, "client \"%s\": password or salt is not base64", c->name);
-    }
-    c->hash = tern_strdup(buf);
-    return c->hash != NULL ? TERN_OK : TERN_ENOMEM;
+    return set_pbkdf2_hash(l, c, it->valuedouble, salt, strlen(salt), pw);
 }
 
 static int load_roles(struct loader *l, const cJSON *arr)
