@@ -222,3 +222,22 @@ def test_ctl_errors():
     eq(res.returncode, 0, "help")
     for word in (b"createClient", b"addRoleACL", b"init", b"setDefaultACLAccess"):
         check(word in res.stdout, "help lists %r" % word)
+
+
+def test_man_page_covers_help():
+    """Every option and command `tern ctl --help` lists is in tools/man/tern-ctl.1."""
+    import re
+    if shutil.which("man") is None:
+        raise Skip("man not installed")
+    page = os.path.join(ternlib.ROOT, "tools", "man", "tern-ctl.1")
+    env = dict(os.environ, MANWIDTH="300", MANPAGER="cat", PAGER="cat")
+    text = subprocess.run(["man", "-l", page], capture_output=True, env=env,
+                          timeout=30).stdout.decode()
+    check("tern ctl" in text, "man page renders")
+    help_text = tern("ctl", "--help").stdout.decode()
+    words = set(re.findall(r"^ {2}(-{1,2}[A-Za-z][\w-]*)", help_text, re.M))
+    words |= set(re.findall(r"^ {2}dynsec ([A-Za-z]+)", help_text, re.M))
+    check(len(words) > 35, "options and commands found in help: %r" % sorted(words))
+    missing = sorted(w for w in words
+                     if not re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(w), text))
+    eq(missing, [], "listed by tern ctl --help but missing from its man page")
