@@ -674,9 +674,10 @@ enum tern_dynsec_result tern_dynsec_check(const struct tern_dynsec *ds, const ch
 
 /* ---- authentication ---- */
 
-int tern_dynsec_authenticate(const struct tern_dynsec *ds, const char *username,
-                             const char *client_id, const void *password, size_t password_len)
+int tern_dynsec_auth_lookup(const struct tern_dynsec *ds, const char *username,
+                            const char *client_id, char **hash)
 {
+    *hash = NULL;
     if (ds == NULL || username == NULL) {
         return TERN_ENOTFOUND;
     }
@@ -690,7 +691,21 @@ int tern_dynsec_authenticate(const struct tern_dynsec *ds, const char *username,
     if (c->clientid != NULL && (client_id == NULL || strcmp(c->clientid, client_id) != 0)) {
         return TERN_EDENIED;
     }
-    int rc = tern_passwd_check_hash(c->hash, strlen(c->hash), password, password_len);
+    *hash = tern_strdup(c->hash);
+    return *hash != NULL ? TERN_OK : TERN_ENOMEM;
+}
+
+int tern_dynsec_authenticate(const struct tern_dynsec *ds, const char *username,
+                             const char *client_id, const void *password, size_t password_len)
+{
+    char *hash = NULL;
+    int rc = tern_dynsec_auth_lookup(ds, username, client_id, &hash);
+    if (rc != TERN_OK) {
+        return rc;
+    }
+    rc = tern_passwd_check_hash(hash, strlen(hash), password, password_len);
+    memset(hash, 0, strlen(hash));
+    tern_free(hash);
     if (rc == TERN_OK || rc == TERN_ENOMEM) {
         return rc;
     }

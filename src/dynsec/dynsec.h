@@ -119,6 +119,14 @@ int tern_dynsec_authenticate(const struct tern_dynsec *ds, const char *username,
                              const char *client_id, const void *password, size_t password_len);
 
 /*
+ * The part of tern_dynsec_authenticate that needs the state: the same answers, and on TERN_OK
+ * *hash is a copy of the client's hash (tern_free it) to check with tern_passwd_check_hash
+ * after the caller's lock is released, so a slow hash never holds up writers.
+ */
+int tern_dynsec_auth_lookup(const struct tern_dynsec *ds, const char *username,
+                            const char *client_id, char **hash);
+
+/*
  * May this client do `access` on `topic` (a topic name for PUBLISH_*, a filter for
  * (UN)SUBSCRIBE; `$share/group/` is stripped)? `username` is NULL for an anonymous client;
  * `client_id` is never NULL. ALLOW or DENY from the first matching ACL (Mosquitto's order,

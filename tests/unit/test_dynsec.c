@@ -199,6 +199,13 @@ static void test_client_commands(void)
     CHECK_ERR(auth(ds, "u1", "c1", "p2"), TERN_EDENIED);
     CHECK_ERR(auth(ds, "u1", "other", "p1"), TERN_EDENIED); /* client id binding */
     CHECK_ERR(auth(ds, "nobody", "c1", "p1"), TERN_ENOTFOUND);
+    char *hash = NULL;
+    CHECK_ERR(tern_dynsec_auth_lookup(ds, "u1", "c1", &hash), TERN_OK);
+    CHECK(hash != NULL && strncmp(hash, "$7$1000$", 8) == 0);
+    tern_free(hash);
+    CHECK_ERR(tern_dynsec_auth_lookup(ds, "u1", "c2", &hash), TERN_EDENIED);
+    CHECK(hash == NULL);
+    CHECK_ERR(tern_dynsec_auth_lookup(ds, "nobody", "c1", &hash), TERN_ENOTFOUND);
 
     /* setClientPassword */
     FAILS(ds, "{\"command\":\"setClientPassword\",\"username\":\"no\",\"password\":\"x\"}",
