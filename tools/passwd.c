@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * `tern passwd [-c] [-b] [-D] [--pbkdf2] [-I COST] FILE USER [PASSWORD]`: add, update or delete
- * a user in a password file, like mosquitto_passwd.
+ * `tern passwd [-c] [-b] [-D] [--pbkdf2 | --scram] [-I COST] FILE USER [PASSWORD]`: add,
+ * update or delete a user in a password file, like mosquitto_passwd.
  *
  * Rules kept here: the file is rewritten atomically (a temporary file in the same directory,
  * mode 0600, fsync, rename over the original, fsync of the directory), so a crash leaves either
@@ -33,14 +33,18 @@
 
 static void usage(FILE *f)
 {
-    fputs("Usage: tern passwd [-c | -D] [-b] [--pbkdf2] [-I COST] FILE USER [PASSWORD]\n"
+    fputs("Usage: tern passwd [-c | -D] [-b] [--pbkdf2 | --scram] [-I COST] FILE USER "
+          "[PASSWORD]\n"
           "Add, update or delete USER in the password file FILE (mosquitto_passwd compatible).\n"
           "  -c          create FILE (replacing any existing file) holding only USER\n"
           "  -D          delete USER from FILE\n"
           "  -b          batch: take PASSWORD from the command line instead of prompting\n"
           "  --pbkdf2    write Mosquitto's $7$ PBKDF2-SHA512 hash (default: $argon2id$)\n"
-          "  -H ALG      argon2id or sha512-pbkdf2 (mosquitto_passwd's names)\n"
-          "  -I COST     argon2id time cost (default 2) or PBKDF2 iterations (default 210000)\n"
+          "  --scram     write a SCRAM-SHA-256 verifier (RFC 5803): the user may then also log\n"
+          "              in with MQTT 5 enhanced authentication, method SCRAM-SHA-256\n"
+          "  -H ALG      argon2id, sha512-pbkdf2 (mosquitto_passwd's names) or scram-sha-256\n"
+          "  -I COST     argon2id time cost (default 2), PBKDF2 iterations (default 210000) or\n"
+          "              SCRAM iterations (default 10000)\n"
           "Without -b the password is asked twice on the terminal, without echo.\n"
           "The file is written atomically with mode 0600; other lines keep their order.\n",
           f);
@@ -321,17 +325,22 @@ int cli_passwd(int argc, char **argv)
             del = true;
         } else if (strcmp(a, "--pbkdf2") == 0) {
             alg = TERN_PASSWD_PBKDF2_SHA512;
+        } else if (strcmp(a, "--scram") == 0) {
+            alg = TERN_PASSWD_SCRAM_SHA256;
         } else if (strcmp(a, "-H") == 0 && i + 1 < argc) {
             const char *h = argv[++i];
             if (strcmp(h, "argon2id") == 0) {
                 alg = TERN_PASSWD_ARGON2ID;
             } else if (strcmp(h, "sha512-pbkdf2") == 0) {
                 alg = TERN_PASSWD_PBKDF2_SHA512;
+            } else if (strcmp(h, "scram-sha-256") == 0) {
+                alg = TERN_PASSWD_SCRAM_SHA256;
             } else {
-                fprintf(stderr,
-                        "tern passwd: unknown hash \"%s\" (argon2id or sha512-pbkdf2; "
-                        "sha512 is read but never written)\n",
-                        h);
+                fprintf(
+                    stderr,
+                    "tern passwd: unknown hash \"%s\" (argon2id, sha512-pbkdf2 or scram-sha-256; "
+                    "sha512 is read but never written)\n",
+                    h);
                 return 1;
             }
         } else if (strcmp(a, "-I") == 0 && i + 1 < argc) {

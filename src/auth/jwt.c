@@ -10,6 +10,8 @@
  */
 #include "auth/jwt.h"
 
+#include "auth/base64.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <openssl/bn.h>
@@ -69,44 +71,6 @@ static void install_hooks(void)
     cJSON_InitHooks(&h);
 }
 
-static int b64val(char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    return c == '-' ? 62 : c == '_' ? 63 : -1;
-}
-
-long tern_b64url_decode(const char *in, size_t len, uint8_t *out)
-{
-    if (len % 4 == 1) {
-        return -1; /* one leftover character carries fewer than 8 bits */
-    }
-    size_t o = 0;
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64val(in[i]);
-        if (v < 0) {
-            return -1;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1u;
-        }
-    }
-    return acc == 0 ? (long)o : -1; /* canonical: the unused low bits are zero */
-}
-
 /* Decode a base64url field into a fresh buffer (NUL-terminated for JSON). NULL when invalid. */
 static uint8_t *b64_dup(const char *in, size_t len, size_t *outlen)
 {
@@ -114,7 +78,7 @@ static uint8_t *b64_dup(const char *in, size_t len, size_t *outlen)
     if (buf == NULL) {
         return NULL;
     }
-    long n = tern_b64url_decode(in, len, buf);
+    long n = tern_b64_decode(TERN_B64_URL, in, len, false, buf, len * 3 / 4 + 1);
     if (n < 0) {
         tern_free(buf);
         return NULL;

@@ -78,8 +78,4 @@ int tern_jwt_verify(const struct tern_jwt_keys *keys, const struct tern_jwt_poli
                     char *why, size_t whylen);
 void tern_jwt_identity_fini(struct tern_jwt_identity *id);
 
-/* Base64url without padding (RFC 4648 §5), canonical: unused bits zero. Exposed for tests.
- * Decode writes at most len * 3 / 4 bytes; returns the size or -1 when not canonical. */
-long tern_b64url_decode(const char *in, size_t len, uint8_t *out);
-
 #endif /* TERN_AUTH_JWT_H */

@@ -12,6 +12,8 @@
  */
 #include "auth/passwd.h"
 
+#include "auth/base64.h"
+
 #include "common/alloc.h"
 #include "common/file.h"
 #include "tern/error.h"
@@ -19,6 +21,7 @@
 #include <argon2.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <errno.h>
@@ -55,96 +58,6 @@ struct tern_passwd {
     struct entry *e; /* sorted by user */
     size_t n;
 };
-
-/* ---- base64 ---- */
-
-static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_val(char c)
-{
-    const char *p = c != '\0' ? strchr(b64_chars, c) : NULL;
-    return p != NULL ? (int)(p - b64_chars) : -1;
-}
-
-/*
- * Decode `len` chars of base64 into out (at most cap bytes). With `padded`, the length must be a
- * multiple of 4 with 0-2 '='; without, no '=' may appear and a remainder of 1 char is invalid.
- * Unused low bits of the last char must be zero (one text per byte string). Returns the byte
- * count or -1.
- */
-static long b64_decode(const char *s, size_t len, bool padded, uint8_t *out, size_t cap)
-{
-    size_t pad = 0;
-    if (padded) {
-        if (len % 4 != 0) {
-            return -1;
-        }
-        while (pad < 2 && len > 0 && s[len - 1] == '=') {
-            len--;
-            pad++;
-        }
-    }
-    if (len % 4 == 1) {
-        return -1;
-    }
-    if (padded && (len + pad) % 4 != 0) {
-        return -1;
-    }
-    size_t n = 0;
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64_val(s[i]);
-        if (v < 0) {
-            return -1;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n >= cap) {
-                return -1;
-            }
-            out[n++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1u;
-        }
-    }
-    if (acc != 0) {
-        return -1;
-    }
-    return (long)n;
-}
-
-/* Encode into out (NUL-terminated); returns chars written or -1 when it does not fit. */
-static long b64_encode(const uint8_t *in, size_t len, bool padded, char *out, size_t cap)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        size_t k = len - i;
-        if (k > 1) {
-            v |= (uint32_t)in[i + 1] << 8;
-        }
-        if (k > 2) {
-            v |= in[i + 2];
-        }
-        size_t chars = k >= 3 ? 4 : k + 1;
-        for (size_t j = 0; j < 4; j++) {
-            if (j >= chars && !padded) {
-                break;
-            }
-            if (n + 1 >= cap) {
-                return -1;
-            }
-            out[n++] = j < chars ? b64_chars[(v >> (18 - 6 * j)) & 63u] : '=';
-        }
-    }
-    if (n >= cap) {
-        return -1;
-    }
-    out[n] = '\0';
-    return (long)n;
-}
 
 /* ---- hash strings ---- */
 
@@ -196,13 +109,51 @@ static bool field_is(const char *f, size_t fl, const char *lit)
  * Decode a hash string into e (user and line untouched). Returns NULL on success or a static
  * message saying what is wrong.
  */
+/* "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>" (RFC 5803). */
+static const char *decode_scram(const char *s, size_t len, struct entry *e)
+{
+    static const char bad[] = "SCRAM-SHA-256 hash must be SCRAM-SHA-256$iterations:salt$"
+                              "StoredKey:ServerKey (base64)";
+    const char *f[4];
+    size_t fl[4];
+    if (split_dollar(s, len, f, fl, 4) != 3) {
+        return bad;
+    }
+    const char *c1 = memchr(f[1], ':', fl[1]);
+    const char *c2 = memchr(f[2], ':', fl[2]);
+    if (c1 == NULL || c2 == NULL) {
+        return bad;
+    }
+    e->alg = TERN_PASSWD_SCRAM_SHA256;
+    if (!parse_u32(f[1], (size_t)(c1 - f[1]), 1, PBKDF2_MAX, &e->t)) {
+        return "bad iteration count in SCRAM-SHA-256 hash (1-100000000)";
+    }
+    long got = tern_b64_decode(TERN_B64_STD, c1 + 1, fl[1] - (size_t)(c1 - f[1]) - 1, true, e->salt,
+                               MAX_SALT);
+    if (got <= 0) {
+        return "bad base64 salt in SCRAM-SHA-256 hash";
+    }
+    e->salt_len = (size_t)got;
+    size_t kl = (size_t)(c2 - f[2]);
+    if (tern_b64_decode(TERN_B64_STD, f[2], kl, true, e->digest, 32) != 32 ||
+        tern_b64_decode(TERN_B64_STD, c2 + 1, fl[2] - kl - 1, true, e->digest + 32, 32) != 32) {
+        return "SCRAM-SHA-256 keys are not 32 bytes of base64 each";
+    }
+    e->digest_len = 64;
+    return NULL;
+}
+
 static const char *decode_hash(const char *s, size_t len, struct entry *e)
 {
+    static const char scram[] = "SCRAM-SHA-256$";
+    if (len >= sizeof scram - 1 && memcmp(s, scram, sizeof scram - 1) == 0) {
+        return decode_scram(s + sizeof scram - 2, len - (sizeof scram - 2), e);
+    }
     const char *f[8];
     size_t fl[8];
     int n = split_dollar(s, len, f, fl, 8);
     if (n < 3 || fl[0] != 0) {
-        return "hash does not start with $6$, $7$ or $argon2id$";
+        return "hash does not start with $6$, $7$, $argon2id$ or SCRAM-SHA-256$";
     }
     long got;
     if (field_is(f[1], fl[1], "6")) {
@@ -210,12 +161,12 @@ static const char *decode_hash(const char *s, size_t len, struct entry *e)
             return "$6$ hash must be $6$salt$hash";
         }
         e->alg = TERN_PASSWD_SHA512;
-        got = b64_decode(f[2], fl[2], true, e->salt, MAX_SALT);
+        got = tern_b64_decode(TERN_B64_STD, f[2], fl[2], true, e->salt, MAX_SALT);
         if (got <= 0) {
             return "bad base64 salt in $6$ hash";
         }
         e->salt_len = (size_t)got;
-        got = b64_decode(f[3], fl[3], true, e->digest, MAX_DIGEST);
+        got = tern_b64_decode(TERN_B64_STD, f[3], fl[3], true, e->digest, MAX_DIGEST);
         if (got != (long)SHA512_LEN) {
             return "$6$ hash is not 64 bytes of base64";
         }
@@ -230,12 +181,12 @@ static const char *decode_hash(const char *s, size_t len, struct entry *e)
         if (!parse_u32(f[2], fl[2], 1, PBKDF2_MAX, &e->t)) {
             return "bad iteration count in $7$ hash (1-100000000)";
         }
-        got = b64_decode(f[3], fl[3], true, e->salt, MAX_SALT);
+        got = tern_b64_decode(TERN_B64_STD, f[3], fl[3], true, e->salt, MAX_SALT);
         if (got <= 0) {
             return "bad base64 salt in $7$ hash";
         }
         e->salt_len = (size_t)got;
-        got = b64_decode(f[4], fl[4], true, e->digest, MAX_DIGEST);
+        got = tern_b64_decode(TERN_B64_STD, f[4], fl[4], true, e->digest, MAX_DIGEST);
         if (got != (long)SHA512_LEN) {
             return "$7$ hash is not 64 bytes of base64";
         }
@@ -278,19 +229,19 @@ static const char *decode_hash(const char *s, size_t len, struct entry *e)
         if (e->m < 8u * e->p) {
             return "argon2id memory must be at least 8 KiB per lane";
         }
-        got = b64_decode(f[4], fl[4], false, e->salt, MAX_SALT);
+        got = tern_b64_decode(TERN_B64_STD, f[4], fl[4], false, e->salt, MAX_SALT);
         if (got < (long)ARGON2_MIN_SALT_LENGTH) {
             return "bad base64 salt in argon2id hash (8-64 bytes, unpadded)";
         }
         e->salt_len = (size_t)got;
-        got = b64_decode(f[5], fl[5], false, e->digest, MAX_DIGEST);
+        got = tern_b64_decode(TERN_B64_STD, f[5], fl[5], false, e->digest, MAX_DIGEST);
         if (got < (long)ARGON2_MIN_OUTLEN) {
             return "bad base64 digest in argon2id hash (4-64 bytes, unpadded)";
         }
         e->digest_len = (size_t)got;
         return NULL;
     }
-    return "unsupported hash (want $argon2id$, $7$ or $6$)";
+    return "unsupported hash (want $argon2id$, $7$, $6$ or SCRAM-SHA-256$)";
 }
 
 /* Derive the digest for `password` with e's parameters into out (e->digest_len bytes). */
@@ -324,6 +275,24 @@ static int derive(const struct entry *e, const void *password, size_t password_l
             return TERN_ENOMEM;
         }
         return TERN_OK;
+    case TERN_PASSWD_SCRAM_SHA256: {
+        /* StoredKey || ServerKey from SaltedPassword = PBKDF2-HMAC-SHA256 (RFC 5802 §3). */
+        if (password_len > 65535u) {
+            return TERN_EINVAL;
+        }
+        uint8_t salted[32], client_key[32];
+        unsigned kl = 0;
+        int ok = PKCS5_PBKDF2_HMAC(password, (int)password_len, e->salt, (int)e->salt_len,
+                                   (int)e->t, EVP_sha256(), 32, salted) == 1 &&
+                 HMAC(EVP_sha256(), salted, 32, (const uint8_t *)"Client Key", 10, client_key,
+                      &kl) != NULL &&
+                 EVP_Digest(client_key, 32, out, NULL, EVP_sha256(), NULL) == 1 &&
+                 HMAC(EVP_sha256(), salted, 32, (const uint8_t *)"Server Key", 10, out + 32, &kl) !=
+                     NULL;
+        OPENSSL_cleanse(salted, sizeof salted);
+        OPENSSL_cleanse(client_key, sizeof client_key);
+        return ok ? TERN_OK : TERN_ENOMEM;
+    }
     case TERN_PASSWD_ARGON2ID: {
         int rc = argon2id_hash_raw(e->t, e->m, e->p, password, password_len, e->salt, e->salt_len,
                                    out, e->digest_len);
@@ -601,6 +570,37 @@ int tern_passwd_verify(const struct tern_passwd *pw, const char *username, const
 
 /* ---- hashing ---- */
 
+/* "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>" into out. */
+static int scram_format(const struct entry *e, char *out, size_t outlen)
+{
+    char salt[TERN_B64_LEN(MAX_SALT) + 1], k1[TERN_B64_LEN(32) + 1], k2[TERN_B64_LEN(32) + 1];
+    if (tern_b64_encode(TERN_B64_STD, e->salt, e->salt_len, true, salt, sizeof salt) < 0 ||
+        tern_b64_encode(TERN_B64_STD, e->digest, 32, true, k1, sizeof k1) < 0 ||
+        tern_b64_encode(TERN_B64_STD, e->digest + 32, 32, true, k2, sizeof k2) < 0) {
+        return TERN_ENOSPC;
+    }
+    int n = snprintf(out, outlen, "SCRAM-SHA-256$%u:%s$%s:%s", (unsigned)e->t, salt, k1, k2);
+    return n >= 0 && (size_t)n < outlen ? TERN_OK : TERN_ENOSPC;
+}
+
+int tern_passwd_scram_lookup(const struct tern_passwd *pw, const char *username,
+                             struct tern_passwd_scram *out)
+{
+    const struct entry *e = pw && username ? find(pw, username) : NULL;
+    if (e == NULL) {
+        return TERN_ENOTFOUND;
+    }
+    if (e->alg != TERN_PASSWD_SCRAM_SHA256) {
+        return TERN_EUNSUPPORTED;
+    }
+    memcpy(out->salt, e->salt, e->salt_len);
+    out->salt_len = e->salt_len;
+    out->iterations = e->t;
+    memcpy(out->stored_key, e->digest, 32);
+    memcpy(out->server_key, e->digest + 32, 32);
+    return TERN_OK;
+}
+
 int tern_passwd_hash(enum tern_passwd_alg alg, uint32_t cost, const void *password,
                      size_t password_len, char *out, size_t outlen)
 {
@@ -624,6 +624,13 @@ int tern_passwd_hash(enum tern_passwd_alg alg, uint32_t cost, const void *passwo
         }
         e.salt_len = PBKDF2_SALT;
         e.digest_len = SHA512_LEN;
+    } else if (alg == TERN_PASSWD_SCRAM_SHA256) {
+        e.t = cost != 0 ? cost : TERN_PASSWD_SCRAM_ITER;
+        if (e.t > PBKDF2_MAX) {
+            return TERN_EINVAL;
+        }
+        e.salt_len = 16;
+        e.digest_len = 64;
     } else {
         return TERN_EUNSUPPORTED;
     }
@@ -633,6 +640,10 @@ int tern_passwd_hash(enum tern_passwd_alg alg, uint32_t cost, const void *passwo
     int rc = derive(&e, password, password_len, e.digest);
     if (rc != TERN_OK) {
         return rc;
+    }
+    if (alg == TERN_PASSWD_SCRAM_SHA256) {
+        rc = scram_format(&e, out, outlen);
+        goto done;
     }
     if (alg == TERN_PASSWD_ARGON2ID) {
         prefix = snprintf(out, outlen, "$argon2id$v=19$m=%u,t=%u,p=%u$", (unsigned)e.m,
@@ -646,13 +657,13 @@ int tern_passwd_hash(enum tern_passwd_alg alg, uint32_t cost, const void *passwo
         goto done;
     }
     size_t n = (size_t)prefix;
-    long w = b64_encode(e.salt, e.salt_len, padded, out + n, outlen - n);
+    long w = tern_b64_encode(TERN_B64_STD, e.salt, e.salt_len, padded, out + n, outlen - n);
     if (w < 0 || n + (size_t)w + 1 >= outlen) {
         goto done;
     }
     n += (size_t)w;
     out[n++] = '$';
-    w = b64_encode(e.digest, e.digest_len, padded, out + n, outlen - n);
+    w = tern_b64_encode(TERN_B64_STD, e.digest, e.digest_len, padded, out + n, outlen - n);
     if (w < 0) {
         goto done;
     }

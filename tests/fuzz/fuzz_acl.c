@@ -11,21 +11,13 @@
  *  - a client id holding '+' or '#' never turns a subscription that a plain id is denied into
  *    an allowed one (an id cannot widen a rule).
  */
+#include "fuzz.h"
 #include "broker/acl.h"
 #include "common/alloc.h"
 #include "tern/error.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)  \
-    do {               \
-        if (!(cond)) { \
-            abort();   \
-        }              \
-    } while (0)
 
 static const char *const users[] = {NULL, "u", "alice", "+", "#", "a/b", ""};
 static const char *const cids[] = {"c", "", "+", "#", "a/b", "dev1"};

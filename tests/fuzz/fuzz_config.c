@@ -10,21 +10,13 @@
  *    port 0 only with a Unix socket path, and no two listeners share port and address;
  *  - numeric options stay within their documented ranges.
  */
+#include "fuzz.h"
 #include "broker/config.h"
 #include "common/alloc.h"
 #include "tern/error.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)  \
-    do {               \
-        if (!(cond)) { \
-            abort();   \
-        }              \
-    } while (0)
 
 static bool same(const char *a, const char *b)
 {

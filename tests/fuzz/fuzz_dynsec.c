@@ -15,21 +15,13 @@
  */
 #include "common/alloc.h"
 #include "dynsec/dynsec.h"
+#include "fuzz.h"
 #include "tern/error.h"
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)  \
-    do {               \
-        if (!(cond)) { \
-            abort();   \
-        }              \
-    } while (0)
 
 static const char base_state[] =
     "{\"roles\":[{\"rolename\":\"r\",\"acls\":[{\"acltype\":\"publishClientSend\",\"topic\":"

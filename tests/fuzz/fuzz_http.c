@@ -16,6 +16,7 @@
  *  - the lookup, list, X-Forwarded-For and WebSocket upgrade helpers never fault, and an
  *    accepted upgrade yields a 101 answer that parses and passes the client's check.
  */
+#include "fuzz.h"
 #include "common/alloc.h"
 #include "tern/error.h"
 #include "transport/http.h"
@@ -25,15 +26,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)  \
-    do {               \
-        if (!(cond)) { \
-            abort();   \
-        }              \
-    } while (0)
 
 #define MAXH 64
 

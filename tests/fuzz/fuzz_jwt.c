@@ -10,21 +10,13 @@
  *  - as a PEM document, the same way.
  * Nothing may leak (LeakSanitizer) or read out of bounds.
  */
+#include "fuzz.h"
 #include "auth/jwt.h"
 #include "common/alloc.h"
 #include "tern/error.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)  \
-    do {               \
-        if (!(cond)) { \
-            abort();   \
-        }              \
-    } while (0)
 
 static const uint8_t SECRET[] = "fuzz-secret-fuzz-secret-fuzz-secret!";
 

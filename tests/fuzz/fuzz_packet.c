@@ -13,6 +13,7 @@
  *    same bytes; a decoded SUBSCRIBE/UNSUBSCRIBE rebuilt from its iterated entries too;
  *  - every property block of a decoded packet iterates to its end without error.
  */
+#include "fuzz.h"
 #include "common/alloc.h"
 #include "packet_eq.h"
 #include "protocol/packet.h"
@@ -23,15 +24,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)  \
-    do {               \
-        if (!(cond)) { \
-            abort();   \
-        }              \
-    } while (0)
 
 #define OUT_MAX (1u << 20)
 static uint8_t out1[OUT_MAX + 64];

@@ -12,6 +12,7 @@
  *    TERN_EINVAL exactly when a file holding it as "u:<hash>" does not load.
  * Verification of `$7$`/argon2id lines is not run here: their cost is in the input.
  */
+#include "fuzz.h"
 #include "auth/passwd.h"
 #include "common/alloc.h"
 #include "tern/error.h"
@@ -19,15 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)  \
-    do {               \
-        if (!(cond)) { \
-            abort();   \
-        }              \
-    } while (0)
 
 /* First "user:" line's user name as the loader reads it, or false. */
 static bool first_user(const char *t, size_t n, char *out, size_t cap)

@@ -13,6 +13,7 @@
  *  - a block the iterator walks without error is never called malformed for its framing:
  *    validation of the same bytes can only object to UTF-8 contents or to protocol rules.
  */
+#include "fuzz.h"
 #include "common/alloc.h"
 #include "protocol/mqtt.h"
 #include "protocol/props.h"
@@ -23,15 +24,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)  \
-    do {               \
-        if (!(cond)) { \
-            abort();   \
-        }              \
-    } while (0)
 
 static bool utf8_ok(const struct tern_prop *p)
 {

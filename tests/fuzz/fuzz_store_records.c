@@ -12,6 +12,7 @@
  *  - decoded subscription ids are 1..268435455, never more than the room given, and
  *    re-encode to the input.
  */
+#include "fuzz.h"
 #include "common/alloc.h"
 #include "store/record.h"
 #include "tern/error.h"
@@ -20,15 +21,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)  \
-    do {               \
-        if (!(cond)) { \
-            abort();   \
-        }              \
-    } while (0)
 
 static bool inside(const uint8_t *p, size_t n, const uint8_t *base, size_t len)
 {

@@ -13,6 +13,7 @@
  * visit exactly the model's matching topics; after removing everything both indexes are empty
  * (no nodes left in the subscription tree).
  */
+#include "fuzz.h"
 #include "broker/retain.h"
 #include "broker/subtree.h"
 #include "protocol/topic.h"
@@ -21,15 +22,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)  \
-    do {               \
-        if (!(cond)) { \
-            abort();   \
-        }              \
-    } while (0)
 
 #define MAXS   64
 #define MAXLEN 64

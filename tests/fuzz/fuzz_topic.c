@@ -13,6 +13,7 @@
  *  - a valid shared filter splits into a non-empty group without '/', '+', '#' and a valid
  *    inner filter, and "$share/" + group + "/" + inner gives back the input.
  */
+#include "fuzz.h"
 #include "common/alloc.h"
 #include "protocol/topic.h"
 #include "protocol/utf8.h"
@@ -22,15 +23,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)  \
-    do {               \
-        if (!(cond)) { \
-            abort();   \
-        }              \
-    } while (0)
 
 /* Reference UTF-8 check: decode by bit patterns, then judge the value. */
 static bool ref_utf8(const uint8_t *s, size_t len)

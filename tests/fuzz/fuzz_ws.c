@@ -25,6 +25,7 @@
  *    pings arriving meanwhile) come out as whole frames carrying exactly those bytes, masked
  *    iff we are the client, with pongs only between frames.
  */
+#include "fuzz.h"
 #include "common/alloc.h"
 #include "tern/error.h"
 #include "transport/stream.h"
@@ -35,15 +36,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REQUIRE(cond)  \
-    do {               \
-        if (!(cond)) { \
-            abort();   \
-        }              \
-    } while (0)
 
 /* ---- an in-memory inner stream --------------------------------------------------------------- */
 

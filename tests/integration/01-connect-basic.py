@@ -8,7 +8,8 @@ import time
 from ternlib import (CONNACK, DISCONNECT, PINGRESP, PUBLISH, Conn, broker, check, client,
                      connect, eq, mqtt_str, packet, props, publish, subscribe, versions,
                      P_ASSIGNED_CLIENT_ID, P_AUTH_METHOD, P_SERVER_KEEP_ALIVE,
-                     P_TOPIC_ALIAS_MAXIMUM, P_RECEIVE_MAXIMUM, P_REASON_STRING, prop)
+                     P_TOPIC_ALIAS_MAXIMUM, P_RECEIVE_MAXIMUM, P_REASON_STRING, prop,
+                     wait_listening)
 
 
 @versions(3, 4, 5)
@@ -249,14 +250,7 @@ def test_out_of_file_descriptors_pauses_accept():
                          stderr=subprocess.DEVNULL, preexec_fn=limit)
     socks = []
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                check(time.monotonic() < deadline, "ternd did not start")
-                time.sleep(0.05)
+        check(wait_listening(port, 10), "ternd did not start")
         for _ in range(80):
             socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
         time.sleep(0.3)

@@ -21,7 +21,7 @@ import threading
 import time
 
 from ternlib import (ROOT, Broker, Packet, Skip, TestFailure, check, connect, eq, free_port,
-                     publish, read_varint, subscribe, ternd_path)
+                     publish, read_varint, subscribe, ternd_path, wait_listening)
 
 try:
     import paho.mqtt.client as mqtt
@@ -73,16 +73,9 @@ def tls_broker(extra):
     class _B(Broker):
         def start(self, append=False):
             super().start(append)
-            deadline = time.monotonic() + 5
             for port in ports:
-                while True:
-                    try:
-                        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                        break
-                    except OSError:
-                        if time.monotonic() > deadline:
-                            raise TestFailure("listener %d not up:\n%s" % (port, self.output()))
-                        time.sleep(0.02)
+                if not wait_listening(port):
+                    raise TestFailure("listener %d not up:\n%s" % (port, self.output()))
             return self
     return _B(extra)
 

@@ -14,7 +14,8 @@ import tempfile
 import threading
 import time
 
-from ternlib import ROOT, PUBLISH, Skip, broker, check, client, eq, free_port
+from ternlib import (ROOT, PUBLISH, Skip, broker, check, client, eq, free_port,
+                     wait_listening)
 
 try:
     import paho.mqtt.client as mqtt
@@ -34,12 +35,14 @@ def ws_broker(extra=""):
 class WsClient:
     """Paho over WebSocket (path /mqtt, subprotocol mqtt), collecting messages."""
 
-    def __init__(self, port, cid, version, path="/mqtt", ca=None, cert=None):
+    def __init__(self, port, cid, version, path="/mqtt", ca=None, cert=None, will=None):
         if mqtt is None:
             raise Skip("paho-mqtt not available")
         self.c = mqtt.Client(client_id=cid, protocol=getattr(mqtt, PROTO[version]),
                              transport="websockets")
         self.c.ws_set_options(path=path)
+        if will:
+            self.c.will_set(*will)  # (topic, payload, qos, retain)
         if ca:
             # wss://, server certificate verified; cert = (certfile, keyfile) or None
             self.c.tls_set(ca_certs=ca, certfile=cert and cert[0], keyfile=cert and cert[1])
@@ -73,6 +76,11 @@ class WsClient:
     def close(self):
         self.c.disconnect()
         self.c.loop_stop()
+
+    def drop(self):
+        """Close the socket without DISCONNECT (the broker must send the will)."""
+        self.c.loop_stop()
+        self.c.socket().close()
 
 
 def test_paho_ws_qos_and_retained(version):
@@ -140,15 +148,8 @@ def test_paho_wss(version):
               "keyfile %s/server-rsa.key\ncafile %s/ca.crt\nrequire_certificate true\n"
               "use_identity_as_username true\n" % (port2, d, d, d))
     with broker(extra) as b:
-        deadline = time.monotonic() + 5
         for p in (port, port2):  # Broker waits for its first listener only
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", p), timeout=0.2).close()
-                    break
-                except OSError:
-                    check(time.monotonic() < deadline, "wss listener up")
-                    time.sleep(0.02)
+            check(wait_listening(p), "wss listener up")
         cid = "wss-cert-%d" % version
         WsClient(port2, cid, version, ca=d + "/ca.crt",
                  cert=(d + "/client.crt", d + "/client.key")).close()
@@ -192,3 +193,86 @@ def test_mqttjs_ws(version):
         eq(r.stdout.decode().split("\n")[:4],
            ["js/0 mqttjs-0 0 0", "js/1 mqttjs-1 1 0", "js/2 mqttjs-2 2 0", "js/ret kept 1 1"],
            "messages")
+
+
+JS_WILL = r"""
+const mqtt = require('mqtt');
+const [url, ver] = process.argv.slice(1);  // node -e SCRIPT url ver
+const o = {protocolVersion: Number(ver), clean: true, reconnectPeriod: 0};
+const timer = setTimeout(() => { console.error('timeout'); process.exit(2); }, 8000);
+const sub = mqtt.connect(url, Object.assign({clientId: 'jsw-sub'}, o));
+sub.on('error', (e) => { console.error(e.message); process.exit(1); });
+sub.on('connect', () => sub.subscribe('jsw/will', {qos: 1}, () => {
+  const will = {topic: 'jsw/will', payload: 'gone', qos: 1, retain: false};
+  const dead = mqtt.connect(url, Object.assign({clientId: 'jsw-dead', will: will}, o));
+  dead.on('error', () => {});
+  dead.on('connect', () => dead.stream.destroy());  // no DISCONNECT: the will must go out
+}));
+sub.on('message', (topic, payload, packet) => {
+  clearTimeout(timer);
+  console.log(topic + ' ' + payload.toString() + ' ' + packet.qos);
+  sub.end(false, () => process.exit(0));
+});
+"""
+
+
+def test_mqttjs_will_ws(version):
+    js = _mqttjs()
+    env = js.node_env()
+    with ws_broker() as b:
+        r = subprocess.run(["node", "-e", JS_WILL, "ws://127.0.0.1:%d/mqtt" % b.wsport,
+                            str(version)], env=env, capture_output=True, timeout=30)
+        eq(r.returncode, 0, "MQTT.js exit (stderr %r)" % r.stderr)
+        eq(r.stdout.decode().strip(), "jsw/will gone 1", "will over ws://")
+
+
+def test_mqttjs_wss(version):
+    """MQTT.js over wss:// (Node trusts the test CA through NODE_EXTRA_CA_CERTS): QoS 0/1/2,
+    retained, and a will."""
+    js = _mqttjs()
+    env = js.node_env()
+    d = _certs()
+    env["NODE_EXTRA_CA_CERTS"] = d + "/ca.crt"
+    port = free_port()
+    extra = ("listener %d 127.0.0.1\nprotocol websockets\ncertfile %s/server-rsa.crt\n"
+             "keyfile %s/server-rsa.key\n" % (port, d, d))
+    with broker(extra) as b:
+        check(wait_listening(port), "wss listener up")  # Broker waits for its first only
+        url = "wss://127.0.0.1:%d/mqtt" % port
+        r = subprocess.run(["node", "-e", js.JS, url, str(version)], env=env,
+                           capture_output=True, timeout=30)
+        eq(r.returncode, 0, "MQTT.js exit (stderr %r)" % r.stderr)
+        eq(r.stdout.decode().split("\n")[:4],
+           ["js/0 mqttjs-0 0 0", "js/1 mqttjs-1 1 0", "js/2 mqttjs-2 2 0", "js/ret kept 1 1"],
+           "messages over wss")
+        r = subprocess.run(["node", "-e", JS_WILL, url, str(version)], env=env,
+                           capture_output=True, timeout=30)
+        eq(r.returncode, 0, "MQTT.js will exit (stderr %r)" % r.stderr)
+        eq(r.stdout.decode().strip(), "jsw/will gone 1", "will over wss://")
+        # A client that does not trust the CA is refused by its own TLS check.
+        env.pop("NODE_EXTRA_CA_CERTS")
+        r = subprocess.run(["node", "-e", js.JS, url, str(version)], env=env,
+                           capture_output=True, timeout=30)
+        check(r.returncode != 0, "untrusted server certificate refused by MQTT.js")
+
+
+def test_paho_ws_will(version):
+    """Paho over ws://: a retained will sent when the connection drops without DISCONNECT,
+    and none after a clean DISCONNECT."""
+    with ws_broker() as b:
+        sub = WsClient(b.wsport, "pw-sub-%d" % version, version)
+        sub.subscribe("pw/#", 1)
+        clean = WsClient(b.wsport, "pw-clean-%d" % version, version,
+                         will=("pw/clean", b"should not", 1, False))
+        clean.close()
+        dead = WsClient(b.wsport, "pw-dead-%d" % version, version,
+                        will=("pw/dead", b"offline", 1, True))
+        dead.drop()
+        got = sub.wait(1)
+        eq([(m.topic, m.payload, m.qos) for m in got], [("pw/dead", b"offline", 1)], "will only")
+        late = WsClient(b.wsport, "pw-late-%d" % version, version)
+        late.subscribe("pw/dead", 1)
+        m = late.wait(1)[0]
+        eq((m.payload, m.retain), (b"offline", True), "the will was retained")
+        for c in (sub, late):
+            c.close()

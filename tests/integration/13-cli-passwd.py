@@ -78,6 +78,32 @@ def argon2_ok(h, password):
     return _argon2.argon2id_verify(h.encode(), pw, len(pw)) == 0
 
 
+def scram_ok(h, password):
+    """Independent check of an RFC 5803 SCRAM-SHA-256 verifier (RFC 5802 section 3)."""
+    mech, params, keys = h.split("$")
+    assert mech == "SCRAM-SHA-256"
+    it, salt = params.split(":")
+    stored, server = (base64.b64decode(k) for k in keys.split(":"))
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(it))
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    return (hmac.compare_digest(hashlib.sha256(client_key).digest(), stored) and
+            hmac.compare_digest(hmac.new(salted, b"Server Key", "sha256").digest(), server))
+
+
+def test_scram_verifier():
+    """--scram (and -H scram-sha-256) write RFC 5803 verifiers that hashlib confirms."""
+    with tempfile.TemporaryDirectory() as d:
+        f = os.path.join(d, "pw")
+        eq(tp("-c", "-b", "--scram", f, "dev", "dev pw").returncode, 0)
+        eq(tp("-b", "-H", "scram-sha-256", "-I", "4096", f, "gw", "gw pw").returncode, 0)
+        h = hash_of(f, "dev")
+        check(h.startswith("SCRAM-SHA-256$10000:"), h)
+        check(scram_ok(h, "dev pw") and not scram_ok(h, "dev pX"), "SCRAM verifier of dev")
+        h = hash_of(f, "gw")
+        check(h.startswith("SCRAM-SHA-256$4096:"), h)
+        check(scram_ok(h, "gw pw"), "SCRAM verifier of gw with -I 4096")
+
+
 def test_create_update_delete():
     """-c creates (0600), -b adds and updates in place, -D deletes; other lines kept."""
     with tempfile.TemporaryDirectory() as d:

@@ -458,6 +458,19 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_listening(port, timeout=5.0):
+    """Wait until something accepts TCP connections on 127.0.0.1:port; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+
+
 class Broker:
     """A ternd process on a free loopback port. Use as a context manager:
 
