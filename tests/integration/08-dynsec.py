@@ -169,7 +169,7 @@ def test_disable_disconnects_and_deny_stops_delivery():
 
         # A deny for receiving data/secret/# (higher priority) stops that delivery at once.
         s.ok("addRoleACL", "app", "publishClientReceive", "data/secret/#", "deny", "10")
-        # Mosquitto kicks the role's clients when a role changes; log in again.
+        # Mosquitto may disconnect the clients of a changed role: connect afresh.
         sub = login(s.broker.port, "app", b"apppw", client_id="app-sub2")
         sub.subscribe([("data/#", 0)])
         pub = login(s.broker.port, "app", b"apppw", client_id="app-pub2")
