@@ -7,13 +7,14 @@
 #   make bench     benchmarks (bench/), release build
 #   make fuzz      build the libFuzzer targets and run each for FUZZ_SECONDS (default 60)
 #   make coverage  line coverage of src/ from the unit tests (gcov), per file and per layer
+#   make mcu-size  code size of the microcontroller core on a Cortex-M0+ (arm-none-eabi-gcc)
 #   make format    clang-format every C file in place
 #   make install   release build installed under PREFIX (default /usr/local)
 PREFIX ?= /usr/local
 FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build release run test test-tsan bench fuzz coverage format install clean
+.PHONY: all deps build release run test test-tsan bench fuzz coverage mcu-size format install clean
 
 all: build
 
@@ -60,6 +61,10 @@ coverage: deps
 	@find build/coverage -name '*.gcda' -delete
 	@cd build/coverage && ctest -j$(JOBS) >/dev/null || true
 	@scripts/coverage.sh
+
+mcu-size:
+	@scripts/deps.sh mcu
+	@scripts/mcu-size.sh
 
 format:
 	@scripts/format.sh

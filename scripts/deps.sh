@@ -4,6 +4,7 @@
 # libraries, interop clients for the tests) and the explorer's npm packages. Idempotent: when
 # everything is present it makes no network request. Run as root (or with sudo available).
 #   scripts/deps.sh          everything needed to build, run and test
+#   scripts/deps.sh mcu      that, plus the Cortex-M cross compiler for `make mcu-size`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,10 @@ APT_PACKAGES=(
   # tests, interop and coverage
   python3 python3-paho-mqtt mosquitto mosquitto-clients libpaho-mqtt-dev
 )
+# Only `make mcu-size` needs these; the tests do not.
+if [ "${1:-}" = mcu ]; then
+  APT_PACKAGES+=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
+fi
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -45,6 +45,18 @@ enum tern_acl_result {
 struct tern_acl;
 
 /*
+ * One remembered answer, kept by a caller that checks the same subject repeatedly (the broker:
+ * per connection). Valid while `gen` (the caller's generation of the rules, 0 = empty) matches;
+ * topics longer than `topic` are not remembered.
+ */
+struct tern_acl_cache {
+    uint64_t gen;
+    uint8_t topic[48];
+    uint8_t len, qos_in, qos_out;
+    bool retain, allow;
+};
+
+/*
  * Load an ACL file. On success *out is a new ACL (free with tern_acl_free). Errors:
  * TERN_ECONFIG with "path:line: message" in err, TERN_ENOMEM; *out is then NULL.
  */

@@ -21,6 +21,7 @@
  */
 #include "broker/broker.h"
 
+#include "broker/auth.h"
 #include "broker/conn.h"
 #include "broker/http_front.h"
 #include "broker/persist.h"
@@ -356,6 +357,9 @@ static int listener_tls_new(const struct tern_listener_config *lc, struct tern_t
         .require_certificate = t->require_certificate,
         .alpn = "mqtt",
         .max_send_fragment = t->max_send_fragment,
+        /* TLS-PSK: psk_hint enables it on this listener, the keys come from psk_file. */
+        .psk_hint = t->psk_hint,
+        .psk_file = t->psk_hint ? lc->auth.psk_file : NULL,
     };
     if (t->tls_version) {
         int rc = tern_tls_version_parse(t->tls_version, &o.min_version);
@@ -434,28 +438,6 @@ static void warn_unenforced(const struct tern_config *cfg)
 }
 
 /*
- * Security options the runtime cannot honour yet are fatal: serving a listener that should
- * check passwords or ACLs without checking them would be worse than not starting.
- */
-static int check_security(const struct tern_config *cfg)
-{
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        const struct tern_listener_config *l = &cfg->listeners[i];
-        const char *what = l->auth.password_file ? "password_file"
-                           : l->auth.acl_file    ? "acl_file"
-                                                 : NULL;
-        if (what) {
-            tern_log(TERN_LOG_ERROR,
-                     "%s: %s is not supported by this build yet; refusing to "
-                     "start rather than serve the listener unprotected",
-                     l->origin ? l->origin : "listener", what);
-            return TERN_EUNSUPPORTED;
-        }
-    }
-    return TERN_OK;
-}
-
-/*
  * `user NAME`: when started as root, switch to that user (and its primary group) once the
  * listeners are open, before any worker runs, as Mosquitto does. Not root: nothing to do.
  */
@@ -501,11 +483,7 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
     }
 
     warn_unenforced(cfg);
-    int src = check_security(cfg);
-    if (src != TERN_OK) {
-        return src;
-    }
-    src = tern__persist_open(b);
+    int src = tern__persist_open(b);
     if (src != TERN_OK) {
         return src;
     }
@@ -556,6 +534,11 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
         tern_timer_init(&w->sys_timer);
         tern_timer_init(&w->house_timer);
         tern_loop_hook_add(w->loop, &w->flush_hook, flush_hook, w);
+    }
+    /* Password and ACL files, and the auth pool (needs the worker count). */
+    int arc = tern__auth_start(b);
+    if (arc != TERN_OK) {
+        return arc;
     }
     int prc = tern__persist_load(b);
     if (prc != TERN_OK) {
@@ -622,6 +605,11 @@ void tern_broker_reload_tls(struct tern_broker *b)
     }
 }
 
+void tern_broker_reload_auth(struct tern_broker *b)
+{
+    tern__auth_reload(b);
+}
+
 void tern_broker_wait(struct tern_broker *b)
 {
     if (b->workers) {
@@ -636,6 +624,8 @@ void tern_broker_wait(struct tern_broker *b)
                 worker_shutdown(w);
             }
         }
+        /* The auth pool posts to the workers' loops: stop it before they are freed. */
+        tern__auth_stop(b);
         for (unsigned i = 0; i < b->nworkers; i++) {
             struct tern_worker *w = &b->workers[i];
             if (w->loop) {

@@ -120,6 +120,13 @@ void tern_broker_request_stop(struct tern_broker *b);
  */
 void tern_broker_reload_tls(struct tern_broker *b);
 
+/*
+ * SIGHUP: load the password and ACL files again (same paths). On success connections use the
+ * new files from their next check on; a file that fails to load is logged (file:line) and the
+ * old files stay. Called from the main thread.
+ */
+void tern_broker_reload_auth(struct tern_broker *b);
+
 /* The worker whose thread is running now, or NULL on other threads. */
 struct tern_worker *tern__worker_current(void);
 

@@ -297,7 +297,8 @@ static void auth_free(struct tern_auth_config *a)
     tern_free(a->auto_id_prefix);
     tern_free(a->password_file);
     tern_free(a->acl_file);
-    a->auto_id_prefix = a->password_file = a->acl_file = NULL;
+    tern_free(a->psk_file);
+    a->auto_id_prefix = a->password_file = a->acl_file = a->psk_file = NULL;
 }
 
 static void listener_free(struct tern_listener_config *l)
@@ -317,6 +318,7 @@ static void listener_free(struct tern_listener_config *l)
     tern_free(t->ciphers);
     tern_free(t->ciphers_tls13);
     tern_free(t->tls_version);
+    tern_free(t->psk_hint);
     auth_free(&l->auth);
     memset(l, 0, sizeof *l);
 }
@@ -629,6 +631,19 @@ static int h_persistence_sync(struct parser *p, const struct opt *o, char *arg)
     return TERN_OK;
 }
 
+static int h_deny_publish_action(struct parser *p, const struct opt *o, char *arg)
+{
+    (void)o;
+    if (strcmp(arg, "ack") == 0) {
+        p->cfg->deny_publish_action = TERN_DENY_PUBLISH_ACK;
+    } else if (strcmp(arg, "disconnect") == 0) {
+        p->cfg->deny_publish_action = TERN_DENY_PUBLISH_DISCONNECT;
+    } else {
+        return fail(p, "deny_publish_action: invalid value '%s' (ack or disconnect)", arg);
+    }
+    return TERN_OK;
+}
+
 static int h_on_corrupt(struct parser *p, const struct opt *o, char *arg)
 {
     (void)o;
@@ -906,6 +921,7 @@ static const struct opt options[] = {
     L_BOOL("require_certificate", tls.require_certificate),
     L_BOOL("use_identity_as_username", tls.use_identity_as_username),
     L_BOOL("use_subject_as_username", tls.use_subject_as_username),
+    L_STR("psk_hint", tls.psk_hint),
     /* Security. */
     FN("per_listener_settings", W_GLOBAL, h_per_listener_settings),
     A_TRI("allow_anonymous", allow_anonymous),
@@ -913,8 +929,12 @@ static const struct opt options[] = {
     A_STR("auto_id_prefix", auto_id_prefix),
     A_STR("password_file", password_file),
     A_STR("acl_file", acl_file),
+    A_STR("psk_file", psk_file),
     G_STR("clientid_prefixes", clientid_prefixes),
     G_BOOL("check_retain_source", check_retain_source),
+    FN("deny_publish_action", W_GLOBAL, h_deny_publish_action),
+    G_INT("auth_threads", auth_threads, 1, 64),
+    G_INT("auth_queue_size", auth_queue_size, 1, 1000000),
     /* Limits and behaviour. */
     FN("max_packet_size", W_GLOBAL, h_max_packet_size),
     G_INT("message_size_limit", message_size_limit, 0, 268435455),
@@ -969,8 +989,6 @@ static const struct opt options[] = {
     UNSUP("global_plugin", "plugins"),
     UNSUP("plugin_load", "plugins"),
     UNSUP("plugin_use", "plugins"),
-    UNSUP("psk_file", "TLS-PSK"),
-    UNSUP("psk_hint", "TLS-PSK"),
     UNSUP("http_dir", "serving files with http_dir"),
     UNSUP("tls_engine", "TLS engines"),
     UNSUP("tls_engine_kpass_sha1", "TLS engines"),
@@ -1252,6 +1270,10 @@ static int resolve_auth(struct tern_auth_config *l, const struct tern_auth_confi
         (l->acl_file = tern_strdup(g->acl_file)) == NULL) {
         return TERN_ENOMEM;
     }
+    if (l->psk_file == NULL && g->psk_file != NULL &&
+        (l->psk_file = tern_strdup(g->psk_file)) == NULL) {
+        return TERN_ENOMEM;
+    }
     return TERN_OK;
 }
 
@@ -1266,7 +1288,7 @@ static int resolve_listener(const struct tern_config *c, struct tern_listener_co
     if (!l->set_max_topic_alias) {
         l->max_topic_alias = c->max_topic_alias;
     }
-    l->tls.enabled = l->tls.certfile != NULL || l->tls.keyfile != NULL;
+    l->tls.enabled = l->tls.certfile != NULL || l->tls.keyfile != NULL || l->tls.psk_hint != NULL;
     return resolve_auth(&l->auth, &c->auth);
 }
 
@@ -1326,6 +1348,9 @@ static int finish(struct parser *p)
         }
         if (l->tls.keyfile != NULL && l->tls.certfile == NULL) {
             return fail_at(p, at, "listener has keyfile but no certfile");
+        }
+        if (l->tls.psk_hint != NULL && l->auth.psk_file == NULL) {
+            return fail_at(p, at, "listener has psk_hint but no psk_file applies to it");
         }
         if (!l->tls.enabled && (l->tls.cafile || l->tls.capath || l->tls.require_certificate)) {
             return fail_at(p, at,

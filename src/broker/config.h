@@ -76,6 +76,12 @@ enum tern_log_dest {
     TERN_LOGD_DLT = 1u << 5,
 };
 
+/* deny_publish_action (Tern): what a PUBLISH the ACL refuses gets. */
+enum tern_deny_publish {
+    TERN_DENY_PUBLISH_ACK = 0,        /* acknowledge (5.0: reason 0x87) and drop, as Mosquitto */
+    TERN_DENY_PUBLISH_DISCONNECT = 1, /* 5.0: DISCONNECT 0x87; 3.x: close the connection */
+};
+
 /*
  * Authentication/authorization settings that per_listener_settings makes per listener.
  * In the global block and while parsing, -1 / NULL mean "not set". After a successful load each
@@ -88,11 +94,13 @@ struct tern_auth_config {
     char *auto_id_prefix;           /* default: "auto-" */
     char *password_file;
     char *acl_file;
+    char *psk_file; /* TLS-PSK `identity:hexkey` lines, used by listeners with psk_hint */
 };
 
 /*
  * TLS settings of a listener: stored as written. `enabled` is true when certfile (or keyfile)
- * is set; the runtime must refuse a TLS listener it cannot serve rather than serve plain TCP.
+ * or psk_hint (a TLS-PSK listener, keys from the auth block's psk_file) is set; the runtime must
+ * refuse a TLS listener it cannot serve rather than serve plain TCP.
  */
 struct tern_tls_config {
     bool enabled;
@@ -109,6 +117,7 @@ struct tern_tls_config {
     bool use_identity_as_username;
     bool use_subject_as_username;
     unsigned max_send_fragment; /* tls_max_send_fragment, 512..16384; 0 = 16384 */
+    char *psk_hint;             /* TLS-PSK on this listener (Mosquitto: the hint enables it) */
 };
 
 struct tern_listener_config {
@@ -139,8 +148,11 @@ struct tern_config {
     /* Security (global block; per listener when per_listener_settings is true). */
     bool per_listener_settings;
     struct tern_auth_config auth;
-    char *clientid_prefixes;  /* deprecated in Mosquitto; NULL = any client id */
-    bool check_retain_source; /* default false */
+    char *clientid_prefixes;                    /* deprecated in Mosquitto; NULL = any client id */
+    enum tern_deny_publish deny_publish_action; /* Tern: default ack */
+    unsigned auth_threads;                      /* Tern: password-check threads, 0 = 2 */
+    unsigned auth_queue_size;                   /* Tern: logins waiting for them, 0 = 256 */
+    bool check_retain_source;                   /* default false */
 
     /* Limits. 0 means "no limit" where noted, as in Mosquitto. */
     int64_t max_connections;          /* default for listeners: -1 = unlimited */

@@ -13,6 +13,7 @@
 #ifndef TERN_BROKER_CONN_H
 #define TERN_BROKER_CONN_H
 
+#include "broker/acl.h"
 #include "broker/broker.h"
 #include "broker/session.h"
 #include "common/buf.h"
@@ -97,6 +98,14 @@ struct tern_conn {
     bool doomed;               /* to be closed by the flush hook (see conn_doom in conn.c) */
     uint8_t doom_reason;
     const char *doom_why; /* static string */
+
+    /* Security (auth.c): the login verdict while a parked CONNECT is decoded again
+     * (enum tern_auth_verdict), and deliveries the read ACL refused (for rate-limited logs). */
+    uint8_t auth_verdict;
+    uint64_t acl_read_denied;
+    /* auth.c's last ACL answers, [0] for deliveries (READ), [1] for PUBLISH (WRITE): a
+     * fan-out sends one topic again and again, a device publishes on one topic. */
+    struct tern_acl_cache acl_cache[2];
 };
 
 /* Create a connection for an accepted stream (taken) on worker w. Logs and closes on failure. */

@@ -17,6 +17,7 @@
  */
 #include "broker/conn.h"
 
+#include "broker/auth.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/subtree.h"
@@ -229,8 +230,8 @@ void tern__conn_pump(struct tern_conn *c)
             break;
         }
         q = tern_qlist_pop(&s->queue);
-        if (tern_msg_expired(q->msg, now)) {
-            tern__persist_smsg_removed_locked(s, q);
+        if (tern_msg_expired(q->msg, now) || !tern__auth_may_deliver(c, q)) {
+            tern__persist_smsg_removed_locked(s, q); /* expired, or the read ACL refuses it */
             tern_qmsg_free(q);
             continue;
         }

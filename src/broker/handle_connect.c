@@ -15,6 +15,7 @@
  */
 #include "broker/conn.h"
 
+#include "broker/auth.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/subtree.h"
@@ -69,7 +70,8 @@ static int refuse(struct tern_conn *c, uint8_t v3code, uint8_t v5reason, const c
         }
     }
     send_connack(c, false, c->version == TERN_MQTT_5 ? v5reason : v3code, props);
-    tern_log(TERN_LOG_NOTICE, "connection from %s refused: %s", c->peer, why);
+    tern_log(TERN_LOG_NOTICE, "connection from %s refused: %s (client %s, u'%s')", c->peer, why,
+             c->client_id ? c->client_id : "?", c->username ? c->username : "");
     tern__conn_close(c, 0xFF, why);
     return TERN_EDENIED;
 }
@@ -525,12 +527,17 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
         }
     }
 
-    /* TLS listeners: the client certificate's CN or subject replaces CONNECT's username. */
+    /* TLS listeners: the PSK identity, or the client certificate's CN or subject, replaces
+     * CONNECT's username (and authenticates the client). */
     char ident[512];
     bool cert_user = lc->tls.use_identity_as_username || lc->tls.use_subject_as_username;
+    const char *psk_id = c->tls ? tern_tls_stream_psk_identity(c->tls) : NULL;
     if (cert_user) {
         int irc = TERN_ENOTFOUND;
-        if (c->tls && lc->tls.use_subject_as_username) {
+        if (psk_id && lc->tls.use_identity_as_username) {
+            irc = snprintf(ident, sizeof ident, "%s", psk_id) < (int)sizeof ident ? TERN_OK
+                                                                                  : TERN_ENOSPC;
+        } else if (c->tls && lc->tls.use_subject_as_username) {
             irc = tern_tls_stream_peer_subject(c->tls, ident, sizeof ident);
         } else if (c->tls) {
             irc = tern_tls_stream_peer_cn(c->tls, ident, sizeof ident);
@@ -575,17 +582,45 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
         return TERN_ENOMEM;
     }
 
-    /* Authentication (providers come with the security work). */
-    if (!cert_user && !cn->has_username && !lc->auth.allow_anonymous) {
-        return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_NOT_AUTHORIZED,
-                      "anonymous clients not allowed");
-    }
+    /* Authentication: the provider chain (auth.h). A password check parks the CONNECT. */
     tern_free(c->username);
     c->username = NULL;
     if (cert_user) {
         c->username = tern_strndup(ident, strlen(ident));
     } else if (cn->has_username) {
         c->username = tern_strndup((const char *)cn->username.ptr, cn->username.len);
+    }
+    if ((cert_user || cn->has_username) && c->username == NULL) {
+        tern__conn_close(c, 0xFF, "out of memory");
+        return TERN_ENOMEM;
+    }
+    enum tern_auth_verdict verdict =
+        tern__auth_login(c, cert_user, cn->has_password ? cn->password.ptr : NULL,
+                         cn->has_password ? cn->password.len : 0);
+    switch (verdict) {
+    case TERN_AUTH_NONE:
+        return TERN_EAGAIN; /* parked until the auth pool answers */
+    case TERN_AUTH_ALLOW:
+        break;
+    case TERN_AUTH_BAD_CRED:
+        return refuse(c, TERN_CONNACK3_BAD_USERNAME_PASSWORD, TERN_RC_BAD_USER_NAME_OR_PASSWORD,
+                      "bad user name or password");
+    case TERN_AUTH_NOT_AUTH:
+        return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_NOT_AUTHORIZED,
+                      "anonymous clients not allowed");
+    case TERN_AUTH_BUSY:
+        return refuse(c, TERN_CONNACK3_SERVER_UNAVAILABLE, TERN_RC_SERVER_BUSY,
+                      "too many logins waiting for a password check");
+    default:
+        return refuse(c, TERN_CONNACK3_SERVER_UNAVAILABLE, TERN_RC_UNSPECIFIED_ERROR,
+                      "login failed: out of memory");
+    }
+    /* The will is a PUBLISH: the client must be allowed to write its topic. */
+    if (cn->will_flag && tern__auth_acl(c, cn->will_topic.ptr, cn->will_topic.len, TERN_ACL_WRITE,
+                                        cn->will_qos, cn->will_retain) != TERN_ACL_ALLOW) {
+        tern__auth_log_denied(c, "will on", cn->will_topic.ptr, cn->will_topic.len);
+        return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_NOT_AUTHORIZED,
+                      "will topic not allowed by the ACL");
     }
 
     if (cn->will_flag && c->will == NULL && make_will(c, cn) != TERN_OK) {

@@ -10,6 +10,7 @@
  */
 #include "broker/conn.h"
 
+#include "broker/auth.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
 #include "common/alloc.h"
@@ -150,6 +151,15 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
         tern_log(TERN_LOG_INFO, "client %s: PUBLISH to %.*s denied ('$' topic)", c->client_id,
                  (int)topic.len, (const char *)topic.ptr);
         reason = TERN_RC_NOT_AUTHORIZED;
+        route = false;
+    } else if (tern__auth_acl(c, topic.ptr, topic.len, TERN_ACL_WRITE, pub->qos, pub->retain) !=
+               TERN_ACL_ALLOW) {
+        tern__auth_log_denied(c, "PUBLISH to", topic.ptr, topic.len);
+        if (cfg->deny_publish_action == TERN_DENY_PUBLISH_DISCONNECT) {
+            tern__conn_close(c, TERN_RC_NOT_AUTHORIZED, "PUBLISH not allowed by the ACL");
+            return TERN_EDENIED;
+        }
+        reason = TERN_RC_NOT_AUTHORIZED; /* acknowledged and dropped, as Mosquitto does */
         route = false;
     } else if (cfg->message_size_limit && pub->payload.len > cfg->message_size_limit) {
         tern_log(TERN_LOG_INFO,

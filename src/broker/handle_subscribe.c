@@ -6,6 +6,7 @@
  */
 #include "broker/conn.h"
 
+#include "broker/auth.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/subtree.h"
@@ -95,12 +96,22 @@ int tern__handle_subscribe(struct tern_conn *c, const struct tern_packet *pkt)
         o.retain_as_published = v5 && (e.options & TERN_SUBOPT_RETAIN_AS_PUB);
         o.retain_handling = v5 ? (uint8_t)TERN_SUBOPT_RETAIN_HANDLING(e.options) : 0;
         o.sub_id = sub_id;
+        send_ret[n] = false;
+        /* ACL: refused (0x80 / 0x87), or granted at most the QoS the read rules allow. */
+        int acl_qos = tern__auth_sub_qos(c, e.filter.ptr, e.filter.len);
+        if (acl_qos < 0) {
+            tern__auth_log_denied(c, "SUBSCRIBE to", e.filter.ptr, e.filter.len);
+            codes[n++] = v5 ? TERN_RC_NOT_AUTHORIZED : TERN_RC_UNSPECIFIED_ERROR;
+            continue;
+        }
+        if (o.qos > acl_qos) {
+            o.qos = (uint8_t)acl_qos;
+        }
         bool existed = false;
         int rc = tern_topic_level_count(e.filter.ptr, e.filter.len) > b->cfg->max_topic_levels
                      ? TERN_EOVERFLOW
                      : tern_subtree_subscribe(b->subs, e.filter.ptr, e.filter.len, c->session, &o,
                                               &existed);
-        send_ret[n] = false;
         if (rc == TERN_OK) {
             codes[n] = o.qos;
             tern__persist_sub_put(c->session, e.filter.ptr, e.filter.len,

@@ -3,9 +3,9 @@
  * ternd: the Tern MQTT broker daemon. Parses the command line, loads the configuration, sets
  * up logging, starts the broker and waits for signals on the main thread (sigwait: no work in
  * signal handlers). SIGTERM/SIGINT stop the broker cleanly; SIGHUP re-reads the configuration
- * file and applies what can change while running (today: the log level) and reloads the files
- * of every TLS listener (certificate, key, CA, CRL; same paths); the rest needs a restart and
- * the log says so.
+ * file and applies what can change while running (today: the log level), reloads the files
+ * of every TLS listener (certificate, key, CA, CRL; same paths) and the password and ACL files;
+ * the rest needs a restart and the log says so.
  */
 #include "broker/broker.h"
 #include "broker/config.h"
@@ -253,12 +253,13 @@ int main(int argc, char **argv)
         }
         if (sig == SIGHUP) {
             tern_broker_reload_tls(&broker);
+            tern_broker_reload_auth(&broker);
             struct tern_config fresh;
             if (conf && load(&fresh, conf, 0, false) == TERN_OK) {
                 apply_logging(&fresh, verbose);
                 tern_log(TERN_LOG_NOTICE, "configuration reloaded: log level updated; listener, "
-                                          "limit, security and log destination changes need a "
-                                          "restart");
+                                          "limit, security option and log destination changes "
+                                          "need a restart");
             } else {
                 tern_log(TERN_LOG_ERROR, "configuration reload failed; keeping the old one");
             }

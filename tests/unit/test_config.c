@@ -382,7 +382,9 @@ static void test_errors_name_file_line(void)
     expect_error("bridge_insecure true\n", "t.conf:1: ", "(bridges) is not supported yet");
     expect_error("auth_opt_db_host x\n", "t.conf:1: ", "not supported yet");
     expect_error("plugin /usr/lib/p.so\n", "t.conf:1: ", "'plugin' (plugins) is not supported");
-    expect_error("listener 1883\npsk_hint h\n", "t.conf:2: ", "TLS-PSK");
+    expect_error("listener 1883\npsk_hint h\n", "t.conf:1: ", "psk_hint but no psk_file");
+    expect_error("deny_publish_action drop\n", "t.conf:1: ", "ack or disconnect");
+    expect_error("auth_threads 0\n", "t.conf:1: ", "auth_threads");
     expect_error("listener 1883\nhttp_dir /www\n", "t.conf:2: ", "not supported yet");
     /* no-effect options still check their value */
     expect_error("allow_duplicate_messages maybe\n", "t.conf:1: ", "true or false");
@@ -671,6 +673,30 @@ static void test_alloc_failures(void)
 }
 
 /* websockets_origin / websockets_trusted_proxy: repeatable, NULL-terminated, freed on ENOMEM. */
+/* TLS-PSK (psk_hint per listener, psk_file in the security block) and the auth options. */
+static void test_psk_and_auth_options(void)
+{
+    struct tern_config c;
+    CHECK_ERR(load(&c, "psk_file /etc/psk\nlistener 8883\npsk_hint dev\n"
+                       "use_identity_as_username true\nlistener 1883\n"
+                       "deny_publish_action disconnect\nauth_threads 3\nauth_queue_size 9\n"),
+              TERN_OK);
+    CHECK(c.nlisteners == 2);
+    CHECK(c.listeners[0].tls.enabled && streq(c.listeners[0].tls.psk_hint, "dev"));
+    CHECK(streq(c.listeners[0].auth.psk_file, "/etc/psk"));
+    CHECK(!c.listeners[1].tls.enabled); /* psk_file alone does not make a listener TLS */
+    CHECK(c.deny_publish_action == TERN_DENY_PUBLISH_DISCONNECT);
+    CHECK(c.auth_threads == 3 && c.auth_queue_size == 9);
+    tern_config_free(&c);
+    CHECK_ERR(load(&c, "per_listener_settings true\nlistener 8883\npsk_hint a\n"
+                       "psk_file /p1\nlistener 8884\npsk_hint b\n"),
+              TERN_ECONFIG); /* per listener: the second has no psk_file */
+    tern_config_free(&c);
+    CHECK_ERR(load(&c, ""), TERN_OK);
+    CHECK(c.deny_publish_action == TERN_DENY_PUBLISH_ACK);
+    tern_config_free(&c);
+}
+
 static void test_websockets_lists(void)
 {
     static const char text[] = "websockets_origin https://a.example\n"
@@ -719,6 +745,7 @@ static const struct tern_test tests[] = {
     {"include_dir", test_include_dir},
     {"alloc_failures", test_alloc_failures},
     {"websockets_lists", test_websockets_lists},
+    {"psk_and_auth_options", test_psk_and_auth_options},
     {NULL, NULL},
 };
 
