@@ -11,6 +11,7 @@
 #include "broker/conn.h"
 
 #include "broker/auth.h"
+#include "broker/dynsec_glue.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
 #include "common/alloc.h"
@@ -146,6 +147,10 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
     }
     if (!route) {
         /* refused above */
+    } else if (tern__dynsec_is_control(topic.ptr, topic.len)) {
+        /* A dynamic-security command: answered on .../response, never routed. */
+        reason = tern__dynsec_control(c, pub->payload.ptr, pub->payload.len);
+        route = false;
     } else if (topic.len > 0 && topic.ptr[0] == '$') {
         /* Clients may not publish to '$' topics (e.g. $SYS): acknowledged and dropped. */
         tern_log(TERN_LOG_INFO, "client %s: PUBLISH to %.*s denied ('$' topic)", c->client_id,
