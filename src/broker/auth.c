@@ -391,8 +391,8 @@ int tern__auth_start(struct tern_broker *b)
 void tern__auth_stop(struct tern_broker *b)
 {
     (void)b;
-    tern__dynsec_stop();
     if (!pool.inited) {
+        tern__dynsec_stop();
         return;
     }
     pthread_mutex_lock(&pool.mtx);
@@ -414,6 +414,7 @@ void tern__auth_stop(struct tern_broker *b)
     pool.tail = NULL;
     pool.n = 0;
     pool.inited = false;
+    tern__dynsec_stop(); /* after the pool: no login is using its state any more */
     for (unsigned i = 0; i < nslots; i++) {
         snap_unref(slots[i].s);
     }
