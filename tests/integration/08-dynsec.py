@@ -340,6 +340,17 @@ def test_ternd_changes_apply_to_connected_clients():
         pub.publish("data/4", b"back", qos=1)
         eq(sub.expect(PUBLISH).payload, b"back", "restored")
 
+        # unsubscribe ACLs: a deny keeps the subscription (MQTT 5: UNSUBACK 0x87).
+        s.ok("addRoleACL", "reader", "unsubscribePattern", "data/#", "deny")
+        sub.send(ternlib.unsubscribe(7, ["data/#"], 5))
+        eq(sub.expect(ternlib.UNSUBACK).reasons, [0x87], "unsubscribe refused")
+        pub.publish("data/5", b"still", qos=1)
+        eq(sub.expect(PUBLISH).payload, b"still", "the subscription stays")
+        s.ok("removeRoleACL", "reader", "unsubscribePattern", "data/#")
+        sub.send(ternlib.unsubscribe(8, ["data/#"], 5))
+        eq(sub.expect(ternlib.UNSUBACK).reasons, [0], "unsubscribed")
+        sub.subscribe([("data/#", 0)], mid=9)
+
         # Deleting the client disconnects both connections (MQTT 5: reason 0x98).
         s.ok("deleteClient", "app")
         last = sub.expect_closed()
