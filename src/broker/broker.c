@@ -428,13 +428,6 @@ static void warn_unenforced(const struct tern_config *cfg)
     if (cfg->check_retain_source) {
         tern_log(TERN_LOG_WARNING, "check_retain_source is not enforced yet");
     }
-    for (size_t i = 0; i < cfg->nlisteners; i++) {
-        const struct tern_listener_config *l = &cfg->listeners[i];
-        if (l->mount_point) {
-            tern_log(TERN_LOG_WARNING, "%s: mount_point is not supported yet and is ignored",
-                     l->origin ? l->origin : "listener");
-        }
-    }
 }
 
 /*

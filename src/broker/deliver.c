@@ -18,6 +18,7 @@
 #include "broker/conn.h"
 
 #include "broker/auth.h"
+#include "broker/mount.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/subtree.h"
@@ -66,9 +67,12 @@ static int send_publish(struct tern_conn *c, const struct tern_qmsg *q, uint64_t
 {
     struct tern_msg *m = q->msg;
     bool v5 = c->version == TERN_MQTT_5;
+    size_t mount_len;
+    bool mounted = tern__mount_point(c, &mount_len) != NULL;
     if ((!v5 || (q->n_sub_ids == 0 && m->expiry_ms == 0 && c->peer_alias_max == 0)) &&
-        (c->peer_max_packet == 0 || m->payload_len < c->peer_max_packet)) {
-        /* Nothing receiver-specific but flags and packet id: copy the shared header. */
+        !mounted && (c->peer_max_packet == 0 || m->payload_len < c->peer_max_packet)) {
+        /* Nothing receiver-specific but flags and packet id: copy the shared header. (A mount
+         * point changes the topic: such receivers get their own header below.) */
         const struct tern_wire *w = tern_msg_wire(m, v5, q->qos > 0);
         if (w != NULL &&
             (c->peer_max_packet == 0 || w->len + m->payload_len <= c->peer_max_packet)) {
@@ -107,6 +111,7 @@ static int send_publish(struct tern_conn *c, const struct tern_qmsg *q, uint64_t
     pub.packet_id = q->qos ? q->packet_id : 0;
     pub.topic.ptr = m->topic;
     pub.topic.len = m->topic_len;
+    tern__mount_out(c, &pub.topic.ptr, &pub.topic.len);
     uint8_t stackbuf[512];
     uint8_t *pbuf = stackbuf;
     size_t pcap = sizeof stackbuf;

@@ -16,6 +16,7 @@
 #include "broker/conn.h"
 
 #include "broker/auth.h"
+#include "broker/mount.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/subtree.h"
@@ -355,9 +356,10 @@ static int make_will(struct tern_conn *c, const struct tern_connect *cn)
         tern_msg_filter_props(&bld, cn->will_props);
     }
     struct tern_props fp = tern_props_builder_result(&bld);
-    c->will = tern_msg_new(cn->will_topic.ptr, cn->will_topic.len, cn->will_payload.ptr,
-                           cn->will_payload.len, fp.ptr, fp.len, cn->will_qos, cn->will_retain,
-                           expiry, NULL);
+    struct tern_bytes wt = cn->will_topic; /* checked at CONNECT: it fits with the mount point */
+    (void)tern__mount_in(c, &wt.ptr, &wt.len, false);
+    c->will = tern_msg_new(wt.ptr, wt.len, cn->will_payload.ptr, cn->will_payload.len, fp.ptr,
+                           fp.len, cn->will_qos, cn->will_retain, expiry, NULL);
     if (pb != pbuf) {
         tern_free(pb);
     }
@@ -615,10 +617,15 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
         return refuse(c, TERN_CONNACK3_SERVER_UNAVAILABLE, TERN_RC_UNSPECIFIED_ERROR,
                       "login failed: out of memory");
     }
-    /* The will is a PUBLISH: the client must be allowed to write its topic. */
-    if (cn->will_flag && tern__auth_acl(c, cn->will_topic.ptr, cn->will_topic.len, TERN_ACL_WRITE,
-                                        cn->will_qos, cn->will_retain) != TERN_ACL_ALLOW) {
-        tern__auth_log_denied(c, "will on", cn->will_topic.ptr, cn->will_topic.len);
+    /* The will is a PUBLISH: the client must be allowed to write its topic (mounted). */
+    struct tern_bytes wt = cn->will_topic;
+    if (cn->will_flag && !tern__mount_in(c, &wt.ptr, &wt.len, false)) {
+        return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_TOPIC_NAME_INVALID,
+                      "will topic too long with the mount point");
+    }
+    if (cn->will_flag && tern__auth_acl(c, wt.ptr, wt.len, TERN_ACL_WRITE, cn->will_qos,
+                                        cn->will_retain) != TERN_ACL_ALLOW) {
+        tern__auth_log_denied(c, "will on", wt.ptr, wt.len);
         return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_NOT_AUTHORIZED,
                       "will topic not allowed by the ACL");
     }

@@ -12,6 +12,7 @@
 
 #include "broker/auth.h"
 #include "broker/dynsec_glue.h"
+#include "broker/mount.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
 #include "common/alloc.h"
@@ -101,6 +102,13 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
     if (rc != TERN_OK) {
         return rc;
     }
+    /* '$' topics are judged as the client sent them, before a mount point goes in front. */
+    bool dollar = topic.len > 0 && topic.ptr[0] == '$';
+    bool control = tern__dynsec_is_control(topic.ptr, topic.len);
+    if (!tern__mount_in(c, &topic.ptr, &topic.len, false)) {
+        tern__conn_close(c, TERN_RC_TOPIC_NAME_INVALID, "topic too long with the mount point");
+        return TERN_EPROTOCOL;
+    }
 
     /* Exactly once: a repeated QoS 2 packet id is acknowledged, not routed again. */
     if (pub->qos == 2) {
@@ -147,11 +155,11 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
     }
     if (!route) {
         /* refused above */
-    } else if (tern__dynsec_is_control(topic.ptr, topic.len)) {
+    } else if (control) {
         /* A dynamic-security command: answered on .../response, never routed. */
         reason = tern__dynsec_control(c, pub->payload.ptr, pub->payload.len);
         route = false;
-    } else if (topic.len > 0 && topic.ptr[0] == '$') {
+    } else if (dollar) {
         /* Clients may not publish to '$' topics (e.g. $SYS): acknowledged and dropped. */
         tern_log(TERN_LOG_INFO, "client %s: PUBLISH to %.*s denied ('$' topic)", c->client_id,
                  (int)topic.len, (const char *)topic.ptr);

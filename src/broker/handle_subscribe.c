@@ -8,6 +8,7 @@
 
 #include "broker/auth.h"
 #include "broker/dynsec_glue.h"
+#include "broker/mount.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
 #include "broker/subtree.h"
@@ -89,6 +90,11 @@ int tern__handle_subscribe(struct tern_conn *c, const struct tern_packet *pkt)
     struct tern_sub_entry e;
     tern_sub_iter_init(&it, pkt);
     while (n < SUB_MAX_FILTERS && tern_sub_iter_next(&it, &e)) {
+        if (!tern__mount_in(c, &e.filter.ptr, &e.filter.len, true)) {
+            codes[n] = v5 ? TERN_RC_TOPIC_FILTER_INVALID : TERN_RC_UNSPECIFIED_ERROR;
+            send_ret[n++] = false;
+            continue;
+        }
         struct tern_sub_opts o;
         memset(&o, 0, sizeof o);
         uint8_t want = e.options & TERN_SUBOPT_QOS_MASK;
@@ -147,7 +153,7 @@ int tern__handle_subscribe(struct tern_conn *c, const struct tern_packet *pkt)
     /* Retained messages, after the SUBACK. */
     tern_sub_iter_init(&it, pkt);
     for (size_t i = 0; i < n && tern_sub_iter_next(&it, &e); i++) {
-        if (send_ret[i]) {
+        if (send_ret[i] && tern__mount_in(c, &e.filter.ptr, &e.filter.len, true)) {
             send_retained(c, e.filter.ptr, e.filter.len, codes[i], sub_id);
         }
     }
@@ -168,14 +174,16 @@ int tern__handle_unsubscribe(struct tern_conn *c, const struct tern_packet *pkt)
     struct tern_sub_entry e;
     tern_sub_iter_init(&it, pkt);
     while (n < SUB_MAX_FILTERS && tern_sub_iter_next(&it, &e)) {
+        bool mounted = tern__mount_in(c, &e.filter.ptr, &e.filter.len, true);
         /* Dynamic security's unsubscribe ACLs (default allow): a refused filter stays. */
-        if (tern__dynsec_acl(c, TERN_DYNSEC_UNSUBSCRIBE, e.filter.ptr, e.filter.len) ==
-            TERN_DYNSEC_DENY) {
+        if (mounted && tern__dynsec_acl(c, TERN_DYNSEC_UNSUBSCRIBE, e.filter.ptr, e.filter.len) ==
+                           TERN_DYNSEC_DENY) {
             tern__auth_log_denied(c, "UNSUBSCRIBE from", e.filter.ptr, e.filter.len);
             codes[n++] = TERN_RC_NOT_AUTHORIZED;
             continue;
         }
-        int rc = tern_subtree_unsubscribe(b->subs, e.filter.ptr, e.filter.len, c->session);
+        int rc = mounted ? tern_subtree_unsubscribe(b->subs, e.filter.ptr, e.filter.len, c->session)
+                         : TERN_ENOTFOUND;
         if (rc == TERN_OK) {
             tern__persist_sub_del(c->session, e.filter.ptr, e.filter.len);
         }
