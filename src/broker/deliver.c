@@ -69,8 +69,8 @@ static int send_publish(struct tern_conn *c, const struct tern_qmsg *q, uint64_t
     bool v5 = c->version == TERN_MQTT_5;
     size_t mount_len;
     bool mounted = tern__mount_point(c, &mount_len) != NULL;
-    if ((!v5 || (q->n_sub_ids == 0 && m->expiry_ms == 0 && c->peer_alias_max == 0)) &&
-        !mounted && (c->peer_max_packet == 0 || m->payload_len < c->peer_max_packet)) {
+    if ((!v5 || (q->n_sub_ids == 0 && m->expiry_ms == 0 && c->peer_alias_max == 0)) && !mounted &&
+        (c->peer_max_packet == 0 || m->payload_len < c->peer_max_packet)) {
         /* Nothing receiver-specific but flags and packet id: copy the shared header. (A mount
          * point changes the topic: such receivers get their own header below.) */
         const struct tern_wire *w = tern_msg_wire(m, v5, q->qos > 0);
