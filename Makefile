@@ -5,6 +5,9 @@
 #                  integration tests; ends with "total: N passed, N failed"
 #   make test-tsan the unit and integration tests under ThreadSanitizer (clang), threads 4
 #   make bench     benchmarks (bench/), release build
+#   make soak      the kill -9 persistence test with SOAK_SECONDS (default 300) of kills
+#   make bench-persist  restart time / RSS with 1M retained + 100k queued, persistent QoS 1
+#                  throughput against mosquitto (scripts/bench-persist.sh, release build)
 #   make fuzz      build the libFuzzer targets and run each for FUZZ_SECONDS (default 60)
 #   make coverage  line coverage of src/ from the unit tests (gcov), per file and per layer
 #   make mcu-size  code size of the microcontroller core on a Cortex-M0+ (arm-none-eabi-gcc)
@@ -12,9 +15,10 @@
 #   make install   release build installed under PREFIX (default /usr/local)
 PREFIX ?= /usr/local
 FUZZ_SECONDS ?= 60
+SOAK_SECONDS ?= 300
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build release run test test-tsan bench fuzz coverage mcu-size format install clean
+.PHONY: all deps build release run test test-tsan bench bench-persist soak fuzz coverage mcu-size format install clean
 
 all: build
 
@@ -34,7 +38,8 @@ run: deps
 	@cmake --build build/release -j$(JOBS) --target ternd
 	@mkdir -p data
 	@echo "Starting ternd: MQTT on 127.0.0.1:1883, MQTT over WebSockets on ws://127.0.0.1:8080/mqtt"
-	@echo "  (health: http://127.0.0.1:8080/healthz, metrics: /metrics), state in ./data/tern.db; Ctrl-C stops"
+	@echo "  explorer: http://127.0.0.1:8080/ (health: /healthz, metrics: /metrics)"
+	@echo "  state in ./data/tern.db; Ctrl-C stops"
 	@exec build/release/src/broker/ternd
 
 test: deps
@@ -49,6 +54,14 @@ test-tsan: deps
 
 bench: release
 	@scripts/bench.sh
+
+bench-persist: release
+	@scripts/bench-persist.sh
+
+soak: build
+	@TERN_SOAK_KILL_SECONDS=$(SOAK_SECONDS) TERN_TEST_LIMIT=$$(($(SOAK_SECONDS) + 180)) \
+	  TERND=$(CURDIR)/build/dev/src/broker/ternd \
+	  /usr/bin/python3 tests/integration/run.py -j 2 tests/integration/09-persistence-kill9.py
 
 fuzz: deps
 	@cmake --preset fuzz >/dev/null

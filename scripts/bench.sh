@@ -12,12 +12,14 @@
 # Environment:
 #   BENCH_RUNS=3            repetitions of every (scenario, broker)
 #   BENCH_DURATION=4        seconds of publishing per throughput/latency run
-#   BENCH_IDLE=10000        idle connections of the memory scenario
+#   BENCH_IDLE=19000        idle connections of the memory scenario (this machine allows
+#                           20,000 open files per process: 19,000 is the most it can hold)
 #   BENCH_SCENARIOS="..."   subset: fanin_q1 p2p_q2 fanout_q0 idle lat_q0 lat_q1
 #   BENCH_BROKERS="name=cmd-template; name2=..."  more brokers (entries separated by ';');
 #                           the template may use {port}, {dir} and {conf} (a mosquitto-syntax
 #                           config with the same settings), e.g.
 #                           BENCH_BROKERS="mosq-copy=/usr/sbin/mosquitto -c {conf}"
+#   BENCH_TERND_THREADS=N   ternd's worker threads (default: the number of cores)
 #   BENCH_NO_MOSQUITTO=1    skip mosquitto;  BENCH_NO_RELAY=1  skip the ceiling
 #   TERND, TERN, RELAY, MOSQUITTO  binaries (defaults: the release build, /usr/sbin/mosquitto)
 #   BENCH_TERND_COMMIT      commit to print for TERND (default: this tree's HEAD)
@@ -41,9 +43,10 @@ RELAY = os.path.abspath(os.environ.get("RELAY", os.path.join(B, "bench/bench_rel
 MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 DUR = float(os.environ.get("BENCH_DURATION", "4"))
-IDLE = int(os.environ.get("BENCH_IDLE", "10000"))
+IDLE = int(os.environ.get("BENCH_IDLE", "19000"))
 OUT = os.environ.get("BENCH_OUT", os.path.join(B, "bench-results.json"))
 NCPU = os.cpu_count() or 1
+TERND_THREADS = int(os.environ.get("BENCH_TERND_THREADS", str(NCPU)))
 
 # Equivalent limits for every broker (mosquitto's option names; ternd reads the same).
 COMMON = """allow_anonymous true
@@ -100,7 +103,7 @@ class Broker:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="tern-bench-%s-" % self.name)
         conf = os.path.join(self.dir, "broker.conf")
-        extra = "threads %d\n" % NCPU if self.name == "ternd" else ""
+        extra = "threads %d\n" % TERND_THREADS if self.name == "ternd" else ""
         with open(conf, "w") as f:
             f.write("listener %d 127.0.0.1\n%s%s" % (self.port, COMMON, extra))
         argv = [a.format(port=self.port, dir=self.dir, conf=conf)
@@ -180,7 +183,8 @@ def machine():
             "mosquitto": ver.strip(),
             "ternd_commit": os.environ.get("BENCH_TERND_COMMIT",
                                            commit + (" (src/ modified)" if dirty else "")),
-            "ternd": TERND, "load_before": open("/proc/loadavg").read().split()[:3]}
+            "ternd": TERND, "ternd_threads": TERND_THREADS,
+            "load_before": open("/proc/loadavg").read().split()[:3]}
 
 
 brokers = [Broker("ternd", TERND + " -c {conf}")]
@@ -197,8 +201,8 @@ info = machine()
 print("== brokers side by side (tern bench)")
 print("machine: %(nproc)d cores, %(cpu)s, Linux %(kernel)s; load %(load_before)s" % dict(
     info, load_before=" ".join(info["load_before"])))
-print("ternd %s (%s), %s; runs %d, %g s each" % (info["ternd_commit"], TERND, info["mosquitto"],
-                                                 RUNS, DUR))
+print("ternd %s (%s, threads %d), %s; runs %d, %g s each" % (
+    info["ternd_commit"], TERND, TERND_THREADS, info["mosquitto"], RUNS, DUR))
 results = {}  # (scenario, broker) -> [json]
 t_start = time.monotonic()
 for run in range(RUNS):

@@ -15,6 +15,8 @@ APT_PACKAGES=(
   libssl-dev libsqlite3-dev libargon2-dev libcjson-dev
   # tests, interop and coverage
   python3 python3-paho-mqtt mosquitto mosquitto-clients libpaho-mqtt-dev
+  # the explorer's browser test (tests/integration/16-explorer.py, via playwright-core)
+  chromium
 )
 # Only `make mcu-size` needs these; the tests do not.
 if [ "${1:-}" = mcu ]; then
@@ -53,7 +55,9 @@ if [ -f web/package.json ] && ! command -v npm >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
 fi
-if [ -f web/package.json ] && [ ! -d web/node_modules ]; then
+# npm ci again when package-lock.json is newer than the installed tree (a pull added a package).
+if [ -f web/package.json ] && { [ ! -d web/node_modules ] ||
+   [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; }; then
   echo "deps: npm ci in web/"
   (cd web && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else
      npm install --no-audit --no-fund; fi) >/dev/null

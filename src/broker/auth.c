@@ -512,6 +512,16 @@ static void cache_put(struct tern_acl_cache *k, uint64_t gen, const uint8_t *top
     k->gen = gen;
 }
 
+/* The connection's ACL state, allocated at first use; NULL when out of memory (then nothing
+ * is cached and denials are not counted). */
+static struct tern_conn_acl *acl_state(struct tern_conn *c)
+{
+    if (c->acl == NULL) {
+        c->acl = tern_calloc(1, sizeof *c->acl);
+    }
+    return c->acl;
+}
+
 static const struct tern_acl *conn_acl(struct tern_conn *c)
 {
     if (c->listener->cfg->auth.acl_file == NULL) {
@@ -539,7 +549,8 @@ enum tern_acl_result tern__auth_acl(struct tern_conn *c, const uint8_t *topic, s
         return TERN_ACL_DENY;
     }
     /* PUBLISH answers are remembered (a device publishes on a few topics, again and again). */
-    struct tern_acl_cache *k = access == TERN_ACL_WRITE ? &c->acl_cache[1] : NULL;
+    struct tern_conn_acl *st = access == TERN_ACL_WRITE ? acl_state(c) : NULL;
+    struct tern_acl_cache *k = st ? &st->cache[1] : NULL;
     uint64_t gen = slots[c->w->id].gen + 1;
     bool allow;
     uint8_t unused;
@@ -620,23 +631,24 @@ bool tern__auth_may_deliver(struct tern_conn *c, struct tern_qmsg *q)
     uint64_t gen = slots[c->w->id].gen + 1; /* + 1: 0 marks an empty cache */
     bool allow;
     uint8_t qos;
-    struct tern_acl_cache *k = &c->acl_cache[0];
-    if (!cache_get(k, gen, m->topic, m->topic_len, q->qos, q->retain, &allow, &qos)) {
+    struct tern_conn_acl *st = acl_state(c);
+    struct tern_acl_cache *k = st ? &st->cache[0] : NULL;
+    if (k == NULL || !cache_get(k, gen, m->topic, m->topic_len, q->qos, q->retain, &allow, &qos)) {
         allow = read_decision(c, acl, q, &qos);
-        cache_put(k, gen, m->topic, m->topic_len, q->qos, q->retain, allow, qos);
+        if (k) {
+            cache_put(k, gen, m->topic, m->topic_len, q->qos, q->retain, allow, qos);
+        }
     }
     if (allow) {
         q->qos = qos;
         return true;
     }
     /* Every denial is logged; past the first, at debug level with a count every 1000. */
-    c->acl_read_denied++;
-    enum tern_log_level lv = (c->acl_read_denied == 1 || c->acl_read_denied % 1000 == 0)
-                                 ? TERN_LOG_NOTICE
-                                 : TERN_LOG_DEBUG;
+    uint64_t denied = st ? ++st->read_denied : 1;
+    enum tern_log_level lv = (denied == 1 || denied % 1000 == 0) ? TERN_LOG_NOTICE : TERN_LOG_DEBUG;
     tern_log(lv, "client %s (u'%s'): delivery on %.*s denied by the ACL (%llu so far)",
              c->client_id ? c->client_id : "", c->username ? c->username : "", (int)m->topic_len,
-             (const char *)m->topic, (unsigned long long)c->acl_read_denied);
+             (const char *)m->topic, (unsigned long long)denied);
     return false;
 }
 

@@ -46,6 +46,8 @@
 
 #define ACCEPTS_PER_EVENT 64
 #define HOUSEKEEPING_MS   10000u
+#define LAG_PROBE_MS      250u   /* loop lag probe period (/metrics) */
+#define LAG_WINDOW_MS     10000u /* tern_worker_loop_lag_max_seconds covers 1-2 windows */
 #define ACCEPT_PAUSE_MS   200u
 
 struct tern_broker *tern__broker;
@@ -286,6 +288,27 @@ static void house_timer_fire(struct tern_loop *loop, struct tern_timer *t)
     (void)tern_loop_timer_after(loop, t, HOUSEKEEPING_MS, house_timer_fire);
 }
 
+/* Every worker, every LAG_PROBE_MS: how late the timer fired is how long the loop was busy
+ * (or descheduled) past its deadline; /metrics shows it per worker. */
+static void lag_timer_fire(struct tern_loop *loop, struct tern_timer *t)
+{
+    struct tern_worker *w = tern_container_of(t, struct tern_worker, lag_timer);
+    uint64_t now = tern_time_mono_ms();
+    uint64_t lag = now > t->due_ms ? now - t->due_ms : 0;
+    if (now - w->lag_win_start >= LAG_WINDOW_MS) {
+        w->lag_win_start = now;
+        w->lag_prev_max = w->lag_win_max;
+        w->lag_win_max = 0;
+    }
+    w->lag_win_max = lag > w->lag_win_max ? lag : w->lag_win_max;
+    atomic_store_explicit(&w->lag_ms, lag, memory_order_relaxed);
+    /* the largest of this window and the previous one: a spike stays visible a whole window */
+    atomic_store_explicit(&w->lag_max_ms,
+                          w->lag_win_max > w->lag_prev_max ? w->lag_win_max : w->lag_prev_max,
+                          memory_order_relaxed);
+    (void)tern_loop_timer_start(loop, t, now + LAG_PROBE_MS, lag_timer_fire);
+}
+
 static void worker_shutdown(struct tern_worker *w)
 {
     /* Close every connection without wills; 5.0 clients are told the server shuts down. */
@@ -309,6 +332,7 @@ static void worker_shutdown(struct tern_worker *w)
     tern__http_front_shutdown(w);
     tern_loop_timer_stop(w->loop, &w->sys_timer);
     tern_loop_timer_stop(w->loop, &w->house_timer);
+    tern_loop_timer_stop(w->loop, &w->lag_timer);
     for (size_t j = 0; w->id == 0 && j < w->broker->nlisteners; j++) {
         tern_loop_timer_stop(w->loop, &w->broker->listeners[j].pause_timer);
     }
@@ -526,6 +550,9 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
         }
         tern_timer_init(&w->sys_timer);
         tern_timer_init(&w->house_timer);
+        tern_timer_init(&w->lag_timer);
+        (void)tern_loop_timer_start(w->loop, &w->lag_timer, tern_time_mono_ms() + LAG_PROBE_MS,
+                                    lag_timer_fire);
         tern_loop_hook_add(w->loop, &w->flush_hook, flush_hook, w);
     }
     /* Password and ACL files, and the auth pool (needs the worker count). */

@@ -49,6 +49,11 @@ struct tern_worker {
     struct tern__sess_timer *stimers; /* armed session expiry / will-delay timers */
     struct tern_timer sys_timer;      /* worker 0: $SYS publication */
     struct tern_timer house_timer;    /* worker 0: housekeeping (expired retained) */
+    /* Loop lag probe (/metrics): a timer every LAG_PROBE_MS; how late it fired, in ms. */
+    struct tern_timer lag_timer;
+    _Atomic uint64_t lag_ms;     /* lateness of the last probe */
+    _Atomic uint64_t lag_max_ms; /* largest lateness in this and the previous window */
+    uint64_t lag_win_max, lag_prev_max, lag_win_start; /* worker thread only */
 };
 
 struct tern_listener {
@@ -76,6 +81,15 @@ struct tern_stats {
     _Atomic long clients_maximum;
     _Atomic uint64_t clients_total_seen;
     _Atomic uint64_t connections_total;
+    _Atomic uint64_t mem_refused; /* QoS 1/2 publishes refused: memory_limit reached */
+    _Atomic uint64_t mem_dropped; /* QoS 0 publishes dropped: memory_limit reached */
+    /* /metrics only: PUBLISH by QoS, and drops by reason (their sum is pub_dropped). */
+    _Atomic uint64_t pub_received_qos[3];
+    _Atomic uint64_t pub_sent_qos[3];
+    _Atomic uint64_t drop_queue_full;   /* max_queued_messages / max_queued_bytes */
+    _Atomic uint64_t drop_memory_limit; /* memory_limit reached */
+    _Atomic uint64_t drop_too_large;    /* over the receiver's Maximum Packet Size */
+    _Atomic uint64_t drop_no_memory;    /* allocation failed */
 };
 
 struct tern_broker {

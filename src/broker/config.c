@@ -1012,6 +1012,7 @@ static const struct opt options[] = {
     FN("persistence_sync", W_GLOBAL, h_persistence_sync),
     FN("persistence_on_corrupt", W_GLOBAL, h_on_corrupt),
     G_STR("store_path", store_path),
+    G_INT("retained_cache_bytes", retained_cache_bytes, 0, INT64_MAX),
     /* Accepted, no effect (recorded in warnings). */
     NOEFFECT("allow_duplicate_messages", 'b',
              "has no effect: a client with overlapping subscriptions always gets one copy"),
@@ -1424,6 +1425,7 @@ void tern_config_defaults(struct tern_config *cfg)
     cfg->max_connections = -1;
     cfg->max_inflight_messages = 20;
     cfg->max_queued_messages = 1000;
+    cfg->retained_cache_bytes = 64u << 20;
     cfg->max_keepalive = 65535;
     cfg->max_qos = 2;
     cfg->max_topic_alias = 10;

@@ -205,6 +205,9 @@ struct tern_config {
     enum tern_persistence_sync persistence_sync; /* Tern: default normal */
     char *store_path; /* Tern: store database path; NULL = location/file above */
     enum tern_on_corrupt persistence_on_corrupt; /* Tern: default fail */
+    /* Tern: bytes of retained messages kept in memory when persistence is on (the store holds
+     * all of them); default 64 MiB, 0 = keep all. Without persistence everything stays. */
+    uint64_t retained_cache_bytes;
 
     /* Process. */
     char *pid_file; /* NULL = none */

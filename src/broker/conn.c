@@ -6,8 +6,10 @@
  * Invariants: out[] is a ring of out_count segments from out_head, out_bytes is the sum of
  * their len; a closing connection accepts no more input; a connection is freed only by the
  * worker's flush hook (or at shutdown), never inside its own I/O or timer callback, and only
- * once no takeover message refers to it (refs == 0). Input handlers see views into `in` that
- * stay valid until the packet is consumed.
+ * once no takeover message refers to it (refs == 0). Input handlers see views into the
+ * worker's read buffer or `in`, valid during their call. An idle connection owns no buffer:
+ * `in` holds only an incomplete packet (or a CONNECT waiting for a takeover) and the output
+ * ring exists only while something is queued.
  */
 #include "broker/conn.h"
 
@@ -27,7 +29,7 @@
 
 /* Reads per readiness callback: fairness between connections (each read up to READ_CHUNK). */
 #define READS_PER_EVENT 4
-#define READ_CHUNK      16384u
+#define READ_CHUNK      32768u
 /* Payloads at least this big are sent by reference (writev) instead of copied. */
 #define PAYLOAD_REF_MIN 512u
 #define CHUNK_SIZE      4096u
@@ -35,6 +37,11 @@
 
 static void on_io(struct tern_loop *loop, int fd, unsigned events, void *ud);
 static void on_timer(struct tern_loop *loop, struct tern_timer *t);
+static void process_input(struct tern_conn *c);
+static void in_release_if_empty(struct tern_conn *c);
+static void pause_end(struct tern_conn *c);
+
+_Atomic uint64_t tern__backpressure_pauses;
 
 static void set_interest(struct tern_conn *c)
 {
@@ -50,11 +57,11 @@ static void set_interest(struct tern_conn *c)
     }
     unsigned want = tern_stream_want(c->stream);
     ev |= want & (TERN_LOOP_READ | TERN_LOOP_WRITE);
-    (void)tern_loop_mod_fd(c->w->loop, c->fd, ev);
+    (void)tern_loop_mod_fd(c->w->loop, c->stream->fd, ev);
     if ((want & TERN_STREAM_PENDING) && c->reading) {
         /* Decrypted bytes wait inside the stream (TLS): the fd will not become readable
          * for them, so read again next turn. */
-        (void)tern_loop_fd_kick(c->w->loop, c->fd, TERN_LOOP_READ);
+        (void)tern_loop_fd_kick(c->w->loop, c->stream->fd, TERN_LOOP_READ);
     }
 }
 
@@ -77,21 +84,13 @@ void tern__conn_accept(struct tern_worker *w, struct tern_stream *stream, struct
     c->w = w;
     c->listener = l;
     c->stream = stream;
-    /* The TLS stream may sit under a WebSocket stream (wss://): look down the chain. */
-    for (struct tern_stream *s = stream; s && c->tls == NULL; s = s->inner) {
-        c->tls = tern_tls_stream_is_tls(s) ? s : NULL;
-    }
-    c->fd = stream->fd;
-    snprintf(c->peer, sizeof c->peer, "%s", tern_stream_peer_name(stream));
     c->state = TERN_CONN_NEW;
     c->reading = true;
     c->problem_info = true;
     c->version = TERN_MQTT_311;
-    /* Room for the largest packet we accept plus the next packet's fixed header. */
-    tern_buf_init(&c->in, (size_t)b->max_packet_size + READ_CHUNK);
     tern_timer_init(&c->timer);
-    if (tern_loop_add_fd(w->loop, c->fd, TERN_LOOP_READ, on_io, c) != TERN_OK) {
-        tern_log(TERN_LOG_ERROR, "cannot watch connection from %s", c->peer);
+    if (tern_loop_add_fd(w->loop, c->stream->fd, TERN_LOOP_READ, on_io, c) != TERN_OK) {
+        tern_log(TERN_LOG_ERROR, "cannot watch connection from %s", tern__conn_peer(c));
         tern_stream_close(stream);
         tern_free(c);
         return;
@@ -106,11 +105,26 @@ void tern__conn_accept(struct tern_worker *w, struct tern_stream *stream, struct
     w->nconns++;
     atomic_fetch_add(&l->nconns, 1);
     atomic_fetch_add_explicit(&b->stats.connections_total, 1, memory_order_relaxed);
-    tern_log(TERN_LOG_DEBUG, "new connection from %s on worker %u", c->peer, w->id);
+    tern_log(TERN_LOG_DEBUG, "new connection from %s on worker %u", tern__conn_peer(c), w->id);
     if (tern_stream_want(stream) & TERN_STREAM_PENDING) {
         /* Bytes came with the WebSocket upgrade: the fd may never become readable for them. */
-        (void)tern_loop_fd_kick(w->loop, c->fd, TERN_LOOP_READ);
+        (void)tern_loop_fd_kick(w->loop, c->stream->fd, TERN_LOOP_READ);
     }
+}
+
+const char *tern__conn_peer(const struct tern_conn *c)
+{
+    return c->stream ? tern_stream_peer_name(c->stream) : "?";
+}
+
+struct tern_stream *tern__conn_tls(const struct tern_conn *c)
+{
+    for (struct tern_stream *s = c->stream; s; s = s->inner) {
+        if (tern_tls_stream_is_tls(s)) {
+            return s;
+        }
+    }
+    return NULL;
 }
 
 void tern__conn_mark_dirty(struct tern_conn *c)
@@ -124,7 +138,10 @@ void tern__conn_mark_dirty(struct tern_conn *c)
 
 /* ---- output ------------------------------------------------------------------------------ */
 
-static struct tern_outseg *out_at(struct tern_conn *c, size_t i)
+/* First size of the segment ring; it doubles when full and is freed when drained. */
+#define OUT_RING_MIN 8u
+
+static struct tern_outseg *out_at(struct tern_conn *c, uint32_t i)
 {
     return &c->out[(c->out_head + i) % c->out_cap];
 }
@@ -132,12 +149,15 @@ static struct tern_outseg *out_at(struct tern_conn *c, size_t i)
 static struct tern_outseg *out_push(struct tern_conn *c)
 {
     if (c->out_count == c->out_cap) {
-        size_t ncap = c->out_cap ? c->out_cap * 2 : 16;
+        if (c->out_cap > UINT32_MAX / 2) {
+            return NULL;
+        }
+        uint32_t ncap = c->out_cap ? c->out_cap * 2 : OUT_RING_MIN;
         struct tern_outseg *n = tern_malloc(ncap * sizeof *n);
         if (n == NULL) {
             return NULL;
         }
-        for (size_t i = 0; i < c->out_count; i++) {
+        for (uint32_t i = 0; i < c->out_count; i++) {
             n[i] = *out_at(c, i);
         }
         tern_free(c->out);
@@ -159,14 +179,23 @@ static void seg_release(struct tern_outseg *s)
     s->msg = NULL;
 }
 
+/* Free the ring once nothing is queued: an idle connection holds no output memory. */
+static void out_release_ring(struct tern_conn *c)
+{
+    tern_free(c->out);
+    c->out = NULL;
+    c->out_cap = 0;
+    c->out_head = 0;
+}
+
 static void out_clear(struct tern_conn *c)
 {
-    for (size_t i = 0; i < c->out_count; i++) {
+    for (uint32_t i = 0; i < c->out_count; i++) {
         seg_release(out_at(c, i));
     }
     c->out_count = 0;
-    c->out_head = 0;
     c->out_bytes = 0;
+    out_release_ring(c);
 }
 
 /*
@@ -175,12 +204,17 @@ static void out_clear(struct tern_conn *c)
  * the session, which takes that mutex: closing here would deadlock. Once doomed, nothing more
  * is queued and no more input is handled.
  */
-static void conn_doom(struct tern_conn *c, uint8_t reason, const char *why)
+enum doom_why { DOOM_BACKLOG, DOOM_NOMEM };
+/* Stored as an index, not a pointer: 8 bytes less in every connection. */
+static const char *const doom_whys[] = {
+    [DOOM_BACKLOG] = "output backlog", [DOOM_NOMEM] = "out of memory"};
+
+static void conn_doom(struct tern_conn *c, uint8_t reason, enum doom_why why)
 {
     if (!c->doomed && c->state != TERN_CONN_CLOSING) {
         c->doomed = true;
         c->doom_reason = reason;
-        c->doom_why = why;
+        c->doom_why = (uint8_t)why;
         c->reading = false;
         tern__conn_mark_dirty(c);
     }
@@ -196,8 +230,8 @@ static int out_check(struct tern_conn *c, size_t len)
     }
     if (c->out_bytes + len > c->w->broker->out_max) {
         tern_log(TERN_LOG_NOTICE, "client %s: output backlog over %zu bytes, disconnecting",
-                 c->client_id ? c->client_id : c->peer, c->w->broker->out_max);
-        conn_doom(c, TERN_RC_QUOTA_EXCEEDED, "output backlog");
+                 c->client_id ? c->client_id : tern__conn_peer(c), c->w->broker->out_max);
+        conn_doom(c, TERN_RC_QUOTA_EXCEEDED, DOOM_BACKLOG);
         return TERN_EOVERFLOW;
     }
     return TERN_OK;
@@ -223,7 +257,7 @@ int tern__conn_write(struct tern_conn *c, const void *data, size_t len)
         struct tern_outseg *s = chunk ? out_push(c) : NULL;
         if (s == NULL) {
             tern_free(chunk);
-            conn_doom(c, 0xFF, "out of memory");
+            conn_doom(c, 0xFF, DOOM_NOMEM);
             return TERN_ENOMEM;
         }
         memcpy(chunk, data, len);
@@ -249,7 +283,7 @@ int tern__conn_write_msg(struct tern_conn *c, struct tern_msg *msg)
     }
     struct tern_outseg *s = out_push(c);
     if (s == NULL) {
-        conn_doom(c, 0xFF, "out of memory");
+        conn_doom(c, 0xFF, DOOM_NOMEM);
         return TERN_ENOMEM;
     }
     s->msg = tern_msg_ref(msg);
@@ -266,7 +300,7 @@ int tern__conn_send_packet(struct tern_conn *c, const struct tern_packet *pkt)
     ssize_t n = tern_packet_encode(small, sizeof small, c->version, pkt);
     if (n < 0) {
         tern_log(TERN_LOG_ERROR, "client %s: cannot encode %s: %s",
-                 c->client_id ? c->client_id : c->peer, tern_packet_type_name(pkt->type),
+                 c->client_id ? c->client_id : tern__conn_peer(c), tern_packet_type_name(pkt->type),
                  tern_strerror((int)n));
         return (int)n;
     }
@@ -291,7 +325,7 @@ static int write_out(struct tern_conn *c)
         struct iovec iov[IOV_BATCH];
         int n = 0;
         size_t offered = 0;
-        for (size_t i = 0; i < c->out_count && n < IOV_BATCH; i++) {
+        for (uint32_t i = 0; i < c->out_count && n < IOV_BATCH; i++) {
             struct tern_outseg *s = out_at(c, i);
             iov[n].iov_base = (void *)(uintptr_t)s->p;
             iov[n].iov_len = s->len;
@@ -326,7 +360,7 @@ static int write_out(struct tern_conn *c)
         }
     }
     if (c->out_count == 0) {
-        c->out_head = 0;
+        out_release_ring(c);
     }
     int rc = tern_stream_flush(c->stream);
     return rc == TERN_EAGAIN ? TERN_OK : rc;
@@ -363,18 +397,16 @@ void tern__conn_free(struct tern_conn *c)
         c->dirty = false;
     }
     if (c->stream) {
-        (void)tern_loop_del_fd(w->loop, c->fd);
+        (void)tern_loop_del_fd(w->loop, c->stream->fd);
         tern__http_front_close(w, c->stream); /* WebSocket: close frame, lingering close */
         c->stream = NULL;
-        c->tls = NULL;
     }
     tern_loop_timer_stop(w->loop, &c->timer);
     conn_unlink(c);
     w->nconns--;
     atomic_fetch_sub(&c->listener->nconns, 1);
     out_clear(c);
-    tern_free(c->out);
-    tern_buf_fini(&c->in);
+    tern_free(c->in);
     if (c->alias_in) {
         for (size_t i = 0; i <= c->alias_in_max; i++) {
             tern_free(c->alias_in[i].topic);
@@ -388,6 +420,8 @@ void tern__conn_free(struct tern_conn *c)
         tern_free(c->alias_out);
     }
     tern_msg_unref(c->will);
+    tern_free(c->acl);
+    tern_session_unref(c->waiting_on);
     tern_session_unref(c->session);
     tern_free(c->client_id);
     tern_free(c->username);
@@ -400,7 +434,7 @@ void tern__conn_flush(struct tern_conn *c)
         return;
     }
     if (c->doomed && c->state != TERN_CONN_CLOSING) {
-        tern__conn_close(c, c->doom_reason, c->doom_why); /* no session lock held here */
+        tern__conn_close(c, c->doom_reason, doom_whys[c->doom_why]); /* no session lock held here */
     }
     /* A stream that buffers (TLS handshake records, a partly sent record) asks for WRITE. */
     bool flush = c->out_count || (tern_stream_want(c->stream) & TERN_STREAM_WANT_WRITE);
@@ -410,10 +444,9 @@ void tern__conn_flush(struct tern_conn *c)
             tern__conn_free(c);
         } else {
             /* A takeover message still names it: stop I/O now, free when it comes back. */
-            (void)tern_loop_del_fd(c->w->loop, c->fd);
+            (void)tern_loop_del_fd(c->w->loop, c->stream->fd);
             tern__http_front_close(c->w, c->stream);
             c->stream = NULL;
-            c->tls = NULL;
             out_clear(c);
         }
         return;
@@ -471,6 +504,7 @@ void tern__conn_close(struct tern_conn *c, uint8_t reason, const char *why)
     c->reading = false;
     c->disconnect_reason = reason;
     tern_loop_timer_stop(c->w->loop, &c->timer);
+    pause_end(c);
     if (was_active || c->session) {
         if (b->cfg->connection_messages) {
             tern_log(TERN_LOG_NOTICE, "client %s disconnected: %s",
@@ -478,7 +512,8 @@ void tern__conn_close(struct tern_conn *c, uint8_t reason, const char *why)
         }
         tern__session_detach(c);
     } else {
-        tern_log(TERN_LOG_DEBUG, "connection from %s closed before CONNACK: %s", c->peer, why);
+        tern_log(TERN_LOG_DEBUG, "connection from %s closed before CONNACK: %s", tern__conn_peer(c),
+                 why);
     }
     if (c->counted) {
         c->counted = false;
@@ -547,16 +582,115 @@ static void connect_refused(struct tern_conn *c, ssize_t err, const struct tern_
     tern__conn_close(c, 0xFF, err == TERN_ETOOBIG ? "CONNECT too large" : "malformed CONNECT");
 }
 
-static void process_input(struct tern_conn *c)
+/* ---- back-pressure ------------------------------------------------------------------------ */
+
+/*
+ * A PUBLISH that leaves a receiver's queue past its high-water mark (deliver.c) pauses the
+ * publisher: its connection stops reading (the rest of what was read stays buffered, the
+ * socket fills, TCP slows the client) until that queue is back under its low-water mark. The
+ * message itself was queued, not dropped, and each publisher adds at most one message past the
+ * mark, so the queue's hard bound is not reached and nothing acknowledged is lost.
+ *
+ * Bounds that keep this free of deadlock: a connection that has messages of its own queued or
+ * in flight is never paused, or stays paused (it must read its acknowledgements, and two
+ * clients publishing to each other could otherwise wait on each other); a paused connection
+ * polls its condition every PAUSE_POLL_MS on its own timer (no cross-thread wakeup, the
+ * receiver may live on another worker); and no pause lasts longer than PAUSE_MAX_MS (a
+ * receiver that stopped reading slows its publishers to one message per PAUSE_MAX_MS; when
+ * its queue finally reaches the hard bound, messages are dropped and counted as before).
+ * While paused the keepalive timer is off: the client cannot be heard, through our doing.
+ */
+#define PAUSE_POLL_MS 1u
+#define PAUSE_MAX_MS  1000u
+
+static void on_pause_timer(struct tern_loop *loop, struct tern_timer *t);
+
+/* The connection's own session has messages queued or in flight to it. */
+static bool own_session_busy(const struct tern_conn *c)
+{
+    struct tern_session *s = c->session;
+    if (s == NULL) {
+        return false;
+    }
+    pthread_mutex_lock(&s->mtx);
+    bool busy = s->queue.count > 0 || s->inflight.count > 0;
+    pthread_mutex_unlock(&s->mtx);
+    return busy;
+}
+
+/* Stop reading from c until `full` (taken: one reference) drains; see above. */
+static void pause_for(struct tern_conn *c, struct tern_session *full)
+{
+    if (c->state != TERN_CONN_ACTIVE || c->doomed || c->paused || full == c->session ||
+        own_session_busy(c)) {
+        tern_session_unref(full);
+        return;
+    }
+    c->waiting_on = full;
+    c->paused = true;
+    c->reading = false;
+    c->last_rx_ms = tern_loop_now(c->w->loop); /* the pause's start, for PAUSE_MAX_MS */
+    atomic_fetch_add_explicit(&tern__backpressure_pauses, 1, memory_order_relaxed);
+    set_interest(c);
+    (void)tern_loop_timer_start(c->w->loop, &c->timer, c->last_rx_ms + PAUSE_POLL_MS,
+                                on_pause_timer);
+}
+
+/* Forget the pause (closing, or resuming). */
+static void pause_end(struct tern_conn *c)
+{
+    tern_session_unref(c->waiting_on);
+    c->waiting_on = NULL;
+    c->paused = false;
+}
+
+static void resume_reading(struct tern_conn *c)
+{
+    pause_end(c);
+    if (c->state != TERN_CONN_ACTIVE || c->doomed) {
+        return;
+    }
+    c->reading = true;
+    tern__conn_start_keepalive(c);
+    process_input(c); /* may pause again */
+    in_release_if_empty(c);
+    if (c->state != TERN_CONN_CLOSING) {
+        set_interest(c);
+    }
+}
+
+static void on_pause_timer(struct tern_loop *loop, struct tern_timer *t)
+{
+    struct tern_conn *c = tern_container_of(t, struct tern_conn, timer);
+    if (c->state == TERN_CONN_CLOSING || !c->paused) {
+        return;
+    }
+    uint64_t now = tern_loop_now(loop);
+    if (tern__route_drained(c->waiting_on) || own_session_busy(c) ||
+        now - c->last_rx_ms >= PAUSE_MAX_MS) {
+        resume_reading(c);
+        return;
+    }
+    (void)tern_loop_timer_start(loop, t, now + PAUSE_POLL_MS, on_pause_timer);
+}
+
+/*
+ * Decode and dispatch the whole packets at the front of buf[0..len). Returns the bytes
+ * consumed: the rest is a packet prefix, or a CONNECT that waits for a takeover (state
+ * TERN_CONN_WAIT, reading off). After an error the connection is closing and its input is
+ * meaningless.
+ */
+static size_t process_packets(struct tern_conn *c, const uint8_t *buf, size_t len)
 {
     struct tern_broker *b = c->w->broker;
-    while (c->in.len > 0 && !c->doomed &&
+    size_t off = 0;
+    while (off < len && !c->doomed && !c->paused &&
            (c->state == TERN_CONN_NEW || c->state == TERN_CONN_ACTIVE)) {
         struct tern_packet pkt;
         memset(&pkt, 0, sizeof pkt);
         uint8_t reason = 0;
-        ssize_t n = tern_packet_decode(tern_buf_head(&c->in), c->in.len, c->version,
-                                       b->max_packet_size, &pkt, &reason);
+        ssize_t n =
+            tern_packet_decode(buf + off, len - off, c->version, b->max_packet_size, &pkt, &reason);
         if (n == TERN_ENEEDMORE) {
             break;
         }
@@ -568,60 +702,189 @@ static void process_input(struct tern_conn *c)
                     reason = TERN_RC_MALFORMED_PACKET;
                 }
                 tern_log(TERN_LOG_NOTICE, "client %s sent a bad packet: %s (%s)",
-                         c->client_id ? c->client_id : c->peer, tern_strerror((int)n),
+                         c->client_id ? c->client_id : tern__conn_peer(c), tern_strerror((int)n),
                          tern_reason_name(reason));
                 tern__conn_close(c, reason, "bad packet");
             }
-            return;
+            return len;
         }
         c->last_rx_ms = tern_loop_now(c->w->loop);
         atomic_fetch_add_explicit(&b->stats.msgs_received, 1, memory_order_relaxed);
+        bool watch = pkt.type == TERN_PUBLISH && c->state == TERN_CONN_ACTIVE;
+        if (watch) {
+            tern__route_watch_begin();
+        }
         int rc = dispatch(c, &pkt);
+        struct tern_session *full = watch ? tern__route_watch_end() : NULL;
         if (rc == TERN_EAGAIN) {
             /* CONNECT waits for a takeover on another worker: keep it buffered. */
             c->reading = false;
             set_interest(c);
-            return;
+            return off;
         }
-        tern_buf_consume(&c->in, (size_t)n);
+        off += (size_t)n;
+        if (full) {
+            pause_for(c, full); /* the rest stays buffered until it resumes */
+        }
     }
-    if (c->in.len == 0) {
-        tern_buf_shrink(&c->in, 65536);
+    return off;
+}
+
+/* Input left over is worth keeping: a packet prefix, or a CONNECT waiting for a takeover. */
+static bool keeps_input(const struct tern_conn *c)
+{
+    return !c->doomed && c->state != TERN_CONN_CLOSING;
+}
+
+/* ---- the connection's own input buffer: an incomplete packet only ---- */
+
+/*
+ * Make room for `extra` more bytes in c->in, growing it to exactly what is needed (the
+ * callers know it: the rest of a packet whose size the fixed header gave, or a left-over
+ * prefix). Bounded by the largest packet accepted plus one read. TERN_EOVERFLOW, TERN_ENOMEM.
+ */
+static int in_reserve(struct tern_conn *c, size_t extra)
+{
+    size_t max = (size_t)c->w->broker->max_packet_size + READ_CHUNK;
+    if (extra > max - c->in_len) {
+        return TERN_EOVERFLOW;
     }
+    size_t need = c->in_len + extra;
+    if (need <= c->in_cap) {
+        return TERN_OK;
+    }
+    uint8_t *n = tern_realloc(c->in, need);
+    if (n == NULL) {
+        return TERN_ENOMEM;
+    }
+    c->in = n;
+    c->in_cap = (uint32_t)need;
+    return TERN_OK;
+}
+
+/* Drop n bytes from the front (the rest, a packet prefix, moves to the start). */
+static void in_consume(struct tern_conn *c, size_t n)
+{
+    if (n >= c->in_len) {
+        c->in_len = 0;
+        return;
+    }
+    memmove(c->in, c->in + n, c->in_len - n);
+    c->in_len -= (uint32_t)n;
+}
+
+/* Free the buffer once it holds nothing: idle connections own no input memory. */
+static void in_release_if_empty(struct tern_conn *c)
+{
+    if (c->in_len == 0 && c->in != NULL) {
+        tern_free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+}
+
+/* Handle the packets held in c->in (partial input completed by a read, or a held CONNECT). */
+static void process_input(struct tern_conn *c)
+{
+    size_t used = c->in_len ? process_packets(c, c->in, c->in_len) : 0;
+    in_consume(c, keeps_input(c) ? used : c->in_len);
+}
+
+/*
+ * Per-thread read buffer. Reads go here and packets are handled in place, so an idle
+ * connection owns no input memory; only a read that ends inside a packet copies that prefix
+ * into the connection's own buffer (c->in), which is freed again once it is drained. A packet
+ * longer than this buffer is assembled in c->in directly (read straight into it, sized from
+ * the fixed header), so large packets are not copied twice. Handlers see views into this
+ * buffer during their call only, as before; nothing on this thread reads into it meanwhile
+ * (a handler never reads a socket).
+ */
+static _Thread_local uint8_t read_scratch[READ_CHUNK];
+
+/*
+ * Where the next read of c goes. A packet prefix in c->in that fits the scratch buffer with
+ * its packet is copied to the front of the scratch buffer (dropped from c->in only once a
+ * read succeeds); a longer one is read into c->in, grown to hold exactly the whole packet.
+ * Returns the destination and its size, *prefix = bytes already in front of it from c->in
+ * (scratch case), *direct = true when reading into c->in. NULL when c->in cannot grow.
+ */
+static uint8_t *read_target(struct tern_conn *c, size_t *room, size_t *prefix, bool *direct)
+{
+    size_t have = c->in_len;
+    size_t total = 0;
+    if (have > 0) {
+        uint8_t type, flags;
+        if (tern_packet_peek(c->in, have, &type, &flags, &total) < 0) {
+            total = 0; /* header incomplete (a malformed one was refused when decoded) */
+        }
+    }
+    if (have < sizeof read_scratch && total <= sizeof read_scratch) {
+        if (have > 0) {
+            memcpy(read_scratch, c->in, have);
+        }
+        *prefix = have;
+        *direct = false;
+        *room = sizeof read_scratch - have;
+        return read_scratch + have;
+    }
+    if (total <= have || in_reserve(c, total - have) != TERN_OK) {
+        return NULL;
+    }
+    *prefix = 0;
+    *direct = true;
+    *room = total - have;
+    return c->in + have;
 }
 
 static void do_read(struct tern_conn *c)
 {
     struct tern_broker *b = c->w->broker;
     for (int i = 0; i < READS_PER_EVENT && c->reading; i++) {
-        if (tern_buf_reserve(&c->in, READ_CHUNK) != TERN_OK) {
-            /* Cannot happen with a well-formed stream: decode rejects oversized packets. */
+        size_t room, prefix;
+        bool direct;
+        uint8_t *dst = read_target(c, &room, &prefix, &direct);
+        if (dst == NULL) {
+            /* Out of memory, or past the cap (decode rejects oversized packets first). */
             tern__conn_close(c, TERN_RC_PACKET_TOO_LARGE, "input buffer full");
-            return;
+            break;
         }
-        size_t room;
-        uint8_t *tail = tern_buf_tail(&c->in, &room);
-        ssize_t n = tern_stream_read(c->stream, tail, room);
+        ssize_t n = tern_stream_read(c->stream, dst, room);
         if (n == TERN_EAGAIN) {
             break;
         }
         if (n < 0) {
             const char *why = n == TERN_ECLOSED ? "connection closed by peer" : "read error";
-            if (n == TERN_ETLS && c->tls) {
+            struct tern_stream *tls = tern__conn_tls(c);
+            if (n == TERN_ETLS && tls) {
                 why = "TLS error";
-                tern_log(TERN_LOG_NOTICE, "TLS connection from %s failed: %s", c->peer,
-                         tern_tls_stream_error(c->tls));
+                tern_log(TERN_LOG_NOTICE, "TLS connection from %s failed: %s", tern__conn_peer(c),
+                         tern_tls_stream_error(tls));
             }
             tern__conn_close(c, 0xFF, why);
-            return;
+            break;
         }
-        tern_buf_commit(&c->in, (size_t)n);
         atomic_fetch_add_explicit(&b->stats.bytes_received, (uint64_t)n, memory_order_relaxed);
-        process_input(c);
+        if (direct) {
+            c->in_len += (uint32_t)n;
+            process_input(c);
+        } else {
+            size_t len = prefix + (size_t)n;
+            c->in_len = 0; /* its prefix is at the front of read_scratch */
+            size_t used = process_packets(c, read_scratch, len);
+            if (used < len && keeps_input(c)) {
+                if (in_reserve(c, len - used) != TERN_OK) {
+                    tern__conn_close(c, TERN_RC_PACKET_TOO_LARGE, "input buffer full");
+                    break;
+                }
+                memcpy(c->in, read_scratch + used, len - used);
+                c->in_len = (uint32_t)(len - used);
+            }
+        }
         if ((size_t)n < room) {
             break;
         }
     }
+    in_release_if_empty(c);
 }
 
 void tern__conn_continue(struct tern_conn *c)
@@ -632,6 +895,7 @@ void tern__conn_continue(struct tern_conn *c)
     c->state = TERN_CONN_NEW;
     c->reading = true;
     process_input(c);
+    in_release_if_empty(c);
     if (c->state != TERN_CONN_CLOSING) {
         set_interest(c);
     }

@@ -3,8 +3,10 @@
  * One client network connection: input framing, coalesced output, packet dispatch, closing.
  *
  * A connection belongs to one worker and is touched only by that worker's thread. Input is
- * read into a capped buffer (max_packet_size) and decoded packet by packet; the handlers
- * (handle_*.c) see views into that buffer, valid only during the call. Output is a queue of
+ * read into the worker's scratch buffer and decoded packet by packet in place; only an
+ * incomplete packet is kept in the connection's own capped buffer (max_packet_size), which is
+ * freed once drained. The handlers (handle_*.c) see views into either buffer, valid only
+ * during the call. Output is a queue of
  * segments: small packets are copied into owned chunks, large payloads are referenced from the
  * shared message (holding a reference) so they go out with writev without a copy. The queue
  * is written in the worker's before-sleep hook (once per turn). Closing marks the connection;
@@ -16,7 +18,6 @@
 #include "broker/acl.h"
 #include "broker/broker.h"
 #include "broker/session.h"
-#include "common/buf.h"
 #include "loop/loop.h"
 #include "protocol/packet.h"
 #include "transport/stream.h"
@@ -46,67 +47,89 @@ struct tern_alias {
     uint16_t len;
 };
 
+/* auth.c's per-connection ACL state (see tern_conn.acl). */
+struct tern_conn_acl {
+    /* The last ACL answers, [0] for deliveries (READ), [1] for PUBLISH (WRITE): a fan-out
+     * sends one topic again and again, a device publishes on one topic. */
+    struct tern_acl_cache cache[2];
+    uint64_t read_denied; /* deliveries the read ACL refused (for rate-limited logs) */
+};
+
+/*
+ * Laid out for size: an idle connection costs this struct plus its stream, its loop record and
+ * its session (docs/benchmarks.md, "idle connections"), so pointers come first, then 32-, 16-
+ * and 8-bit fields, and nothing is stored that can be found elsewhere (the peer's address is
+ * the stream's, see tern__conn_peer).
+ */
 struct tern_conn {
     struct tern_worker *w;
     struct tern_listener *listener;
-    struct tern_stream *stream;
-    /* The TLS layer (c->stream itself, or a stream it wraps) or NULL: borrowed, for the
-     * handshake state, errors and the client certificate identity. */
-    struct tern_stream *tls;
-    int fd;
-    char peer[TERN_STREAM_PEERSTRLEN];
-    uint8_t state;
-    uint8_t version;               /* protocol level after CONNECT */
-    bool dirty;                    /* on w->dirty */
-    bool reading;                  /* READ in the interest set */
-    bool will_send;                /* publish the will when the connection ends */
-    bool counted;                  /* counted in clients_connected */
-    bool problem_info;             /* 5.0 Request Problem Information (default 1) */
-    uint32_t refs;                 /* pending takeovers holding it (own thread only) */
+    struct tern_stream *stream;    /* NULL once closed; its fd is the one in the loop */
     struct tern_conn *prev, *next; /* w->conns */
     struct tern_conn *dirty_next;
 
-    struct tern_buf in;
-    struct tern_outseg *out; /* ring of segments */
-    size_t out_head, out_count, out_cap;
+    /* Input that did not form a whole packet yet (or a CONNECT waiting for a takeover), at
+     * in[0..in_len). NULL between packets: reads go to the worker's scratch buffer (conn.c). */
+    uint8_t *in;
+    /* Ring of output segments; NULL (out_cap 0) whenever everything was sent. */
+    struct tern_outseg *out;
     size_t out_bytes;
+    uint32_t in_len, in_cap;
+    uint32_t out_head, out_count, out_cap;
+    uint32_t refs; /* pending takeovers holding it (own thread only) */
 
     struct tern_session *session; /* one reference while attached */
     char *client_id;              /* owned; equals session->client_id once attached */
     char *username;               /* owned or NULL */
-    uint16_t keepalive;           /* seconds, after max_keepalive */
     uint64_t last_rx_ms;
     struct tern_timer timer; /* connect timeout, then keepalive */
 
-    /* Peer limits (5.0 CONNECT properties). */
-    uint16_t peer_recv_max;   /* our outbound QoS 1/2 window */
-    uint32_t peer_max_packet; /* 0 = no limit */
-    uint16_t peer_alias_max;  /* aliases we may send */
-    uint32_t session_expiry;  /* seconds, UINT32_MAX = never */
-
     /* Topic aliases: inbound alias -> topic, outbound topic -> alias. */
-    struct tern_alias *alias_in; /* [listener max_topic_alias + 1] */
-    uint16_t alias_in_max;
+    struct tern_alias *alias_in;  /* [listener max_topic_alias + 1] */
     struct tern_alias *alias_out; /* [peer_alias_max + 1] */
-    uint16_t alias_out_used;
-
-    size_t qos2_in_flight; /* inbound QoS 1/2 not yet acknowledged (always 0: acked at once) */
 
     struct tern_msg *will; /* one reference, or NULL */
-    uint32_t will_delay_s;
-    uint8_t disconnect_reason; /* reason sent/received, for logs */
-    bool doomed;               /* to be closed by the flush hook (see conn_doom in conn.c) */
-    uint8_t doom_reason;
-    const char *doom_why; /* static string */
+    /* auth.c's per-connection ACL state, allocated at its first use (only on listeners with an
+     * ACL file; idle connections elsewhere do not pay for it): NULL until then. */
+    struct tern_conn_acl *acl;
+    /* Back-pressure: the receiver's session whose queue this publisher filled past its
+     * high-water mark (one reference) while `paused`; NULL otherwise. */
+    struct tern_session *waiting_on;
 
+    uint32_t peer_max_packet; /* 0 = no limit (5.0 CONNECT property) */
+    uint32_t session_expiry;  /* seconds, UINT32_MAX = never */
+    uint32_t will_delay_s;
+    uint16_t keepalive;      /* seconds, after max_keepalive */
+    uint16_t peer_recv_max;  /* our outbound QoS 1/2 window (5.0 Receive Maximum) */
+    uint16_t peer_alias_max; /* aliases we may send */
+    uint16_t alias_in_max;
+    uint16_t alias_out_used;
+
+    uint8_t state;
+    uint8_t version;           /* protocol level after CONNECT */
+    uint8_t disconnect_reason; /* reason sent/received, for logs */
+    uint8_t doom_reason;
+    uint8_t doom_why; /* index of the reason string (conn.c) */
     /* Security (auth.c): the login verdict while a parked CONNECT is decoded again
-     * (enum tern_auth_verdict), and deliveries the read ACL refused (for rate-limited logs). */
+     * (enum tern_auth_verdict). */
     uint8_t auth_verdict;
-    uint64_t acl_read_denied;
-    /* auth.c's last ACL answers, [0] for deliveries (READ), [1] for PUBLISH (WRITE): a
-     * fan-out sends one topic again and again, a device publishes on one topic. */
-    struct tern_acl_cache acl_cache[2];
+    bool dirty : 1;        /* on w->dirty */
+    bool reading : 1;      /* READ in the interest set */
+    bool will_send : 1;    /* publish the will when the connection ends */
+    bool counted : 1;      /* counted in clients_connected */
+    bool problem_info : 1; /* 5.0 Request Problem Information (default 1) */
+    bool doomed : 1;       /* to be closed by the flush hook (see conn_doom in conn.c) */
+    bool paused : 1;       /* not reading: back-pressure, waiting on `waiting_on` (conn.c) */
 };
+
+/* The peer's address for logs ("127.0.0.1:54321"); "?" once the stream is gone. */
+const char *tern__conn_peer(const struct tern_conn *c);
+/* The TLS layer (c->stream itself, or a stream it wraps: wss://) or NULL: for errors and the
+ * client certificate identity. Found by walking the stream chain (not stored: see above). */
+struct tern_stream *tern__conn_tls(const struct tern_conn *c);
+
+/* Publisher connections paused by back-pressure since start (conn.c), for logs and tests. */
+extern _Atomic uint64_t tern__backpressure_pauses;
 
 /* Create a connection for an accepted stream (taken) on worker w. Logs and closes on failure. */
 void tern__conn_accept(struct tern_worker *w, struct tern_stream *stream, struct tern_listener *l);
@@ -172,6 +195,16 @@ void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t q
  * Called when s goes offline (s->online already false).
  */
 void tern__route_failover_shared(struct tern_broker *b, struct tern_session *s);
+/*
+ * Back-pressure (deliver.c). Between begin and end (on one thread, around routing one
+ * PUBLISH), enqueues note an attached session they leave past its high-water mark (half of
+ * max_queued_messages / max_queued_bytes); end returns the last one noted, with one reference
+ * for the caller, or NULL.
+ */
+void tern__route_watch_begin(void);
+struct tern_session *tern__route_watch_end(void);
+/* The session's queue is back under its low-water mark (a quarter), or it is offline. */
+bool tern__route_drained(struct tern_session *s);
 /* Publish a will/system message: store retained if flagged, then route. Takes msg. */
 void tern__route_publish_owned(struct tern_broker *b, struct tern_msg *msg);
 

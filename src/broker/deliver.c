@@ -9,6 +9,10 @@
  * entries from the queue onto the wire while the peer's receive window and our output bound
  * allow, assigning packet ids and keeping QoS 1/2 entries in the session's in-flight list.
  *
+ * Back-pressure: an enqueue that leaves an attached session's queue past half its bound
+ * reports the session (tern__route_watch_end) so the publisher's connection stops
+ * reading until the queue is back under a quarter (conn.c), instead of the queue overflowing.
+ *
  * Invariants: delivered QoS is min(published, granted); the queue is bounded by
  * max_queued_messages / max_queued_bytes and every drop is counted (and logged, rate limited);
  * a message too big for a receiver's Maximum Packet Size is dropped for that receiver only;
@@ -99,6 +103,8 @@ static int send_publish(struct tern_conn *c, const struct tern_qmsg *q, uint64_t
                 struct tern_broker *b = c->w->broker;
                 atomic_fetch_add_explicit(&b->stats.msgs_sent, 1, memory_order_relaxed);
                 atomic_fetch_add_explicit(&b->stats.pub_sent, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&b->stats.pub_sent_qos[q->qos % 3], 1,
+                                          memory_order_relaxed);
             }
             return rc;
         }
@@ -192,6 +198,7 @@ static int send_publish(struct tern_conn *c, const struct tern_qmsg *q, uint64_t
             struct tern_broker *b = c->w->broker;
             atomic_fetch_add_explicit(&b->stats.msgs_sent, 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&b->stats.pub_sent, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&b->stats.pub_sent_qos[q->qos % 3], 1, memory_order_relaxed);
         }
     }
     if (pbuf != stackbuf) {
@@ -254,6 +261,7 @@ void tern__conn_pump(struct tern_conn *c)
                      "Maximum Packet Size",
                      c->client_id, (int)q->msg->topic_len, (const char *)q->msg->topic);
             atomic_fetch_add_explicit(&b->stats.pub_dropped, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&b->stats.drop_too_large, 1, memory_order_relaxed);
             tern__persist_smsg_removed_locked(s, q);
             tern_qmsg_free(q);
             continue;
@@ -299,6 +307,57 @@ void tern__conn_resume(struct tern_conn *c)
 
 /* ---- routing ----------------------------------------------------------------------------- */
 
+/* ---- back-pressure ------------------------------------------------------------------------- */
+
+/*
+ * While a connection routes a PUBLISH (between tern__route_watch_begin and _end on this
+ * thread), the session most recently found past its high-water mark, with one reference.
+ * Enqueues from anywhere else (wills, retained messages, $SYS) are never reported.
+ */
+static _Thread_local bool congestion_watch;
+static _Thread_local struct tern_session *congested_session;
+
+/*
+ * The queue holds more than 1/div of max_queued_messages or max_queued_bytes (limits of 0 =
+ * none give no mark). Caller holds s->mtx. div 2 is the high-water mark (reading from the
+ * publishers that feed it stops), div 4 the low-water mark (they resume).
+ */
+static bool past_mark(const struct tern_config *cfg, const struct tern_session *s, unsigned div)
+{
+    return (cfg->max_queued_messages && s->queue.count > cfg->max_queued_messages / div) ||
+           (cfg->max_queued_bytes && s->queue.bytes > cfg->max_queued_bytes / div);
+}
+
+static void note_congested(struct tern_session *s)
+{
+    if (congestion_watch && congested_session != s) {
+        tern_session_unref(congested_session);
+        congested_session = tern_session_ref(s);
+    }
+}
+
+void tern__route_watch_begin(void)
+{
+    congestion_watch = true;
+}
+
+struct tern_session *tern__route_watch_end(void)
+{
+    struct tern_session *s = congested_session;
+    congestion_watch = false;
+    congested_session = NULL;
+    return s;
+}
+
+bool tern__route_drained(struct tern_session *s)
+{
+    const struct tern_config *cfg = tern__broker->cfg;
+    pthread_mutex_lock(&s->mtx);
+    bool drained = s->conn == NULL || !past_mark(cfg, s, 4);
+    pthread_mutex_unlock(&s->mtx);
+    return drained;
+}
+
 void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t qos, bool retain,
                          const uint32_t *ids, size_t nids, const uint8_t *share, size_t share_len)
 {
@@ -307,6 +366,7 @@ void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t q
     struct tern_qmsg *q = tern_qmsg_new(ids, nids);
     if (q == NULL) {
         atomic_fetch_add_explicit(&b->stats.pub_dropped, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->stats.drop_no_memory, 1, memory_order_relaxed);
         return;
     }
     q->msg = tern_msg_ref(msg);
@@ -341,9 +401,16 @@ void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t q
         }
     }
     uint64_t dropped = s->dropped;
+    bool congested = !drop && s->conn != NULL && past_mark(cfg, s, 2);
     pthread_mutex_unlock(&s->mtx);
+    if (congested) {
+        note_congested(s);
+    }
     if (drop) {
         atomic_fetch_add_explicit(&b->stats.pub_dropped, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(over_budget ? &b->stats.drop_memory_limit
+                                              : &b->stats.drop_queue_full,
+                                  1, memory_order_relaxed);
         if (dropped == 1 || dropped % 1000 == 0) {
             tern_log(TERN_LOG_NOTICE,
                      "client %s: queue full (max_queued_messages %u, max_queued_bytes %llu), "
@@ -557,6 +624,7 @@ void tern__route_failover_shared(struct tern_broker *b, struct tern_session *s)
             pthread_mutex_lock(&s->mtx);
             if (q->packet_id) {
                 tern_qlist_push(&s->inflight, q);
+                s->pid_free_run = 0; /* its id is taken again */
             } else {
                 tern_qlist_push(&s->queue, q);
             }

@@ -71,8 +71,9 @@ static int refuse(struct tern_conn *c, uint8_t v3code, uint8_t v5reason, const c
         }
     }
     send_connack(c, false, c->version == TERN_MQTT_5 ? v5reason : v3code, props);
-    tern_log(TERN_LOG_NOTICE, "connection from %s refused: %s (client %s, u'%s')", c->peer, why,
-             c->client_id ? c->client_id : "?", c->username ? c->username : "");
+    tern_log(TERN_LOG_NOTICE, "connection from %s refused: %s (client %s, u'%s')",
+             tern__conn_peer(c), why, c->client_id ? c->client_id : "?",
+             c->username ? c->username : "");
     tern__conn_close(c, 0xFF, why);
     return TERN_EDENIED;
 }
@@ -533,16 +534,17 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
      * CONNECT's username (and authenticates the client). */
     char ident[512];
     bool cert_user = lc->tls.use_identity_as_username || lc->tls.use_subject_as_username;
-    const char *psk_id = c->tls ? tern_tls_stream_psk_identity(c->tls) : NULL;
+    struct tern_stream *tls = tern__conn_tls(c);
+    const char *psk_id = tls ? tern_tls_stream_psk_identity(tls) : NULL;
     if (cert_user) {
         int irc = TERN_ENOTFOUND;
         if (psk_id && lc->tls.use_identity_as_username) {
             irc = snprintf(ident, sizeof ident, "%s", psk_id) < (int)sizeof ident ? TERN_OK
                                                                                   : TERN_ENOSPC;
-        } else if (c->tls && lc->tls.use_subject_as_username) {
-            irc = tern_tls_stream_peer_subject(c->tls, ident, sizeof ident);
-        } else if (c->tls) {
-            irc = tern_tls_stream_peer_cn(c->tls, ident, sizeof ident);
+        } else if (tls && lc->tls.use_subject_as_username) {
+            irc = tern_tls_stream_peer_subject(tls, ident, sizeof ident);
+        } else if (tls) {
+            irc = tern_tls_stream_peer_cn(tls, ident, sizeof ident);
         }
         if (irc != TERN_OK) {
             return refuse(c, TERN_CONNACK3_NOT_AUTHORIZED, TERN_RC_NOT_AUTHORIZED,
@@ -698,7 +700,7 @@ int tern__handle_connect(struct tern_conn *c, const struct tern_packet *pkt)
     tern__conn_start_keepalive(c);
     if (cfg->connection_messages) {
         tern_log(TERN_LOG_NOTICE, "new client %s from %s (v%u, clean %d, keepalive %u%s%s%s)%s",
-                 c->client_id, c->peer, (unsigned)c->version, cn->clean_start,
+                 c->client_id, tern__conn_peer(c), (unsigned)c->version, cn->clean_start,
                  (unsigned)c->keepalive, c->username ? ", u'" : "", c->username ? c->username : "",
                  c->username ? "'" : "", present ? ", session resumed" : "");
     }

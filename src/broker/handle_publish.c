@@ -74,6 +74,7 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
     const struct tern_publish *pub = &pkt->u.publish;
     struct tern_session *s = c->session;
     atomic_fetch_add_explicit(&b->stats.pub_received, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->stats.pub_received_qos[pub->qos % 3], 1, memory_order_relaxed);
     uint64_t mark = tern__persist_mark(); /* changes recorded by this publish hold its ack */
 
     if (c->version == TERN_MQTT_5) {
@@ -147,6 +148,16 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
         tern_log(TERN_LOG_INFO, "client %s: QoS %u PUBLISH refused: store failing", c->client_id,
                  (unsigned)pub->qos);
         reason = refuse;
+        route = false;
+    }
+    if (route &&
+        tern__persist_budget_exceeded(pub->qos, topic.len + pub->payload.len + pub->props.len)) {
+        /* memory_limit: QoS 0 dropped, QoS 1/2 refused (0x97; 3.x has no code: close). */
+        if (pub->qos > 0 && c->version != TERN_MQTT_5) {
+            tern__conn_close(c, TERN_RC_QUOTA_EXCEEDED, "memory_limit reached: publish refused");
+            return TERN_ENOMEM;
+        }
+        reason = TERN_RC_QUOTA_EXCEEDED;
         route = false;
     }
     if (tern_topic_level_count(topic.ptr, topic.len) > cfg->max_topic_levels) {

@@ -48,6 +48,9 @@ static void send_retained(struct tern_conn *c, const uint8_t *filter, size_t len
                           uint32_t sub_id)
 {
     struct tern_broker *b = c->w->broker;
+    if (tern__persist_retained_stream(c, filter, len, qos, sub_id)) {
+        return; /* persistence on: streamed from the store */
+    }
     struct retained_list l = {NULL, 0, 0};
     (void)tern_retain_match(b->retain, filter, len, collect_retained, &l);
     uint64_t now = tern_loop_now(c->w->loop);

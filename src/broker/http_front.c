@@ -12,7 +12,12 @@
  *     stream is wrapped in a server ws_stream (bytes read past the head are handed over: a
  *     client may send CONNECT right behind its request) and given to tern__conn_accept, so MQTT
  *     runs over it exactly as over TCP;
- *   - GET /healthz: 200 "ok"; GET /metrics: Prometheus text built from the $SYS counters;
+ *   - GET /healthz: 200 "ok"; GET /metrics: Prometheus text built from the $SYS counters,
+ *     plus per-QoS and per-drop-reason counters, queue gauges (summed over sessions under the
+ *     registry lock), memory and each worker's loop lag;
+ *   - GET / and /assets/...: the explorer's files, built into the binary (http_static.c),
+ *     sent straight from static storage;
+ *   - HEAD of any of these: the same head without the body;
  *   - other paths: 404; other methods: 405; a head over the limit: 431; a malformed one: 400.
  * Answers other than 101 carry Connection: close; the sending side is shut down and the
  * connection lingers (input read and discarded) for at most LINGER_MS so the peer sees the
@@ -27,6 +32,9 @@
 #include "broker/http_front.h"
 
 #include "broker/conn.h"
+#include "broker/persist.h"
+#include "broker/http_static.h"
+#include "broker/message.h"
 #include "broker/retain.h"
 #include "broker/session.h"
 #include "broker/subtree.h"
@@ -38,16 +46,18 @@
 #include "transport/ws.h"
 #include "transport/ws_stream.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define HEAD_DEFAULT     8192u /* request head limit without websockets_headers_size */
 #define MAX_HEADERS      64
 #define READS_PER_EVENT  4
 #define LINGER_MS        1000u
 #define LINGER_CHUNK     4096u
-#define METRICS_BUF_SIZE 8192u
+#define METRICS_BUF_SIZE 32768u
 
 enum hf_state {
     HF_READ,   /* waiting for a complete request head */
@@ -61,13 +71,17 @@ struct hf {
     struct tern_stream *st;
     int fd;
     uint8_t state;
-    bool upgrade; /* after the answer: become an MQTT connection instead of closing */
+    bool upgrade;   /* after the answer: become an MQTT connection instead of closing */
+    bool head_only; /* a HEAD request: answers carry no body */
+    bool counted;   /* counted in the listener's nconns (max_connections) and http_phase */
     struct tern_timer timer;
     char *in; /* request head (and bytes behind it) */
     size_t in_len, in_cap;
     size_t head_len; /* size of the parsed head */
-    char *out;       /* the answer */
+    char *out;       /* the answer's head (or all of it) */
     size_t out_len, out_off;
+    const unsigned char *body; /* static storage, sent after out (embedded files); or NULL */
+    size_t body_len, body_off;
     char peer[TERN_STREAM_PEERSTRLEN];
     char client[TERN_STREAM_PEERSTRLEN]; /* from X-Forwarded-For via a trusted proxy, or "" */
     struct hf *prev, *next;
@@ -76,12 +90,19 @@ struct hf {
 /* Connections in their HTTP phase on this thread (each worker has its own). */
 static _Thread_local struct hf *hf_list;
 
+/* Accepted connections in their HTTP phase, all workers (/metrics). */
+static _Atomic long http_phase;
+
 static void hf_on_io(struct tern_loop *loop, int fd, unsigned events, void *ud);
 static void hf_on_timer(struct tern_loop *loop, struct tern_timer *t);
 static void hf_linger(struct hf *h);
 
 static void hf_free(struct hf *h)
 {
+    if (h->counted) {
+        atomic_fetch_sub(&h->l->nconns, 1);
+        atomic_fetch_sub(&http_phase, 1);
+    }
     if (h->st) {
         (void)tern_loop_del_fd(h->w->loop, h->fd);
         tern_stream_close(h->st);
@@ -113,9 +134,24 @@ static void hf_interest(struct hf *h)
     }
 }
 
+static uint64_t connect_timeout_ms(const struct hf *h)
+{
+    const struct tern_config *cfg = h->w->broker->cfg;
+    return (uint64_t)(cfg->connect_timeout ? cfg->connect_timeout : 10) * 1000u;
+}
+
 void tern__ws_accept(struct tern_worker *w, struct tern_stream *stream, struct tern_listener *l)
 {
     const struct tern_config *cfg = w->broker->cfg;
+    /* An HTTP request holds a socket and a buffer like an MQTT connection does, so it counts
+     * against max_connections from accept on (and is handed over to the MQTT count at 101). */
+    long limit = l->cfg->max_connections;
+    if (limit >= 0 && atomic_load(&l->nconns) >= limit) {
+        tern_log(TERN_LOG_NOTICE, "connection from %s refused: max_connections (%ld) reached",
+                 tern_stream_peer_name(stream), limit);
+        tern_stream_close(stream);
+        return;
+    }
     struct hf *h = tern_calloc(1, sizeof *h);
     size_t cap = cfg->websockets_headers_size ? cfg->websockets_headers_size : HEAD_DEFAULT;
     char *in = h ? tern_malloc(cap) : NULL;
@@ -147,8 +183,10 @@ void tern__ws_accept(struct tern_worker *w, struct tern_stream *stream, struct t
         hf_list->prev = h;
     }
     hf_list = h;
-    uint64_t ct = cfg->connect_timeout ? cfg->connect_timeout : 10;
-    (void)tern_loop_timer_after(w->loop, &h->timer, ct * 1000u, hf_on_timer);
+    h->counted = true;
+    atomic_fetch_add(&l->nconns, 1);
+    atomic_fetch_add(&http_phase, 1);
+    (void)tern_loop_timer_after(w->loop, &h->timer, connect_timeout_ms(h), hf_on_timer);
     tern_log(TERN_LOG_DEBUG, "new websockets listener connection from %s on worker %u", h->peer,
              w->id);
     hf_interest(h); /* a TLS stream may want to write its handshake first */
@@ -259,10 +297,32 @@ static void hf_respond(struct hf *h, int status, const char *ctype, const char *
         return;
     }
     memcpy(out, head, (size_t)n);
-    if (blen) {
+    if (blen && !h->head_only) {
         memcpy(out + n, body, blen);
     }
-    hf_send(h, out, (size_t)n + blen, false);
+    hf_send(h, out, (size_t)n + (h->head_only ? 0 : blen), false);
+}
+
+/* An embedded explorer file: the head is copied, the body is sent from static storage. */
+static void hf_static(struct hf *h, const struct tern_static_file *f,
+                      const struct tern_http_request *req)
+{
+    struct tern_static_answer a;
+    if (tern__static_answer(f, req, h->head_only, &a) != TERN_OK) {
+        hf_reject(h, 500);
+        return;
+    }
+    char *out = tern_malloc(a.head_len);
+    if (out == NULL) {
+        hf_free(h);
+        return;
+    }
+    memcpy(out, a.head, a.head_len);
+    tern_log(TERN_LOG_DEBUG, "http %s: %d %s", h->peer, a.status, f->path);
+    h->body = a.body;
+    h->body_len = a.body_len;
+    h->body_off = 0;
+    hf_send(h, out, a.head_len, false);
 }
 
 /* ---- /metrics ----------------------------------------------------------------------------- */
@@ -306,6 +366,94 @@ static unsigned long long ldl(_Atomic long *v)
     return x > 0 ? (unsigned long long)x : 0u;
 }
 
+static void family(struct mbuf *m, const char *name, const char *type, const char *help)
+{
+    mput(m, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Messages waiting in session queues and sent but unacknowledged, summed over sessions. */
+struct queued_sum {
+    unsigned long long queued, queued_bytes, inflight;
+};
+
+static void sum_session(struct tern_session *s, void *arg)
+{
+    struct queued_sum *q = arg;
+    pthread_mutex_lock(&s->mtx);
+    q->queued += s->queue.count;
+    q->queued_bytes += s->queue.bytes;
+    q->inflight += s->inflight.count;
+    pthread_mutex_unlock(&s->mtx);
+}
+
+/* Resident set size of the process in bytes (/proc/self/statm), or 0 when unreadable. */
+static unsigned long long resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, resident = 0;
+    if (f == NULL) {
+        return 0;
+    }
+    int n = fscanf(f, "%llu %llu", &size, &resident);
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    return n == 2 && page > 0 ? resident * (unsigned long long)page : 0;
+}
+
+static void metrics_more(struct mbuf *m, struct tern_broker *b)
+{
+    struct tern_stats *st = &b->stats;
+    family(m, "tern_publish_received_by_qos_total", "counter", "PUBLISH packets received, by QoS.");
+    for (int q = 0; q < 3; q++) {
+        mput(m, "tern_publish_received_by_qos_total{qos=\"%d\"} %llu\n", q,
+             ld(&st->pub_received_qos[q]));
+    }
+    family(m, "tern_publish_sent_by_qos_total", "counter", "PUBLISH packets sent, by QoS.");
+    for (int q = 0; q < 3; q++) {
+        mput(m, "tern_publish_sent_by_qos_total{qos=\"%d\"} %llu\n", q, ld(&st->pub_sent_qos[q]));
+    }
+    family(m, "tern_publish_dropped_by_reason_total", "counter",
+           "Messages dropped, by reason (queue_full: max_queued_messages/bytes; memory_limit; "
+           "too_large: over the receiver's Maximum Packet Size; no_memory: allocation failed).");
+    mput(m, "tern_publish_dropped_by_reason_total{reason=\"queue_full\"} %llu\n",
+         ld(&st->drop_queue_full));
+    mput(m, "tern_publish_dropped_by_reason_total{reason=\"memory_limit\"} %llu\n",
+         ld(&st->drop_memory_limit));
+    mput(m, "tern_publish_dropped_by_reason_total{reason=\"too_large\"} %llu\n",
+         ld(&st->drop_too_large));
+    mput(m, "tern_publish_dropped_by_reason_total{reason=\"no_memory\"} %llu\n",
+         ld(&st->drop_no_memory));
+    /* Registry lock, then each session's (the documented order), briefly each. */
+    struct queued_sum qs = {0, 0, 0};
+    tern_registry_lock();
+    tern_registry_foreach_locked(sum_session, &qs);
+    tern_registry_unlock();
+    metric(m, "tern_queued_messages", "gauge", "Messages waiting in session queues.", qs.queued);
+    metric(m, "tern_queued_bytes", "gauge", "Bytes of messages waiting in session queues.",
+           qs.queued_bytes);
+    metric(m, "tern_inflight_messages", "gauge", "QoS 1/2 messages sent and not yet acknowledged.",
+           qs.inflight);
+    metric(m, "tern_resident_memory_bytes", "gauge", "Resident memory of the process.",
+           resident_bytes());
+    metric(m, "tern_message_bytes", "gauge",
+           "Bytes held by messages (payloads, topics, properties; shared ones once).",
+           (unsigned long long)tern_msg_bytes_total());
+    family(m, "tern_worker_loop_lag_seconds", "gauge",
+           "How late the worker's event loop ran its last 250 ms probe timer.");
+    for (unsigned i = 0; i < b->nworkers; i++) {
+        unsigned long long ms = ld(&b->workers[i].lag_ms);
+        mput(m, "tern_worker_loop_lag_seconds{worker=\"%u\"} %llu.%03llu\n", i, ms / 1000u,
+             ms % 1000u);
+    }
+    family(m, "tern_worker_loop_lag_max_seconds", "gauge",
+           "Largest loop lag of the worker over the last 10 to 20 seconds.");
+    for (unsigned i = 0; i < b->nworkers; i++) {
+        unsigned long long ms = ld(&b->workers[i].lag_max_ms);
+        mput(m, "tern_worker_loop_lag_max_seconds{worker=\"%u\"} %llu.%03llu\n", i, ms / 1000u,
+             ms % 1000u);
+    }
+}
+
 /* Prometheus text exposition (version 0.0.4) of the broker's counters. */
 static size_t metrics_text(struct tern_broker *b, char *buf, size_t cap)
 {
@@ -315,8 +463,15 @@ static size_t metrics_text(struct tern_broker *b, char *buf, size_t cap)
     for (size_t i = 0; i < b->nlisteners; i++) {
         conns += ldl(&b->listeners[i].nconns);
     }
+    /* nconns also counts HTTP-phase connections (for max_connections); they are shown apart. */
+    unsigned long long http = ldl(&http_phase);
     metric(&m, "tern_connections_current", "gauge",
-           "Network connections carrying MQTT (TCP and WebSocket), open now.", conns);
+           "Network connections carrying MQTT (TCP and WebSocket), open now.",
+           conns > http ? conns - http : 0);
+    metric(&m, "tern_http_connections_current", "gauge",
+           "Connections on websockets listeners still in their HTTP phase (requests for "
+           "/metrics, /healthz, the explorer, or before the WebSocket upgrade).",
+           http);
     metric(&m, "tern_clients_connected", "gauge", "Clients connected (CONNACK sent).",
            ldl(&st->clients_connected));
     metric(&m, "tern_clients_maximum", "gauge", "Most clients connected at once since start.",
@@ -333,6 +488,10 @@ static size_t metrics_text(struct tern_broker *b, char *buf, size_t cap)
     metric(&m, "tern_publish_sent_total", "counter", "PUBLISH packets sent.", ld(&st->pub_sent));
     metric(&m, "tern_publish_dropped_total", "counter",
            "Messages dropped (queue limits, memory limit, offline QoS 0).", ld(&st->pub_dropped));
+    metric(&m, "tern_memory_limit_refused_total", "counter",
+           "QoS 1/2 publishes refused because memory_limit was reached.", ld(&st->mem_refused));
+    metric(&m, "tern_memory_limit_dropped_total", "counter",
+           "QoS 0 publishes dropped because memory_limit was reached.", ld(&st->mem_dropped));
     metric(&m, "tern_bytes_received_total", "counter", "MQTT bytes received.",
            ld(&st->bytes_received));
     metric(&m, "tern_bytes_sent_total", "counter", "MQTT bytes sent.", ld(&st->bytes_sent));
@@ -340,11 +499,21 @@ static size_t metrics_text(struct tern_broker *b, char *buf, size_t cap)
            (unsigned long long)tern_retain_count(b->retain));
     metric(&m, "tern_retained_bytes", "gauge", "Bytes of retained messages held.",
            (unsigned long long)tern_retain_bytes(b->retain));
+    metric(&m, "tern_retained_cached", "gauge",
+           "Retained messages in memory (with persistence: the cache in front of the store).",
+           (unsigned long long)tern_retain_cached(b->retain));
+    metric(&m, "tern_retained_evicted_total", "counter",
+           "Retained messages dropped from the memory cache (still in the store).",
+           (unsigned long long)tern_retain_evicted(b->retain));
+    metric(&m, "tern_retained_streamed_total", "counter",
+           "Retained messages sent from the store to new subscriptions.",
+           (unsigned long long)tern__persist_retained_streamed());
     metric(&m, "tern_subscriptions", "gauge", "Subscriptions in the index.",
            (unsigned long long)tern_subtree_count(b->subs));
     metric(&m, "tern_uptime_seconds", "gauge", "Seconds since the broker started.",
            (unsigned long long)((tern_time_mono_ms() - b->start_ms) / 1000u));
     metric(&m, "tern_worker_threads", "gauge", "Worker threads.", b->nworkers);
+    metrics_more(&m, b);
     return m.overflow ? 0 : m.len;
 }
 
@@ -506,14 +675,15 @@ static void hf_upgrade_check(struct hf *h, const struct tern_http_request *req)
 static void hf_request(struct hf *h, const struct tern_http_request *req)
 {
     bool get = req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0;
+    h->head_only = req->method.len == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
     if (path_is(req->target, "/mqtt") ||
         (path_is(req->target, "/") &&
          tern_http_find(req->headers, req->nheaders, "Upgrade", NULL))) {
         hf_upgrade_check(h, req); /* answers 405 for another method */
         return;
     }
-    if (!get) {
-        hf_respond(h, 405, "text/plain; charset=utf-8", "method not allowed\n", 19, "GET");
+    if (!get && !h->head_only) {
+        hf_respond(h, 405, "text/plain; charset=utf-8", "method not allowed\n", 19, "GET, HEAD");
         return;
     }
     if (path_is(req->target, "/healthz")) {
@@ -530,6 +700,11 @@ static void hf_request(struct hf *h, const struct tern_http_request *req)
         }
         hf_respond(h, 200, "text/plain; version=0.0.4; charset=utf-8", body, n, NULL);
         tern_free(body);
+        return;
+    }
+    const struct tern_static_file *f = tern__static_find(req->target);
+    if (f != NULL) {
+        hf_static(h, f, req);
         return;
     }
     hf_respond(h, 404, "text/plain; charset=utf-8", "not found\n", 10, NULL);
@@ -637,6 +812,21 @@ static void hf_write(struct hf *h)
             return;
         }
         h->out_off += (size_t)n;
+    }
+    while (h->body_off < h->body_len) {
+        ssize_t n = tern_stream_write(h->st, h->body + h->body_off, h->body_len - h->body_off);
+        if (n == TERN_EAGAIN) {
+            hf_interest(h);
+            return;
+        }
+        if (n < 0) {
+            hf_free(h);
+            return;
+        }
+        h->body_off += (size_t)n;
+        /* A slow reader gets connect_timeout per bit of progress, not for the whole file. */
+        tern_loop_timer_stop(h->w->loop, &h->timer);
+        (void)tern_loop_timer_after(h->w->loop, &h->timer, connect_timeout_ms(h), hf_on_timer);
     }
     int rc = tern_stream_flush(h->st);
     if (rc == TERN_EAGAIN) {

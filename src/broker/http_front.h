@@ -7,7 +7,9 @@
  *
  * Bounds: the request head must arrive within `connect_timeout` seconds and fit in
  * `websockets_headers_size` bytes (default 8192, at most 64 headers), else the connection is
- * closed (timeout) or answered 431. One request per connection (Connection: close).
+ * closed (timeout) or answered 431. One request per connection (Connection: close). From
+ * accept on, a connection counts against the listener's max_connections (refused at accept
+ * when the limit is reached), and is handed over to the MQTT count at the upgrade.
  */
 #ifndef TERN_BROKER_HTTP_FRONT_H
 #define TERN_BROKER_HTTP_FRONT_H

@@ -2,12 +2,15 @@
 /*
  * Immutable reference-counted messages. Invariant: topic, payload and props point inside the
  * same allocation as the header, so one tern_free releases everything; nothing is written after
- * tern_msg_new returns.
+ * tern_msg_new returns except the wire header cache (tern_msg_wire): the first header built
+ * goes into room reserved after the payload (claimed once with an atomic flag, never freed on
+ * its own), later ones (other layouts) are allocated and freed with the message.
  */
 #include "broker/message.h"
 
 #include "common/alloc.h"
 #include "common/time.h"
+#include "loop/loop.h"
 #include "protocol/mqtt.h"
 #include "protocol/packet.h"
 #include "protocol/props.h"
@@ -22,6 +25,37 @@ size_t tern_msg_bytes_total(void)
     return atomic_load_explicit(&msg_bytes, memory_order_relaxed);
 }
 
+/*
+ * Room for one PUBLISH header of any layout: type byte, remaining length (4), topic (2 +
+ * len), packet id (2), property length (4) and properties, aligned for struct tern_wire.
+ */
+static size_t wire_room(size_t topic_len, size_t props_len)
+{
+    size_t n = sizeof(struct tern_wire) + 1 + 4 + 2 + topic_len + 2 + 4 + props_len;
+    return (n + 7u) & ~(size_t)7u;
+}
+
+/* Where the reserved header room starts: after the payload, aligned. */
+static struct tern_wire *wire_inline(const struct tern_msg *m)
+{
+    size_t off = sizeof(struct tern_msg) + m->topic_len + m->props_len + m->payload_len;
+    off = (off + 7u) & ~(size_t)7u;
+    return (struct tern_wire *)(void *)((uint8_t *)(uintptr_t)m + off);
+}
+
+static size_t msg_alloc_size(size_t topic_len, size_t props_len, size_t payload_len)
+{
+    size_t body = sizeof(struct tern_msg) + topic_len + props_len + payload_len;
+    return ((body + 7u) & ~(size_t)7u) + wire_room(topic_len, props_len);
+}
+
+/* Monotonic ms: the running loop's time for this turn (no clock read per message), else now. */
+static uint64_t now_ms(void)
+{
+    struct tern_loop *loop = tern_loop_current();
+    return loop ? tern_loop_now(loop) : tern_time_mono_ms();
+}
+
 struct tern_msg *tern_msg_new(const uint8_t *topic, size_t topic_len, const uint8_t *payload,
                               size_t payload_len, const uint8_t *props, size_t props_len,
                               uint8_t qos, bool retain, uint32_t expiry_s, const void *origin)
@@ -29,23 +63,27 @@ struct tern_msg *tern_msg_new(const uint8_t *topic, size_t topic_len, const uint
     if (topic_len > UINT16_MAX || props_len > UINT32_MAX) {
         return NULL;
     }
-    size_t total = sizeof(struct tern_msg) + topic_len + props_len + payload_len;
-    if (total < payload_len) {
+    if (payload_len > SIZE_MAX / 2) {
         return NULL;
     }
+    size_t total = msg_alloc_size(topic_len, props_len, payload_len);
     struct tern_msg *m = tern_malloc(total);
     if (m == NULL) {
         return NULL;
     }
     uint8_t *p = (uint8_t *)(m + 1);
     atomic_init(&m->refs, 1);
-    atomic_fetch_add_explicit(&msg_bytes, total, memory_order_relaxed);
+    /* Accounted as before: the struct and the content (header caches are not counted). */
+    atomic_fetch_add_explicit(&msg_bytes,
+                              sizeof(struct tern_msg) + topic_len + props_len + payload_len,
+                              memory_order_relaxed);
     m->qos = qos;
     m->retain = retain;
     m->topic_len = (uint16_t)topic_len;
     m->props_len = (uint32_t)props_len;
     m->payload_len = payload_len;
-    m->created_ms = tern_time_mono_ms();
+    m->created_ms = now_ms();
+    atomic_init(&m->wire_inline_used, false);
     m->expiry_s = expiry_s;
     m->expiry_ms = expiry_s ? m->created_ms + (uint64_t)expiry_s * 1000u : 0;
     m->origin = origin;
@@ -94,8 +132,12 @@ void tern_msg_unref(struct tern_msg *m)
         return;
     }
     if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+        struct tern_wire *in = wire_inline(m);
         for (int i = 0; i < 4; i++) {
-            tern_free(atomic_load_explicit(&m->wire[i], memory_order_relaxed));
+            struct tern_wire *w = atomic_load_explicit(&m->wire[i], memory_order_relaxed);
+            if (w != in) {
+                tern_free(w);
+            }
         }
         size_t total = sizeof(struct tern_msg) + m->topic_len + m->props_len + m->payload_len;
         atomic_fetch_sub_explicit(&msg_bytes, total, memory_order_relaxed);
@@ -135,7 +177,9 @@ const struct tern_wire *tern_msg_wire(struct tern_msg *m, bool v5, bool with_pid
     if (n <= 0) {
         return NULL;
     }
-    w = tern_malloc(sizeof *w + (size_t)n);
+    bool inl = sizeof *w + (size_t)n <= wire_room(m->topic_len, m->props_len) &&
+               !atomic_exchange_explicit(&m->wire_inline_used, true, memory_order_relaxed);
+    w = inl ? wire_inline(m) : tern_malloc(sizeof *w + (size_t)n);
     if (w == NULL) {
         return NULL;
     }
@@ -153,7 +197,9 @@ const struct tern_wire *tern_msg_wire(struct tern_msg *m, bool v5, bool with_pid
     struct tern_wire *expected = NULL;
     if (!atomic_compare_exchange_strong_explicit(slot, &expected, w, memory_order_acq_rel,
                                                  memory_order_acquire)) {
-        tern_free(w); /* another thread built it first */
+        if (!inl) {
+            tern_free(w); /* another thread built it first (the inline room stays unused) */
+        }
         return expected;
     }
     return w;

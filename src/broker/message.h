@@ -20,10 +20,13 @@
 
 struct tern_msg {
     _Atomic uint32_t refs;
-    uint8_t qos;         /* QoS as published (0..2) */
-    bool retain;         /* RETAIN flag as published */
-    uint16_t topic_len;  /* bytes of topic */
-    uint32_t props_len;  /* bytes of props */
+    uint8_t qos;        /* QoS as published (0..2) */
+    bool retain;        /* RETAIN flag as published */
+    uint16_t topic_len; /* bytes of topic */
+    uint32_t props_len; /* bytes of props */
+    /* The first header built (any layout) goes into room reserved at the end of the message's
+     * own allocation instead of a malloc of its own: set once by the thread that claims it. */
+    _Atomic bool wire_inline_used;
     size_t payload_len;  /* bytes of payload */
     uint64_t expiry_ms;  /* monotonic deadline in ms, 0 = never expires */
     uint32_t expiry_s;   /* Message Expiry Interval as received (0 = none) */
@@ -36,7 +39,8 @@ struct tern_msg {
      * PUBLISH headers serialized once per wire layout and shared by every receiver that needs
      * nothing of its own in it (no alias, subscription id or expiry): [3.x / 5.0] x
      * [QoS 0 / QoS > 0]. Built lazily by the first sender (compare-and-swap), freed with the
-     * message; the DUP/QoS/RETAIN bits and the packet id are patched into the sender's copy.
+     * message (the first one lives in the message's allocation, see wire_inline_used); the
+     * DUP/QoS/RETAIN bits and the packet id are patched into the sender's copy.
      */
     _Atomic(struct tern_wire *) wire[4];
 };

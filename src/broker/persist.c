@@ -36,16 +36,18 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#define FAILED_RING     32
-#define RETRY_MAX       200000u
-#define RETRY_MS        1000u /* least time between two attempts while the store fails */
-#define HOUSE_MS        1000u
-#define SWEEP_EVERY     10u   /* housekeeping ticks between retained sweeps / checkpoints */
-#define SWEEP_MAX       1000u /* retained messages removed per sweep call */
-#define SWEEP_CALLS_MAX 10u
+#define FAILED_RING      32
+#define RETRY_MAX        200000u
+#define RETRY_MS         1000u /* least time between two attempts while the store fails */
+#define HOUSE_MS         1000u
+#define SWEEP_EVERY      2u    /* housekeeping ticks between sweeps of expired retained */
+#define CHECKPOINT_EVERY 10u   /* housekeeping ticks between WAL checkpoints */
+#define SWEEP_MAX        1000u /* retained messages removed per sweep call */
+#define SWEEP_CALLS_MAX  10u
 
 enum kind {
     K_SESS_PUT,
@@ -122,6 +124,10 @@ static struct {
     struct tern_timer house;
     struct tern_loop *house_loop;
     unsigned ticks;
+
+    uint64_t faults_logged;    /* store calls failed by the fault hook, as last logged */
+    _Atomic bool ret_dirty;    /* a retained change was recorded and not yet taken by a flush */
+    _Atomic uint64_t streamed; /* retained messages sent from the store to new subscriptions */
 } P = {
     .list_mtx = PTHREAD_MUTEX_INITIALIZER,
     .flush_mtx = PTHREAD_MUTEX_INITIALIZER,
@@ -377,6 +383,7 @@ void tern__persist_retain(const uint8_t *topic, size_t len, struct tern_msg *m)
     }
     ch.m = m ? tern_msg_ref(m) : NULL;
     record(&ch);
+    atomic_store_explicit(&P.ret_dirty, true, memory_order_relaxed);
 }
 
 /* ---- applying ---------------------------------------------------------------------------- */
@@ -395,6 +402,21 @@ static size_t ptr_hash(const void *p, size_t cap)
     x *= (uintptr_t)0x9E3779B97F4A7C15u;
     x ^= x >> 29;
     return (size_t)x & (cap - 1);
+}
+
+/* Seconds left of a wall-clock expiry (0 = none; at least 1 once due: an in-flight message
+ * that expired is still resent, with the least expiry). */
+static uint32_t remaining_expiry_s(int64_t expiry_ms, int64_t now_real)
+{
+    if (expiry_ms == 0) {
+        return 0;
+    }
+    int64_t left = expiry_ms - now_real;
+    if (left <= 0) {
+        return 1;
+    }
+    int64_t s = (left + 999) / 1000;
+    return s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
 }
 
 static int64_t wall_expiry(const struct tern_msg *m, int64_t now_real, uint64_t now_mono)
@@ -564,6 +586,7 @@ static void flush_locked(void)
     P.n = 0;
     P.cap = 0;
     P.taken_hi = hi;
+    atomic_store_explicit(&P.ret_dirty, false, memory_order_relaxed);
     pthread_mutex_unlock(&P.list_mtx);
 
     if (P.nretry > 0 && n > 0) {
@@ -714,6 +737,12 @@ void tern__persist_flush_turn(struct tern_worker *w)
     }
     pthread_mutex_lock(&P.flush_mtx);
     flush_locked();
+    uint64_t faults = tern_store_failed_count();
+    if (faults != P.faults_logged) { /* only with TERN_STORE_FAIL_AFTER (tests) */
+        P.faults_logged = faults;
+        tern_log(TERN_LOG_WARNING, "persistence: fault injection: %llu store call(s) failed",
+                 (unsigned long long)faults);
+    }
     for (size_t i = 0; i < tl_nheld; i++) {
         uint8_t out = tl_lost ? TERN_RC_UNSPECIFIED_ERROR : gen_outcome(tl_held[i].gen);
         if (out != 0) {
@@ -763,6 +792,231 @@ bool tern__persist_refusing(uint8_t *reason)
     return true;
 }
 
+/* ---- memory budget ----------------------------------------------------------------------- */
+
+#define BUDGET_LOG_MS 10000u
+
+static _Atomic uint64_t budget_logged_ms;
+
+bool tern__persist_budget_exceeded(uint8_t qos, size_t bytes)
+{
+    struct tern_broker *b = P.b;
+    uint64_t limit = b != NULL ? b->cfg->memory_limit : 0;
+    size_t held = tern_msg_bytes_total();
+    if (limit == 0 || held + bytes <= limit) {
+        return false;
+    }
+    struct tern_stats *st = &b->stats;
+    if (qos > 0) {
+        atomic_fetch_add_explicit(&st->mem_refused, 1, memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&st->mem_dropped, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&st->pub_dropped, 1, memory_order_relaxed);
+    }
+    uint64_t now = tern_time_mono_ms();
+    uint64_t last = atomic_load_explicit(&budget_logged_ms, memory_order_relaxed);
+    if ((last == 0 || now - last >= BUDGET_LOG_MS) &&
+        atomic_compare_exchange_strong(&budget_logged_ms, &last, now)) {
+        tern_log(TERN_LOG_WARNING,
+                 "memory_limit %llu reached (%zu bytes of messages held): new QoS 1/2 publishes "
+                 "refused, QoS 0 dropped (%llu refused, %llu dropped so far)",
+                 (unsigned long long)limit, held, (unsigned long long)atomic_load(&st->mem_refused),
+                 (unsigned long long)atomic_load(&st->mem_dropped));
+    }
+    return true;
+}
+
+/* ---- retained messages streamed from the store ------------------------------------------ */
+
+/*
+ * A new subscription's retained messages, read from the store in pages by the loop of the
+ * worker that handled the SUBSCRIBE (thread-local list, one timer per worker). Each step
+ * enqueues at most STREAM_BATCH messages and only while the session's queue is below half of
+ * max_queued_messages, so the pump (and the client's flow control behind it) paces the stream
+ * and the queue limit never drops a retained message. A stream ends when the range is done,
+ * the session goes offline, or after STREAM_ERRORS_MAX store errors in a row.
+ */
+#define STREAM_BATCH      256u
+#define STREAM_QUEUE_DEF  1000u /* queue length used for pacing when max_queued_messages is 0 */
+#define STREAM_IDLE_MS    5u    /* retry delay when throttled or after a store error */
+#define STREAM_ERRORS_MAX 100u
+
+struct rstream {
+    struct rstream *next;
+    struct tern_session *s; /* one reference */
+    struct tern_store_retained_iter *it;
+    uint8_t qos;
+    uint32_t sub_id;
+    unsigned errors;
+    uint64_t sent;
+};
+
+struct rpage {
+    struct tern_msg *v[STREAM_BATCH];
+    size_t n;
+    int64_t now_real;
+    size_t bytes, bytes_room; /* bytes_room 0 = no byte limit */
+};
+
+static _Thread_local struct rstream *tl_streams;
+static _Thread_local struct tern_timer tl_stream_timer;
+static _Thread_local struct tern_loop *tl_stream_loop;
+
+/* Iterator callback (store lock held): the cached message for the topic when there is one
+ * (the cache is never older than the store), else a new message from the row. */
+static int page_row(void *arg, const uint8_t *topic, size_t len, const struct tern_store_msg *sm)
+{
+    struct rpage *pg = arg;
+    struct tern_msg *m = tern_retain_get(P.b->retain, topic, len);
+    if (m == NULL) {
+        m = tern_msg_new(topic, len, sm->payload, sm->payload_len, sm->props, sm->props_len,
+                         sm->qos, true, remaining_expiry_s(sm->expiry_ms, pg->now_real), NULL);
+    }
+    if (m == NULL) {
+        /* The iterator counts this row as passed: it is lost for this subscriber. */
+        tern_log(TERN_LOG_WARNING, "out of memory: retained message on %.*s not sent", (int)len,
+                 (const char *)topic);
+        return TERN_ENOMEM;
+    }
+    pg->v[pg->n++] = m;
+    pg->bytes += tern_msg_size(m);
+    return pg->bytes_room > 0 && pg->bytes >= pg->bytes_room ? 1 : 0; /* 1: page full */
+}
+
+static void stream_free(struct rstream *st)
+{
+    tern_store_retained_iter_free(st->it);
+    tern_session_unref(st->s);
+    tern_free(st);
+}
+
+/* One step of st; returns true when st is finished. *busy: more can be sent at once. */
+static bool stream_step(struct rstream *st, bool *busy)
+{
+    struct tern_session *s = st->s;
+    uint32_t qmax =
+        P.b->cfg->max_queued_messages ? P.b->cfg->max_queued_messages : STREAM_QUEUE_DEF;
+    uint64_t bmax = P.b->cfg->max_queued_bytes;
+    pthread_mutex_lock(&s->mtx);
+    bool online = s->conn != NULL;
+    size_t queued = s->queue.count;
+    size_t qbytes = s->queue.bytes;
+    pthread_mutex_unlock(&s->mtx);
+    bool bytes_full = bmax > 0 && qbytes >= bmax / 2;
+    if (!online) {
+        tern_log(TERN_LOG_DEBUG, "client %s went offline: retained stream stopped after %llu",
+                 s->client_id, (unsigned long long)st->sent);
+        return true;
+    }
+    size_t half = qmax > 1 ? qmax / 2 : 1;
+    size_t room = queued < half && !bytes_full ? half - queued : 0;
+    if (room == 0) {
+        return false; /* the pump drains the queue first */
+    }
+    struct rpage pg;
+    pg.n = 0;
+    pg.now_real = tern_time_real_ms();
+    pg.bytes = 0;
+    pg.bytes_room = bmax > 0 ? (size_t)(bmax / 2 - qbytes) : 0;
+    ssize_t n = tern_store_retained_iter_next(st->it, room < STREAM_BATCH ? room : STREAM_BATCH,
+                                              page_row, &pg);
+    for (size_t i = 0; i < pg.n; i++) {
+        struct tern_msg *m = pg.v[i];
+        uint8_t q = m->qos < st->qos ? m->qos : st->qos;
+        tern__route_enqueue(s, m, q, true, &st->sub_id, st->sub_id ? 1 : 0, NULL, 0);
+        tern_msg_unref(m);
+    }
+    st->sent += pg.n;
+    atomic_fetch_add_explicit(&P.streamed, pg.n, memory_order_relaxed);
+    if (n < 0) {
+        if (++st->errors >= STREAM_ERRORS_MAX) {
+            tern_log(TERN_LOG_ERROR,
+                     "client %s: retained messages not sent: store error (%s), stream stopped "
+                     "after %llu",
+                     s->client_id, tern_strerror((int)n), (unsigned long long)st->sent);
+            return true;
+        }
+        return false;
+    }
+    st->errors = 0;
+    *busy = true;
+    return tern_store_retained_iter_done(st->it);
+}
+
+static void stream_fire(struct tern_loop *loop, struct tern_timer *t)
+{
+    bool busy = false;
+    for (struct rstream **pp = &tl_streams; *pp != NULL;) {
+        struct rstream *st = *pp;
+        if (stream_step(st, &busy)) {
+            *pp = st->next;
+            stream_free(st);
+        } else {
+            pp = &st->next;
+        }
+    }
+    if (tl_streams != NULL) {
+        (void)tern_loop_timer_after(loop, t, busy ? 0 : STREAM_IDLE_MS, stream_fire);
+    }
+}
+
+bool tern__persist_retained_stream(struct tern_conn *c, const uint8_t *filter, size_t len,
+                                   uint8_t qos, uint32_t sub_id)
+{
+    if (!P.on || len == 0 || filter[0] == '$' || c->session == NULL) {
+        return false; /* '$' topics are never stored: the in-memory index has them all */
+    }
+    if (atomic_load_explicit(&P.ret_dirty, memory_order_relaxed)) {
+        tern__persist_commit(); /* the stream must see the retained messages set before */
+    }
+    struct rstream *st = tern_calloc(1, sizeof *st);
+    if (st != NULL) {
+        st->it = tern_store_retained_iter_new(P.store, filter, len, tern_time_real_ms());
+    }
+    if (st == NULL || st->it == NULL) {
+        tern_free(st);
+        tern_log(TERN_LOG_WARNING, "client %s: out of memory: retained messages for %.*s not sent",
+                 c->client_id, (int)len, (const char *)filter);
+        return true;
+    }
+    st->s = tern_session_ref(c->session);
+    st->qos = qos;
+    st->sub_id = sub_id;
+    bool busy = false;
+    if (stream_step(st, &busy)) { /* most subscriptions are done in this first step */
+        stream_free(st);
+        return true;
+    }
+    st->next = tl_streams;
+    tl_streams = st;
+    if (tl_stream_loop == NULL) {
+        tern_timer_init(&tl_stream_timer);
+        tl_stream_loop = c->w->loop;
+    }
+    if (!tern_timer_active(&tl_stream_timer)) {
+        (void)tern_loop_timer_after(tl_stream_loop, &tl_stream_timer, 0, stream_fire);
+    }
+    return true;
+}
+
+uint64_t tern__persist_retained_streamed(void)
+{
+    return atomic_load_explicit(&P.streamed, memory_order_relaxed);
+}
+
+static void streams_stop(void)
+{
+    if (tl_stream_loop != NULL) {
+        tern_loop_timer_stop(tl_stream_loop, &tl_stream_timer);
+        tl_stream_loop = NULL;
+    }
+    while (tl_streams != NULL) {
+        struct rstream *st = tl_streams;
+        tl_streams = st->next;
+        stream_free(st);
+    }
+}
+
 /* ---- housekeeping ------------------------------------------------------------------------ */
 
 static void house_fire(struct tern_loop *loop, struct tern_timer *t)
@@ -772,6 +1026,7 @@ static void house_fire(struct tern_loop *loop, struct tern_timer *t)
     }
     if (++P.ticks % SWEEP_EVERY == 0) {
         int64_t now = tern_time_real_ms();
+        size_t total = 0;
         for (unsigned i = 0; i < SWEEP_CALLS_MAX; i++) {
             size_t removed = 0;
             if (tern_store_begin(P.store) != TERN_OK) {
@@ -782,10 +1037,19 @@ static void house_fire(struct tern_loop *loop, struct tern_timer *t)
                 tern_store_rollback(P.store);
                 break;
             }
-            if (tern_store_commit(P.store) != TERN_OK || removed < SWEEP_MAX) {
+            if (tern_store_commit(P.store) != TERN_OK) {
+                break;
+            }
+            total += removed;
+            if (removed < SWEEP_MAX) {
                 break;
             }
         }
+        if (total > 0) {
+            tern_log(TERN_LOG_INFO, "persistence: %zu expired retained message(s) removed", total);
+        }
+    }
+    if (P.ticks % CHECKPOINT_EVERY == 0) {
         (void)tern_store_checkpoint(P.store);
     }
     (void)tern_loop_timer_after(loop, t, HOUSE_MS, house_fire);
@@ -796,6 +1060,7 @@ void tern__persist_worker_stop(struct tern_worker *w)
     if (!P.on) {
         return;
     }
+    streams_stop();
     tern__persist_flush_turn(w);
     if (w->id == 0 && P.house_loop != NULL) { /* only worker 0 touches the timer */
         tern_loop_timer_stop(w->loop, &P.house);
@@ -850,6 +1115,12 @@ static void make_parent(const char *path)
     tern_free(dir);
 }
 
+static uint64_t store_retained_count(void *arg)
+{
+    (void)arg;
+    return P.store != NULL ? tern_store_retained_count(P.store) : 0;
+}
+
 int tern__persist_open(struct tern_broker *b)
 {
     const struct tern_config *cfg = b->cfg;
@@ -882,6 +1153,16 @@ int tern__persist_open(struct tern_broker *b)
         return rc;
     }
     P.on = true;
+    /* The store holds every retained message; the in-memory index becomes a bounded cache. */
+    uint64_t cache = cfg->retained_cache_bytes;
+    if (cfg->memory_limit > 0 && (cache == 0 || cache > cfg->memory_limit / 2)) {
+        cache = cfg->memory_limit / 2 > 0 ? cfg->memory_limit / 2 : 1;
+        tern_log(TERN_LOG_NOTICE,
+                 "persistence: retained cache limited to %llu bytes (half of memory_limit)",
+                 (unsigned long long)cache);
+    }
+    tern_retain_set_limit(b->retain, (size_t)cache);
+    tern_retain_set_total_fn(b->retain, store_retained_count, NULL);
     tern_log(TERN_LOG_INFO, "persistence: store %s (sqlite, sync %s)", P.path,
              cfg->persistence_sync == TERN_SYNC_OFF    ? "off"
              : cfg->persistence_sync == TERN_SYNC_FULL ? "full"
@@ -928,21 +1209,8 @@ struct loadctx {
     uint64_t now_mono;
     struct idmap ids;
     struct tern_session *last; /* borrowed: the session of the last lookup */
-    size_t nsess, nsubs, nsmsg, nqos2, nret, nexpired;
+    size_t nsess, nsubs, nsmsg, nqos2, nret, nexpired, ndropped;
 };
-
-static uint32_t remaining_s(int64_t expiry_ms, int64_t now_real)
-{
-    if (expiry_ms == 0) {
-        return 0;
-    }
-    int64_t left = expiry_ms - now_real;
-    if (left <= 0) {
-        return 1; /* in flight when it expired: still resent, with the least expiry */
-    }
-    int64_t s = (left + 999) / 1000;
-    return s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
-}
 
 static int idmap_grow(struct idmap *im)
 {
@@ -990,7 +1258,7 @@ static struct tern_msg *load_msg(struct loadctx *lc, const struct tern_store_msg
     }
     struct tern_msg *m = tern_msg_new(sm->topic, sm->topic_len, sm->payload, sm->payload_len,
                                       sm->props, sm->props_len, sm->qos, sm->retain,
-                                      remaining_s(sm->expiry_ms, lc->now_real), NULL);
+                                      remaining_expiry_s(sm->expiry_ms, lc->now_real), NULL);
     if (m == NULL) {
         return NULL;
     }
@@ -1097,6 +1365,25 @@ static int on_smsg(void *arg, const struct tern_store_smsg *sq, const struct ter
         s->next_seq = sq->seq;
     }
     if (sq->state == TERN_STORE_QUEUED || sq->packet_id == 0) {
+        const struct tern_config *cfg = lc->b->cfg;
+        if ((cfg->max_queued_messages && s->queue.count >= cfg->max_queued_messages) ||
+            (cfg->max_queued_bytes && s->queue.bytes + tern_msg_size(m) > cfg->max_queued_bytes)) {
+            /* The live queue's rule: the newest message that does not fit is dropped (and
+             * deleted from the store, or it would come back at every restart). */
+            tern__persist_smsg_removed_locked(s, q);
+            tern_qmsg_free(q);
+            s->dropped++;
+            atomic_fetch_add_explicit(&lc->b->stats.pub_dropped, 1, memory_order_relaxed);
+            lc->ndropped++;
+            if (s->dropped == 1) {
+                tern_log(TERN_LOG_WARNING,
+                         "persistence: client %s: restored queue over max_queued_messages %u / "
+                         "max_queued_bytes %llu: newest queued message(s) dropped",
+                         s->client_id, cfg->max_queued_messages,
+                         (unsigned long long)cfg->max_queued_bytes);
+            }
+            return 0;
+        }
         tern_qlist_push(&s->queue, q);
     } else {
         q->packet_id = sq->packet_id;
@@ -1104,6 +1391,7 @@ static int on_smsg(void *arg, const struct tern_store_smsg *sq, const struct ter
         q->dup = true;
         tern_qlist_push(&s->inflight, q);
         s->next_pid = (uint16_t)(sq->packet_id == 65535u ? 1u : sq->packet_id + 1u);
+        s->pid_free_run = 0;
     }
     lc->nsmsg++;
     return 0;
@@ -1124,16 +1412,28 @@ static int on_qos2(void *arg, const char *id, size_t len, uint16_t pid)
     return 0;
 }
 
+/* Returned by on_retained to end the load once the retained cache is full, or after WARM_MS
+ * of restore (the rest of the cache fills as retained messages are published). */
+#define LOAD_CACHE_FULL 1
+#define WARM_MS         300u
+
 static int on_retained(void *arg, const uint8_t *topic, size_t len, const struct tern_store_msg *m)
 {
     struct loadctx *lc = arg;
+    if (lc->nret % 1024 == 1023 && tern_time_mono_ms() - lc->now_mono > WARM_MS) {
+        return LOAD_CACHE_FULL; /* warm enough: restart time matters more */
+    }
     struct tern_msg *msg = load_msg(lc, m);
     if (msg == NULL) {
         return TERN_ENOMEM;
     }
+    uint64_t evicted = tern_retain_evicted(lc->b->retain);
     int rc = tern_retain_set(lc->b->retain, topic, len, msg, tern_msg_size(msg));
     if (rc == TERN_ENOMEM) {
         return rc;
+    }
+    if (tern_retain_evicted(lc->b->retain) != evicted) {
+        return LOAD_CACHE_FULL; /* the rest stays in the store, streamed on demand */
     }
     lc->nret++;
     return 0;
@@ -1161,6 +1461,27 @@ static void restore_session(struct tern_session *s, void *arg)
     tern__session_arm_restored(&rp->b->workers[0], s);
 }
 
+/*
+ * Debug builds only: TERN_STORE_FAIL_AFTER=n makes the n-th store call after the restore fail
+ * (tern_store_fail_after), for tests/integration/09-persistence-faults.py.
+ */
+static void arm_fault_injection(void)
+{
+#ifndef NDEBUG
+    const char *v = getenv("TERN_STORE_FAIL_AFTER");
+    if (v != NULL && v[0] != '\0') {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (errno == 0 && end != NULL && *end == '\0' && n > 0) {
+            tern_log(TERN_LOG_WARNING, "persistence: fault injection: store call %llu will fail",
+                     n);
+            tern_store_fail_after(n);
+        }
+    }
+#endif
+}
+
 int tern__persist_load(struct tern_broker *b)
 {
     if (!P.on) {
@@ -1174,6 +1495,9 @@ int tern__persist_load(struct tern_broker *b)
     lc.now_mono = tern_time_mono_ms();
     struct tern_store_load_cbs cbs = {on_session, on_sub, on_smsg, on_qos2, on_retained};
     int rc = tern_store_load(P.store, lc.now_real, &cbs, &lc);
+    if (rc == LOAD_CACHE_FULL) {
+        rc = TERN_OK;
+    }
     for (size_t i = 0; i < lc.ids.cap; i++) {
         tern_msg_unref(lc.ids.m[i]);
     }
@@ -1184,6 +1508,7 @@ int tern__persist_load(struct tern_broker *b)
                  tern_strerror(rc));
         return rc;
     }
+    arm_fault_injection();
     struct restore_pass rp = {b};
     tern_registry_lock();
     tern_registry_foreach_locked(restore_session, &rp);
@@ -1194,9 +1519,11 @@ int tern__persist_load(struct tern_broker *b)
     (void)tern_loop_timer_after(P.house_loop, &P.house, HOUSE_MS, house_fire);
     tern_log(TERN_LOG_NOTICE,
              "persistence: restored %zu session(s), %zu subscription(s), %zu queued/in-flight "
-             "message(s), %zu QoS 2 id(s), %zu retained message(s) from %s in %llu ms "
-             "(%zu expired session(s) dropped)",
-             lc.nsess, lc.nsubs, lc.nsmsg, lc.nqos2, lc.nret, P.path,
-             (unsigned long long)(tern_time_mono_ms() - t0), lc.nexpired);
+             "message(s), %zu QoS 2 id(s) from %s in %llu ms (%zu expired session(s) dropped, "
+             "%zu queued message(s) over the queue limits dropped); %llu retained message(s) in "
+             "the store, %zu of them cached",
+             lc.nsess, lc.nsubs, lc.nsmsg, lc.nqos2, P.path,
+             (unsigned long long)(tern_time_mono_ms() - t0), lc.nexpired, lc.ndropped,
+             (unsigned long long)tern_store_retained_count(P.store), lc.nret);
     return TERN_OK;
 }

@@ -64,6 +64,15 @@ void tern__persist_worker_stop(struct tern_worker *w);
 
 /* True while the store is failing: refuse new QoS 1/2 publishes. *reason gets the 5.0 code. */
 bool tern__persist_refusing(uint8_t *reason);
+/*
+ * Broker-wide memory budget (memory_limit): true when the messages held (queued, in flight,
+ * retained cache and in transit: tern_msg_bytes_total) plus `bytes` (the new message's topic,
+ * payload and properties) exceed it, so a new PUBLISH of qos must
+ * be refused (QoS 1/2: 0x97, or closing a 3.x connection) or dropped (QoS 0). Counts it in the
+ * broker's stats (mem_refused / mem_dropped) and logs at most once per 10 s. Works with
+ * persistence off too.
+ */
+bool tern__persist_budget_exceeded(uint8_t qos, size_t bytes);
 /* Number of changes this thread has recorded (compare before/after routing a publish). */
 uint64_t tern__persist_mark(void);
 /*
@@ -97,6 +106,17 @@ void tern__persist_smsg_updated_locked(struct tern_session *s, const struct tern
 void tern__persist_smsg_removed_locked(struct tern_session *s, const struct tern_qmsg *q);
 /* Inbound QoS 2 id remembered / released. */
 void tern__persist_qos2_locked(struct tern_session *s, uint16_t pid, bool add);
+/*
+ * Send the retained messages matching filter (a non-shared filter just subscribed by c, at
+ * granted qos, with subscription identifier sub_id or 0) from the store, streamed across loop
+ * turns at the pace of the session's queue. Returns false when persistence is off or filter
+ * starts with '$': the caller then serves them from the in-memory index as before.
+ */
+bool tern__persist_retained_stream(struct tern_conn *c, const uint8_t *filter, size_t len,
+                                   uint8_t qos, uint32_t sub_id);
+/* Retained messages sent from the store to new subscriptions since start. */
+uint64_t tern__persist_retained_streamed(void);
+
 /* Retained message set (m) or cleared (m NULL) on topic; '$' topics are not stored. */
 void tern__persist_retain(const uint8_t *topic, size_t len, struct tern_msg *m);
 

@@ -24,7 +24,9 @@
 #include <string.h>
 
 struct rnode {
-    struct rnode *parent; /* NULL for the root */
+    struct rnode *parent;        /* NULL for the root */
+    struct rnode *older, *newer; /* eviction order of cached messages (limit set, not '$') */
+    bool in_order;               /* linked into that order */
     struct tern__levelmap children;
     void *msg; /* NULL = no retained message on this topic */
     size_t bytes;
@@ -38,6 +40,14 @@ struct tern_retain {
     struct rnode *root;
     _Atomic size_t count;
     _Atomic size_t bytes;
+    /* Bounded cache (tern_retain_set_limit): evictable messages from oldest to newest set. */
+    size_t limit;
+    struct rnode *oldest, *newest;
+    size_t order_bytes;
+    _Atomic size_t dollar; /* stored messages whose topic starts with '$' */
+    _Atomic uint64_t evicted;
+    uint64_t (*total_fn)(void *arg);
+    void *total_arg;
 };
 
 static size_t count_levels(const uint8_t *s, size_t len)
@@ -169,14 +179,101 @@ void tern_retain_free(struct tern_retain *r)
     tern_free(r);
 }
 
-/* Remove n's message (write lock held); prunes n. */
+static void order_unlink(struct tern_retain *r, struct rnode *n)
+{
+    if (!n->in_order) {
+        return;
+    }
+    if (n->older != NULL) {
+        n->older->newer = n->newer;
+    } else {
+        r->oldest = n->newer;
+    }
+    if (n->newer != NULL) {
+        n->newer->older = n->older;
+    } else {
+        r->newest = n->older;
+    }
+    n->older = n->newer = NULL;
+    n->in_order = false;
+    r->order_bytes -= n->bytes + TERN_RETAIN_ENTRY_OVERHEAD;
+}
+
+static void order_append(struct tern_retain *r, struct rnode *n)
+{
+    n->older = r->newest;
+    n->newer = NULL;
+    if (r->newest != NULL) {
+        r->newest->newer = n;
+    } else {
+        r->oldest = n;
+    }
+    r->newest = n;
+    n->in_order = true;
+    r->order_bytes += n->bytes + TERN_RETAIN_ENTRY_OVERHEAD;
+}
+
+/* True when n is a first-level descendant of a '$' level (walks up to the root). */
+static bool under_dollar(const struct rnode *n)
+{
+    while (n->parent != NULL && n->parent->parent != NULL) {
+        n = n->parent;
+    }
+    return n->key_len > 0 && n->key[0] == '$';
+}
+
+/* Remove n's message (write lock held); does not prune n. */
 static void drop_msg(struct tern_retain *r, struct rnode *n)
 {
+    order_unlink(r, n);
+    if (under_dollar(n)) {
+        atomic_fetch_sub_explicit(&r->dollar, 1, memory_order_relaxed);
+    }
     r->ops.unref(n->msg);
     n->msg = NULL;
     atomic_fetch_sub_explicit(&r->count, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&r->bytes, n->bytes, memory_order_relaxed);
     n->bytes = 0;
+}
+
+/* Drop the oldest cached messages until the cache fits its limit (write lock held). The
+ * backing store still has them; '$' topics are never in the order, so never evicted. */
+static void evict(struct tern_retain *r)
+{
+    while (r->order_bytes > r->limit && r->oldest != NULL) {
+        struct rnode *victim = r->oldest;
+        drop_msg(r, victim);
+        prune(victim);
+        atomic_fetch_add_explicit(&r->evicted, 1, memory_order_relaxed);
+    }
+}
+
+void tern_retain_set_limit(struct tern_retain *r, size_t limit)
+{
+    if (r == NULL) {
+        return;
+    }
+    pthread_rwlock_wrlock(&r->lock);
+    r->limit = limit;
+    pthread_rwlock_unlock(&r->lock);
+}
+
+void tern_retain_set_total_fn(struct tern_retain *r, uint64_t (*fn)(void *arg), void *arg)
+{
+    if (r != NULL) {
+        r->total_fn = fn;
+        r->total_arg = arg;
+    }
+}
+
+uint64_t tern_retain_evicted(struct tern_retain *r)
+{
+    return r ? atomic_load_explicit(&r->evicted, memory_order_relaxed) : 0;
+}
+
+size_t tern_retain_cached(struct tern_retain *r)
+{
+    return r ? atomic_load_explicit(&r->count, memory_order_relaxed) : 0;
 }
 
 int tern_retain_set(struct tern_retain *r, const uint8_t *topic, size_t len, void *msg,
@@ -210,6 +307,12 @@ int tern_retain_set(struct tern_retain *r, const uint8_t *topic, size_t len, voi
     n->bytes = bytes;
     atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&r->bytes, bytes, memory_order_relaxed);
+    if (topic[0] == '$') {
+        atomic_fetch_add_explicit(&r->dollar, 1, memory_order_relaxed);
+    } else if (r->limit > 0) {
+        order_append(r, n);
+        evict(r);
+    }
     pthread_rwlock_unlock(&r->lock);
     return TERN_OK;
 }
@@ -471,7 +574,14 @@ size_t tern_retain_remove_if(struct tern_retain *r, tern_retain_pred_fn pred, vo
 
 size_t tern_retain_count(struct tern_retain *r)
 {
-    return r ? atomic_load_explicit(&r->count, memory_order_relaxed) : 0;
+    if (r == NULL) {
+        return 0;
+    }
+    if (r->total_fn != NULL) {
+        return (size_t)r->total_fn(r->total_arg) +
+               atomic_load_explicit(&r->dollar, memory_order_relaxed);
+    }
+    return atomic_load_explicit(&r->count, memory_order_relaxed);
 }
 
 size_t tern_retain_bytes(struct tern_retain *r)

@@ -15,8 +15,14 @@
  *
  * Threads: shared by every worker, guarded by a pthread rwlock inside. Visitors run under the
  * read lock: they must not block and must not call back into the index; take a reference
- * (ops.ref) to keep a message past the callback. In memory for now; persistence will sit
- * behind src/store and keep this interface.
+ * (ops.ref) to keep a message past the callback.
+ *
+ * Bounded cache: with persistence on, the store holds every retained message and this index is
+ * a cache in front of it (tern_retain_set_limit). Each set appends the topic to an eviction
+ * order; while the messages in that order cost more than the limit (their bytes plus an
+ * estimate of the memory around each: header, node, map slot), the oldest set is dropped from
+ * memory (counted in tern_retain_evicted). '$' topics (never stored) are never evicted.
+ * The cache is always at least as new as the store: every set and clear goes through it.
  */
 #ifndef TERN_BROKER_RETAIN_H
 #define TERN_BROKER_RETAIN_H
@@ -27,6 +33,14 @@
 
 /* Deepest topic the index stores (levels); deeper topics get TERN_EOVERFLOW. */
 #define TERN_RETAIN_MAX_LEVELS 1024
+
+/*
+ * What one cached message costs beyond its `bytes` (topic, payload, properties) under a limit:
+ * the message header and its serialized PUBLISH headers, the tree node, its slot in the
+ * parent's level map and allocator overhead. Measured with 100-byte payloads
+ * (docs/benchmarks.md, Persistence), so that retained_cache_bytes bounds memory, not payloads.
+ */
+#define TERN_RETAIN_ENTRY_OVERHEAD 448u
 
 struct tern_retain;
 
@@ -80,8 +94,19 @@ int tern_retain_foreach(struct tern_retain *r, tern_retain_visit_fn visit, void 
 /* Remove every message for which pred returns true (e.g. expired ones); returns how many. */
 size_t tern_retain_remove_if(struct tern_retain *r, tern_retain_pred_fn pred, void *ud);
 
-/* Number of retained messages and the sum of their `bytes`, for $SYS. */
+/* Number of retained messages and the sum of the `bytes` held in memory, for $SYS. With a total
+ * function set, the count is fn(arg) (the store's count) plus the '$' messages. */
 size_t tern_retain_count(struct tern_retain *r);
 size_t tern_retain_bytes(struct tern_retain *r);
+/* Messages held in memory (without the total function). */
+size_t tern_retain_cached(struct tern_retain *r);
+
+/* Make the index a cache of at most `limit` bytes of non-'$' messages (0 = unbounded, the
+ * default). Only for a caller whose backing store holds every message. */
+void tern_retain_set_limit(struct tern_retain *r, size_t limit);
+/* Where tern_retain_count gets the number of non-'$' messages (set once, before use). */
+void tern_retain_set_total_fn(struct tern_retain *r, uint64_t (*fn)(void *arg), void *arg);
+/* Messages dropped from memory by the limit since the index was made. */
+uint64_t tern_retain_evicted(struct tern_retain *r);
 
 #endif /* TERN_BROKER_RETAIN_H */

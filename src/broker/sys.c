@@ -98,8 +98,12 @@ void tern__sys_publish(struct tern_broker *b)
     pub(b, "$SYS/broker/publish/messages/received", "%llu", (unsigned long long)cur[L_PUB_RX]);
     pub(b, "$SYS/broker/publish/messages/sent", "%llu", (unsigned long long)cur[L_PUB_TX]);
     pub(b, "$SYS/broker/publish/messages/dropped", "%llu", (unsigned long long)cur[L_PUB_DROP]);
+    pub(b, "$SYS/broker/publish/publishers/paused", "%llu",
+        (unsigned long long)atomic_load(&tern__backpressure_pauses));
     pub(b, "$SYS/broker/bytes/received", "%llu", (unsigned long long)cur[L_BYTES_RX]);
     pub(b, "$SYS/broker/bytes/sent", "%llu", (unsigned long long)cur[L_BYTES_TX]);
+    pub(b, "$SYS/broker/memory/limit/refused", "%llu", (unsigned long long)ld(&st->mem_refused));
+    pub(b, "$SYS/broker/memory/limit/dropped", "%llu", (unsigned long long)ld(&st->mem_dropped));
     pub(b, "$SYS/broker/retained messages/count", "%zu", tern_retain_count(b->retain));
     pub(b, "$SYS/broker/subscriptions/count", "%zu", tern_subtree_count(b->subs));
     static const char *const suffix[3] = {"1min", "5min", "15min"};

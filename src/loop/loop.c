@@ -42,20 +42,28 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+/*
+ * 40 bytes (a 48-byte heap chunk): one per connection, so it is packed. `called_turn` keeps
+ * the low 16 bits of the turn number; a false match (a record not called for a multiple of
+ * 65,536 turns, then kicked in a turn where epoll also reported it) only moves the kick to
+ * the next turn, as for any fd called this turn.
+ */
 struct io_rec {
     int fd;
-    unsigned events; /* interest set */
-    unsigned kicked; /* events to deliver without readiness (tern_loop_fd_kick) */
-    bool in_epoll;
-    bool dead;
-    bool on_dead_list;    /* on loop->dead; reap unlinks it */
-    bool kick_linked;     /* on a kick list; the kick pass unlinks it */
-    uint64_t called_turn; /* turn number of its last callback */
+    unsigned events : 4; /* interest set */
+    unsigned kicked : 4; /* events to deliver without readiness (tern_loop_fd_kick) */
+    unsigned in_epoll : 1;
+    unsigned dead : 1;
+    unsigned on_dead_list : 1; /* on loop->dead; reap unlinks it */
+    unsigned kick_linked : 1;  /* on a kick list; the kick pass unlinks it */
+    unsigned called_turn : 16; /* turn number of its last callback, low 16 bits */
     tern_loop_io_fn cb;
     void *userdata;
     struct io_rec *next_dead;
     struct io_rec *next_kick;
 };
+
+#define TURN_STAMP(turns) ((unsigned)((turns)&0xFFFFu))
 
 struct tern_loop {
     int epfd;
@@ -200,7 +208,6 @@ void tern_loop_free(struct tern_loop *loop)
     tern_free(loop->fds);
     for (size_t i = 0; i < loop->heap_len; i++) {
         loop->heap[i]->slot = 0;
-        loop->heap[i]->loop = NULL;
     }
     tern_free(loop->heap);
     for (struct tern_loop_hook *h = loop->hooks_head; h;) {
@@ -328,7 +335,7 @@ int tern_loop_add_fd(struct tern_loop *loop, int fd, unsigned events, tern_loop_
     }
     r->fd = fd;
     r->events = events;
-    r->called_turn = UINT64_MAX;
+    r->called_turn = TURN_STAMP(loop->stats.turns - 1); /* not this turn */
     r->cb = cb;
     r->userdata = userdata;
     if (events) {
@@ -410,7 +417,7 @@ int tern_loop_fd_kick(struct tern_loop *loop, int fd, unsigned events)
     if (!r) {
         return TERN_ENOTFOUND;
     }
-    r->kicked |= events;
+    r->kicked |= events & 0xFu;
     if (!r->kick_linked && events) {
         r->kick_linked = true;
         r->next_kick = loop->kicks;
@@ -467,7 +474,6 @@ static void heap_remove(struct tern_loop *loop, struct tern_timer *t)
     size_t i = t->slot - 1;
     struct tern_timer *last = loop->heap[--loop->heap_len];
     t->slot = 0;
-    t->loop = NULL;
     if (last == t) {
         return;
     }
@@ -477,6 +483,12 @@ static void heap_remove(struct tern_loop *loop, struct tern_timer *t)
     } else {
         sift_down(loop, i);
     }
+}
+
+/* The timer is armed on this loop (not inactive, not on another loop's heap). */
+static bool armed_here(const struct tern_loop *loop, const struct tern_timer *t)
+{
+    return t->slot != 0 && t->slot <= loop->heap_len && loop->heap[t->slot - 1] == t;
 }
 
 void tern_timer_init(struct tern_timer *timer)
@@ -491,7 +503,7 @@ int tern_loop_timer_start(struct tern_loop *loop, struct tern_timer *timer, uint
         return TERN_EINVAL;
     }
     if (timer->slot != 0) {
-        if (timer->loop != loop) {
+        if (!armed_here(loop, timer)) {
             return TERN_EINVAL;
         }
         timer->cb = cb;
@@ -515,7 +527,6 @@ int tern_loop_timer_start(struct tern_loop *loop, struct tern_timer *timer, uint
     timer->cb = cb;
     timer->due_ms = due_ms;
     timer->key_ms = due_ms;
-    timer->loop = loop;
     size_t i = loop->heap_len++;
     heap_set(loop, i, timer);
     sift_up(loop, i);
@@ -536,7 +547,7 @@ int tern_loop_timer_after(struct tern_loop *loop, struct tern_timer *timer, uint
 
 void tern_loop_timer_stop(struct tern_loop *loop, struct tern_timer *timer)
 {
-    if (timer->slot == 0 || timer->loop != loop) {
+    if (!armed_here(loop, timer)) {
         return;
     }
     heap_remove(loop, timer);
@@ -758,7 +769,7 @@ static int call_io(struct tern_loop *loop, struct io_rec *r, unsigned ready)
     if (ready == 0) {
         return 0;
     }
-    r->called_turn = loop->stats.turns;
+    r->called_turn = TURN_STAMP(loop->stats.turns);
     r->cb(loop, r->fd, ready, r->userdata);
     return 1;
 }
@@ -784,7 +795,7 @@ static int run_kicks(struct tern_loop *loop, struct io_rec *list)
         if (r->kicked == 0) {
             continue; /* delivered with an epoll event of this turn */
         }
-        if (r->called_turn == loop->stats.turns) {
+        if (r->called_turn == TURN_STAMP(loop->stats.turns)) {
             r->kick_linked = true;
             r->next_kick = loop->kicks;
             loop->kicks = r;

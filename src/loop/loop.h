@@ -90,11 +90,11 @@ typedef void (*tern_timer_fn)(struct tern_loop *loop, struct tern_timer *timer);
  * therefore costs one store per packet.
  */
 struct tern_timer {
-    uint64_t due_ms;        /* deadline (monotonic ms, tern_time_mono_ms clock) */
-    uint64_t key_ms;        /* heap key, <= due_ms while active */
-    size_t slot;            /* heap index + 1; 0 when inactive */
-    tern_timer_fn cb;       /* set by start */
-    struct tern_loop *loop; /* loop it is armed on, for checks */
+    uint64_t due_ms;  /* deadline (monotonic ms, tern_time_mono_ms clock) */
+    uint64_t key_ms;  /* heap key, <= due_ms while active */
+    tern_timer_fn cb; /* set by start */
+    uint32_t slot;    /* heap index + 1; 0 when inactive. Armed on `loop` exactly when
+                       * loop's heap holds it at that index (no loop pointer: 32 bytes) */
 };
 
 /* ---- mailbox ----------------------------------------------------------------------------- */

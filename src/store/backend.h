@@ -13,6 +13,7 @@
 #include "store/store.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 /* One page of retained rows for the iterator: topics in [lo, hi) (hi_len 0 = no upper bound)
  * and > after (when has_after), at most max rows, ascending. Returns rows seen or an error. */
@@ -64,6 +65,10 @@ struct tern_store {
     uint64_t batch;     /* number of the open batch, or of the last one */
     uint64_t committed; /* last committed batch */
     uint64_t next_msg_id;
+    /* Retained entries: ret_count as of the last commit (read without the lock); ret_delta is
+     * the open batch's change, added by the backends and folded in by a successful commit. */
+    _Atomic uint64_t ret_count;
+    int64_t ret_delta;
 };
 
 /* Initialise the shared part (backends call it first); TERN_ENOMEM/ESYS on failure. */

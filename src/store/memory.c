@@ -676,6 +676,9 @@ static int mem_retained_set(struct tern_store *s, const uint8_t *t, size_t len, 
     if (err == TERN_OK && old != 0) {
         err = msg_unref_id(ms, old);
     }
+    if (err == TERN_OK && old == 0) {
+        s->ret_delta++;
+    }
     return err;
 }
 
@@ -689,6 +692,9 @@ static int mem_retained_clear(struct tern_store *s, const uint8_t *t, size_t len
     }
     uint64_t id = e->u64;
     int err = do_remove_at(ms, &ms->retained, i);
+    if (err == TERN_OK) {
+        s->ret_delta--;
+    }
     return err == TERN_OK ? msg_unref_id(ms, id) : err;
 }
 
@@ -716,6 +722,7 @@ static int mem_retained_sweep(struct tern_store *s, int64_t now_ms, size_t max, 
         }
     }
     *removed = n;
+    s->ret_delta -= (int64_t)n;
     return err;
 }
 

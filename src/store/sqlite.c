@@ -705,7 +705,11 @@ static int sq_retained_set(struct tern_store *s, const uint8_t *t, size_t len, u
     }
     BIND(bind_blob(st, 1, t, len));
     BIND(sqlite3_bind_int64(st, 2, (sqlite3_int64)id));
-    return finish_bound(ss, st, brc, "save retained message");
+    err = finish_bound(ss, st, brc, "save retained message");
+    if (err == TERN_OK && old == 0) {
+        s->ret_delta++;
+    }
+    return err;
 }
 
 static int sq_retained_clear(struct tern_store *s, const uint8_t *t, size_t len)
@@ -719,6 +723,7 @@ static int sq_retained_clear(struct tern_store *s, const uint8_t *t, size_t len)
     }
     size_t n = 0;
     err = delete_release(ss, st, "clear retained message", &n);
+    s->ret_delta -= (int64_t)n;
     return err == TERN_OK && n == 0 ? TERN_ENOTFOUND : err;
 }
 
@@ -732,7 +737,9 @@ static int sq_retained_sweep(struct tern_store *s, int64_t now_ms, size_t max, s
         done(st);
         return fail(ss, brc, "sweep retained messages");
     }
-    return delete_release(ss, st, "sweep retained messages", removed);
+    err = delete_release(ss, st, "sweep retained messages", removed);
+    s->ret_delta -= (int64_t)*removed;
+    return err;
 }
 
 static int sq_expire(struct tern_store *s, int64_t now_ms)
@@ -746,7 +753,11 @@ static int sq_expire(struct tern_store *s, int64_t now_ms)
             done(st);
             return fail(ss, brc, "delete expired messages");
         }
-        err = delete_release(ss, st, "delete expired messages", NULL);
+        size_t n = 0;
+        err = delete_release(ss, st, "delete expired messages", &n);
+        if (ids[i] == ST_EXP_RET) {
+            s->ret_delta -= (int64_t)n;
+        }
         if (err != TERN_OK) {
             return err;
         }
@@ -1356,6 +1367,14 @@ int tern_store_sqlite_open(const char *path, const struct tern_store_sqlite_opts
     if (r != OPEN_OK) {
         goto fail;
     }
+    uint64_t nret = 0;
+    err = count_rows(ss, "SELECT count(*) FROM retained", &nret);
+    if (err != TERN_OK) {
+        set_err(errbuf, errlen, "%s: cannot count retained messages", path);
+        close_db(ss);
+        goto fail;
+    }
+    atomic_store(&ss->base.ret_count, nret);
     set_err(errbuf, errlen, "%s", ""); /* a move-aside was logged; the open succeeded */
     *out = &ss->base;
     return TERN_OK;

@@ -16,7 +16,38 @@
 #include "store/backend.h"
 #include "tern/error.h"
 
+#include <stdatomic.h>
 #include <string.h>
+
+/* 0 = hook off; k > 0 = the k-th next store call fails (see tern_store_fail_after). */
+static _Atomic uint64_t fail_countdown;
+static _Atomic uint64_t failed_total;
+
+void tern_store_fail_after(uint64_t n)
+{
+    atomic_store(&fail_countdown, n);
+}
+
+uint64_t tern_store_failed_count(void)
+{
+    return atomic_load(&failed_total);
+}
+
+/* True when this call must fail (lock-free: decrement only while non-zero). */
+static bool fault(void)
+{
+    uint64_t cur = atomic_load_explicit(&fail_countdown, memory_order_relaxed);
+    while (cur != 0) {
+        if (atomic_compare_exchange_weak(&fail_countdown, &cur, cur - 1)) {
+            if (cur == 1) {
+                atomic_fetch_add(&failed_total, 1);
+                return true;
+            }
+            return false;
+        }
+    }
+    return false;
+}
 
 /* Rows a retained iterator reads per backend page, and at most per call per match wanted. */
 #define ITER_PAGE        64
@@ -82,7 +113,7 @@ int tern_store_begin(struct tern_store *s)
         pthread_mutex_unlock(&s->mtx);
         return TERN_EINVAL;
     }
-    int rc = s->ops->begin(s);
+    int rc = fault() ? TERN_ESTORE : s->ops->begin(s);
     if (rc != TERN_OK) {
         pthread_mutex_unlock(&s->mtx);
         return rc;
@@ -90,6 +121,7 @@ int tern_store_begin(struct tern_store *s)
     s->in_batch = true;
     s->owner = pthread_self();
     s->batch_err = 0;
+    s->ret_delta = 0;
     s->batch++;
     return TERN_OK; /* the lock stays held until commit or rollback */
 }
@@ -101,14 +133,20 @@ int tern_store_commit(struct tern_store *s)
         return TERN_EINVAL;
     }
     int rc = s->batch_err;
+    if (rc == 0 && fault()) {
+        rc = TERN_ESTORE;
+    }
     if (rc != 0) {
         s->ops->rollback(s);
     } else {
         rc = s->ops->commit(s);
         if (rc == TERN_OK) {
             s->committed = s->batch;
+            int64_t n = (int64_t)atomic_load(&s->ret_count) + s->ret_delta;
+            atomic_store(&s->ret_count, n > 0 ? (uint64_t)n : 0);
         }
     }
+    s->ret_delta = 0;
     s->in_batch = false;
     pthread_mutex_unlock(&s->mtx);
     pthread_mutex_unlock(&s->mtx);
@@ -122,6 +160,7 @@ void tern_store_rollback(struct tern_store *s)
         return;
     }
     s->ops->rollback(s);
+    s->ret_delta = 0;
     s->in_batch = false;
     pthread_mutex_unlock(&s->mtx);
     pthread_mutex_unlock(&s->mtx);
@@ -194,6 +233,9 @@ static bool smsg_ok(const struct tern_store_smsg *q)
  */
 static int change_end(struct tern_store *s, int rc)
 {
+    if (rc == TERN_OK && fault()) {
+        rc = TERN_ESTORE; /* the change happened; the failed batch rolls it back */
+    }
     if (rc < 0 && rc != TERN_EINVAL && rc != TERN_ENOTFOUND) {
         s->batch_err = rc;
     }
@@ -328,14 +370,14 @@ int tern_store_load(struct tern_store *s, int64_t now_ms, const struct tern_stor
     }
     int rc = tern_store_begin(s);
     if (rc == TERN_OK) {
-        rc = s->ops->expire(s, now_ms);
+        rc = fault() ? TERN_ESTORE : s->ops->expire(s, now_ms);
         if (rc != TERN_OK) {
             s->batch_err = rc;
         }
         rc = tern_store_commit(s);
     }
     if (rc == TERN_OK) {
-        rc = s->ops->load(s, cbs, arg);
+        rc = fault() ? TERN_ESTORE : s->ops->load(s, cbs, arg);
     }
     pthread_mutex_unlock(&s->mtx);
     return rc;
@@ -348,7 +390,7 @@ int tern_store_stats(struct tern_store *s, struct tern_store_stats *st)
     }
     memset(st, 0, sizeof *st);
     pthread_mutex_lock(&s->mtx);
-    int rc = s->ops->stats(s, st);
+    int rc = fault() ? TERN_ESTORE : s->ops->stats(s, st);
     pthread_mutex_unlock(&s->mtx);
     return rc;
 }
@@ -359,7 +401,7 @@ int tern_store_checkpoint(struct tern_store *s)
         pthread_mutex_unlock(&s->mtx);
         return TERN_EINVAL;
     }
-    int rc = s->ops->checkpoint(s);
+    int rc = fault() ? TERN_ESTORE : s->ops->checkpoint(s);
     pthread_mutex_unlock(&s->mtx);
     return rc;
 }
@@ -495,6 +537,9 @@ ssize_t tern_store_retained_iter_next(struct tern_store_retained_iter *it, size_
     if (budget < ITER_PAGE) {
         budget = ITER_PAGE;
     }
+    if (fault()) {
+        return TERN_ESTORE;
+    }
     pthread_mutex_lock(&s->mtx);
     while (!it->done && c.matched < max && c.stop == 0 && c.err == 0 && budget > 0) {
         struct tern__store_range r = {
@@ -529,6 +574,11 @@ ssize_t tern_store_retained_iter_next(struct tern_store_retained_iter *it, size_
     }
     pthread_mutex_unlock(&s->mtx);
     return (ssize_t)c.matched;
+}
+
+uint64_t tern_store_retained_count(struct tern_store *s)
+{
+    return atomic_load_explicit(&s->ret_count, memory_order_relaxed);
 }
 
 bool tern_store_retained_iter_done(const struct tern_store_retained_iter *it)

@@ -266,10 +266,24 @@ struct tern_store_stats {
 };
 int tern_store_stats(struct tern_store *s, struct tern_store_stats *st);
 
+/* Retained entries as of the last commit; cheap and lock-free (for $SYS and metrics). */
+uint64_t tern_store_retained_count(struct tern_store *s);
+
 /*
  * Copy the WAL into the database without waiting for readers (SQLite's PASSIVE checkpoint),
  * for a timer in the broker; the memory backend does nothing. Outside a batch.
  */
 int tern_store_checkpoint(struct tern_store *s);
+
+/*
+ * Fault injection for tests, the twin of tern_alloc_fail_after: after this call the n-th store
+ * call (1 = the very next; any thread) fails with TERN_ESTORE as a disk error would, and every
+ * later one succeeds; n = 0 disables the hook. Calls counted: begin, commit, each change,
+ * load, stats, checkpoint, retained_iter_next. A failing change has failed its batch (which
+ * the commit then rolls back); a failing commit rolls back.
+ */
+void tern_store_fail_after(uint64_t n);
+/* Store calls failed by the hook since the process started. */
+uint64_t tern_store_failed_count(void);
 
 #endif /* TERN_STORE_STORE_H */

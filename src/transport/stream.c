@@ -26,7 +26,7 @@
 
 struct sock_stream {
     struct tern_stream base;
-    char peer[TERN_STREAM_PEERSTRLEN];
+    char peer[]; /* sized to the name: every idle broker connection holds one of these */
 };
 
 static ssize_t errno_to_err(int e)
@@ -151,7 +151,14 @@ int tern_stream_socket_new(int fd, const char *peer, struct tern_stream **out)
             goto err_sys;
         }
     }
-    struct sock_stream *ss = tern_calloc(1, sizeof *ss);
+    char name[TERN_STREAM_PEERSTRLEN];
+    if (peer) {
+        snprintf(name, sizeof name, "%s", peer);
+    } else if (tern_net_peer_name(fd, name, sizeof name) < 0) {
+        snprintf(name, sizeof name, "%s", is_unix ? "unix" : "?");
+    }
+    size_t nlen = strlen(name) + 1;
+    struct sock_stream *ss = tern_calloc(1, sizeof *ss + nlen);
     if (!ss) {
         close(fd);
         return TERN_ENOMEM;
@@ -159,11 +166,7 @@ int tern_stream_socket_new(int fd, const char *peer, struct tern_stream **out)
     ss->base.ops = is_unix ? &unix_ops : &tcp_ops;
     ss->base.fd = fd;
     ss->base.inner = NULL;
-    if (peer) {
-        snprintf(ss->peer, sizeof ss->peer, "%s", peer);
-    } else if (tern_net_peer_name(fd, ss->peer, sizeof ss->peer) < 0) {
-        snprintf(ss->peer, sizeof ss->peer, "%s", is_unix ? "unix" : "?");
-    }
+    memcpy(ss->peer, name, nlen);
     *out = &ss->base;
     return TERN_OK;
 

@@ -206,7 +206,13 @@ def test_memory_limit_bounds_offline_queue(version):
         s.close()
         pub = client(b.port, "pub", version=version)
         for i in range(100):
-            pub.publish("ml", b"z" * 10000, qos=1, mid=i + 1)
+            # Over the budget a new QoS 1 publish is refused: 0x97 on 5.0; 3.x has no code,
+            # so the connection is closed without a PUBACK.
+            try:
+                pub.publish("ml", b"z" * 10000, qos=1, mid=i + 1)
+            except (ConnectionResetError, BrokenPipeError):
+                check(version != 5 and i >= 10, "closed at publish %d" % i)
+                break
         s2 = persistent(b.port, "ml", version)
         got = 0
         while True:

@@ -207,7 +207,7 @@ def test_metrics_change_after_publish():
         for ln in text.splitlines():
             if ln and not ln.startswith("#"):
                 k, v = ln.split(" ")
-                vals[k] = int(v)
+                vals[k] = float(v)
         for n in names:
             check("# HELP %s " % n in text and "# TYPE %s " % n in text, "HELP/TYPE of " + n)
             check(n in vals, "value of " + n)
@@ -221,7 +221,7 @@ def test_metrics_change_after_publish():
         for ln in body2.decode().splitlines():
             if ln and not ln.startswith("#"):
                 k, v = ln.split(" ")
-                vals2[k] = int(v)
+                vals2[k] = float(v)
         check(vals2["tern_publish_received_total"] >= vals["tern_publish_received_total"] + 1,
               "publish counter moved")
         check(vals2["tern_bytes_received_total"] > vals["tern_bytes_received_total"],
@@ -235,11 +235,11 @@ def test_metrics_change_after_publish():
 def test_unknown_path_and_method():
     with ws_broker() as b:
         eq(get(b.wsport, "/nope")[0], 404, "unknown path")
-        eq(get(b.wsport, "/")[0], 404, "/ without upgrade (no explorer yet)")
+        eq(get(b.wsport, "/")[0], 200, "/ without upgrade: the explorer (16-explorer.py)")
         status, hdrs, _ = http(b.wsport, b"POST /healthz HTTP/1.1\r\nHost: t\r\n"
                                b"Content-Length: 0\r\n\r\n")
         eq(status, 405, "POST")
-        eq(hdrs.get("allow"), "GET", "Allow")
+        eq(hdrs.get("allow"), "GET, HEAD", "Allow")
         eq(http(b.wsport, b"GET /healthz HTTP/1.1\nHost: t\n\n")[0], 400, "bare LF")
         eq(http(b.wsport, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\0" * 40)[0], 400,
            "TLS hello on a plain listener")

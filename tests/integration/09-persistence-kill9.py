@@ -7,6 +7,7 @@ with DUP and the same packet id, and PUBREL for ids past PUBREC; the subscriber 
 ids awaiting PUBREL). At the end every message the broker acknowledged (PUBACK, PUBREC) must
 have reached the subscriber: QoS 1 at least once, QoS 2 exactly once."""
 
+import os
 import random
 import signal
 import socket
@@ -24,7 +25,8 @@ KILLS = [0]
 def QOS(n):
     return 2 if n % 2 else 1  # odd: QoS 2, even: QoS 1
 
-KILL_PHASE = 22.0  # seconds of killing
+# Seconds of killing; `make soak` sets TERN_SOAK_KILL_SECONDS for a longer run with more kills.
+KILL_PHASE = float(os.environ.get("TERN_SOAK_KILL_SECONDS", "22"))
 DRAIN = 10.0       # seconds to let the subscriber catch up at the end
 
 

@@ -118,11 +118,19 @@ def test_pid_file_and_log_file():
 def test_user_switch_when_root():
     if os.geteuid() != 0:
         raise Skip("needs root")
+    import pwd
+    nobody = pwd.getpwnam("nobody").pw_uid
     with broker("user nobody\n") as b:
-        with open("/proc/%d/status" % b.proc.pid) as f:
-            uid_line = [l for l in f.read().splitlines() if l.startswith("Uid:")][0]
-        import pwd
-        eq(int(uid_line.split()[1]), pwd.getpwnam("nobody").pw_uid, "real uid after start")
+        # The listeners open (as root) before the switch, so the port answering does not mean
+        # the switch is done yet: wait for it, bounded.
+        deadline = time.monotonic() + 5
+        while True:
+            with open("/proc/%d/status" % b.proc.pid) as f:
+                uid_line = [l for l in f.read().splitlines() if l.startswith("Uid:")][0]
+            if int(uid_line.split()[1]) == nobody or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        eq(int(uid_line.split()[1]), nobody, "real uid after start")
         c = client(b.port, "u")
         c.send(b"\xc0\x00")
         c.expect(PINGRESP)

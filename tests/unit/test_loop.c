@@ -570,6 +570,35 @@ static void test_timer_stop_rearm(void)
 }
 
 /*
+ * A timer does not store its loop (loop.h): it is armed on a loop exactly when that loop's heap
+ * holds it at its slot. Armed on A, it cannot be started on B, stopping it through B does
+ * nothing, and it still fires on A; a timer at B's slot of the same number is not disturbed.
+ */
+static void test_timer_other_loop(void)
+{
+    struct tern_loop *a = tern_loop_new(8);
+    struct tern_loop *b = tern_loop_new(8);
+    struct rearm_ctx c;
+    memset(&c, 0, sizeof c);
+    uint64_t now = tern_loop_update_now(a);
+    CHECK_ERR(tern_loop_timer_start(a, &c.marker, now, rc_marker), TERN_OK);
+    CHECK_ERR(tern_loop_timer_start(b, &c.later, now + 100000, rc_later), TERN_OK);
+    CHECK_ERR(tern_loop_timer_start(b, &c.marker, now, rc_marker), TERN_EINVAL);
+    tern_loop_timer_stop(b, &c.marker); /* same slot number as c.later on b: ignored */
+    CHECK(tern_timer_active(&c.marker));
+    CHECK(tern_timer_active(&c.later));
+    CHECK_EQ(tern_loop_run_once(a, WATCHDOG_MS), 1);
+    CHECK_EQ(c.nlog, 1);
+    CHECK(!tern_timer_active(&c.marker));
+    tern_loop_timer_stop(a, &c.later); /* armed on b: ignored */
+    CHECK(tern_timer_active(&c.later));
+    tern_loop_timer_stop(b, &c.later);
+    CHECK(!tern_timer_active(&c.later));
+    tern_loop_free(a);
+    tern_loop_free(b);
+}
+
+/*
  * Deadline order holds for a lazily re-armed timer even when the loop runs late: X keyed at
  * +1 then moved to +5 must still fire after Y at +3 when both are overdue in the same turn.
  */
@@ -1153,6 +1182,7 @@ static const struct tern_test tests[] = {
     {"fd_kick", test_fd_kick},
     {"timers_order", test_timers_order},
     {"timer_stop_rearm", test_timer_stop_rearm},
+    {"timer_other_loop", test_timer_other_loop},
     {"timer_lazy_order_when_late", test_timer_lazy_order_when_late},
     {"many_timers", test_many_timers},
     {"timer_fairness_bound", test_timer_fairness_bound},

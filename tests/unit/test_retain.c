@@ -376,14 +376,56 @@ static void test_concurrent(void)
     }
 }
 
+static uint64_t fake_total(void *arg)
+{
+    return *(const uint64_t *)arg;
+}
+
+/* A limit makes the index a cache: oldest set first out, '$' topics never, references freed,
+ * replacing a topic moves it to the newest place; the count comes from the total function. */
+static void test_cache_limit(void)
+{
+    struct tern_retain *r = tern_retain_new(&ops);
+    struct fmsg m[6] = {{0, 0}, {0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5}};
+    tern_retain_set_limit(r, 3 * (100 + TERN_RETAIN_ENTRY_OVERHEAD)); /* three of 100 bytes */
+    CHECK_ERR(set(r, "$SYS/x", &m[0], 1000), TERN_OK); /* not evictable, not in the limit */
+    CHECK_ERR(set(r, "a/1", &m[1], 100), TERN_OK);
+    CHECK_ERR(set(r, "a/2", &m[2], 100), TERN_OK);
+    CHECK_ERR(set(r, "b", &m[3], 100), TERN_OK);
+    CHECK_EQ(tern_retain_bytes(r), 1300); /* $SYS/x and three of 100 */
+    CHECK_EQ(tern_retain_evicted(r), 0);
+    CHECK_ERR(set(r, "a/1", &m[1], 100), TERN_OK);   /* a/1 becomes the newest */
+    CHECK_ERR(set(r, "c/d/e", &m[4], 100), TERN_OK); /* evicts a/2 */
+    CHECK_EQ(tern_retain_evicted(r), 1);
+    CHECK_EQ(atomic_load(&m[2].refs), 0);
+    CHECK_EQ(tern_retain_cached(r), 4);
+    struct seen s;
+    CHECK_ERR(match(r, "#", &s), TERN_OK);
+    CHECK_EQ(s.n, 3);
+    CHECK(saw(&s, "a/1") && saw(&s, "b") && saw(&s, "c/d/e"));
+    CHECK_ERR(set(r, "big", &m[5], 3000), TERN_OK); /* larger than the limit: everything goes */
+    CHECK_EQ(tern_retain_evicted(r), 5);
+    CHECK_EQ(tern_retain_cached(r), 1);
+    CHECK_ERR(match(r, "$SYS/#", &s), TERN_OK);
+    CHECK_EQ(s.n, 1);
+    CHECK_EQ(atomic_load(&m[0].refs), 1);
+    for (int i = 1; i < 6; i++) {
+        CHECK_EQ(atomic_load(&m[i].refs), 0);
+    }
+    uint64_t total = 7;
+    tern_retain_set_total_fn(r, fake_total, &total);
+    CHECK_EQ(tern_retain_count(r), 8); /* 7 in the store + "$SYS/x" */
+    CHECK_ERR(tern_retain_clear(r, (const uint8_t *)"$SYS/x", 6), TERN_OK);
+    CHECK_EQ(tern_retain_count(r), 7);
+    tern_retain_free(r);
+    CHECK_EQ(atomic_load(&m[0].refs), 0);
+}
+
 static const struct tern_test tests[] = {
-    {"set_replace_clear", test_set_replace_clear},
-    {"match_wildcards", test_match_wildcards},
-    {"remove_if", test_remove_if},
-    {"alloc_failures", test_alloc_failures},
-    {"100k_topics", test_100k_topics},
-    {"concurrent", test_concurrent},
-    {NULL, NULL},
+    {"cache_limit", test_cache_limit},         {"set_replace_clear", test_set_replace_clear},
+    {"match_wildcards", test_match_wildcards}, {"remove_if", test_remove_if},
+    {"alloc_failures", test_alloc_failures},   {"100k_topics", test_100k_topics},
+    {"concurrent", test_concurrent},           {NULL, NULL},
 };
 
 TERN_TEST_MAIN("retain", tests)

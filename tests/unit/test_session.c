@@ -139,6 +139,44 @@ static void test_msg_wire(void)
     tern_msg_unref(m); /* frees the four headers too (ASan) */
 }
 
+/*
+ * The first header built lives in room reserved in the message's own allocation, sized for
+ * the largest layout: build the largest first (5.0 with packet id, properties, a 3 MB payload
+ * so the remaining length takes 4 bytes), then the others; ASan checks the bounds.
+ */
+static void test_msg_wire_largest_first(void)
+{
+    uint8_t props[64];
+    struct tern_props_builder b;
+    tern_props_builder_init(&b, props, sizeof props);
+    tern_props_add_str(&b, TERN_PROP_CONTENT_TYPE, "application/octet-stream", 24);
+    struct tern_props p = tern_props_builder_result(&b);
+    size_t plen = 3u << 20;
+    uint8_t *payload = tern_calloc(1, plen);
+    CHECK(payload != NULL);
+    struct tern_msg *m =
+        tern_msg_new((const uint8_t *)"x/y/z", 5, payload, plen, p.ptr, p.len, 1, false, 0, NULL);
+    tern_free(payload);
+    CHECK(m != NULL);
+    for (int i = 3; i >= 0; i--) {
+        bool v5 = i >= 2, with_pid = i & 1;
+        const struct tern_wire *w = tern_msg_wire(m, v5, with_pid);
+        CHECK(w != NULL);
+        struct tern_publish pub;
+        memset(&pub, 0, sizeof pub);
+        pub.qos = with_pid ? 1 : 0;
+        pub.packet_id = with_pid ? 1 : 0;
+        pub.topic.ptr = (const uint8_t *)"x/y/z";
+        pub.topic.len = 5;
+        pub.props = v5 ? p : (struct tern_props){NULL, 0};
+        uint8_t want[128];
+        ssize_t n = tern_publish_encode_header(want, sizeof want, v5 ? 5 : 4, &pub, plen);
+        CHECK_EQ(n, (ssize_t)w->len);
+        CHECK_MEM(w->bytes, want, w->len);
+    }
+    tern_msg_unref(m);
+}
+
 static struct tern_qmsg *q(struct tern_msg *m, uint16_t pid)
 {
     struct tern_qmsg *e = tern_calloc(1, sizeof *e);
@@ -189,19 +227,61 @@ static void test_qlist(void)
     tern_msg_unref(m);
 }
 
+/* An id put in flight other than through tern_session_next_pid (restored and failed-over
+ * entries): the caller resets pid_free_run, as persist.c and deliver.c do. */
+static void push_restored(struct tern_session *s, struct tern_qmsg *e)
+{
+    tern_qlist_push(&s->inflight, e);
+    s->pid_free_run = 0;
+}
+
 static void test_packet_ids(void)
 {
     struct tern_session *s = tern_session_new("c", 1);
     CHECK(s != NULL);
     struct tern_msg *m = mk("t", "", 1);
     CHECK_EQ(tern_session_next_pid(s), 1);
-    tern_qlist_push(&s->inflight, q(m, 2));
-    tern_qlist_push(&s->inflight, q(m, 3));
+    push_restored(s, q(m, 2));
+    push_restored(s, q(m, 3));
     CHECK_EQ(tern_session_next_pid(s), 4); /* 2 and 3 are in flight */
     s->next_pid = 65535;
+    s->pid_free_run = 0;
     CHECK_EQ(tern_session_next_pid(s), 65535);
     CHECK_EQ(tern_session_next_pid(s), 1); /* wraps, never 0 */
     CHECK_EQ(tern_session_next_pid(s), 4);
+    tern_msg_unref(m);
+    tern_session_unref(s);
+}
+
+/*
+ * Ids handed out from the free run (session.c) against a brute-force check: a window of 64 in
+ * flight, acknowledged out of order (a pseudo-random one of the window each time), 300,000
+ * ids so the counter wraps more than four times; an id is never one already in flight and
+ * never 0.
+ */
+static void test_packet_ids_window_wraps(void)
+{
+    struct tern_session *s = tern_session_new("c", 1);
+    struct tern_msg *m = mk("t", "", 1);
+    uint32_t rnd = 12345;
+    for (uint32_t n = 0; n < 300000; n++) {
+        if (s->inflight.count == 64) {
+            rnd = rnd * 1103515245u + 12345u;
+            uint32_t k = (rnd >> 16) % 64;
+            struct tern_qmsg *e = s->inflight.head;
+            for (uint32_t i = 0; i < k; i++) {
+                e = e->next;
+            }
+            tern_qmsg_free(tern_qlist_take_pid(&s->inflight, e->packet_id));
+        }
+        uint16_t pid = tern_session_next_pid(s);
+        CHECK(pid != 0);
+        CHECK(tern_qlist_find_pid(&s->inflight, pid) == NULL);
+        if (pid == 0 || tern_qlist_find_pid(&s->inflight, pid) != NULL) {
+            break;
+        }
+        tern_qlist_push(&s->inflight, q(m, pid));
+    }
     tern_msg_unref(m);
     tern_session_unref(s);
 }
@@ -211,7 +291,7 @@ static void test_packet_ids_exhausted(void)
     struct tern_session *s = tern_session_new("c", 1);
     struct tern_msg *m = mk("t", "", 1);
     for (uint32_t i = 1; i <= 65535; i++) {
-        tern_qlist_push(&s->inflight, q(m, (uint16_t)i));
+        push_restored(s, q(m, (uint16_t)i));
     }
     CHECK_EQ(tern_session_next_pid(s), 0);
     tern_qmsg_free(tern_qlist_take_pid(&s->inflight, 40000));
@@ -284,8 +364,10 @@ static const struct tern_test tests[] = {
     {"msg_expiry", test_msg_expiry},
     {"msg_filter_props", test_msg_filter_props},
     {"msg_wire", test_msg_wire},
+    {"msg_wire_largest_first", test_msg_wire_largest_first},
     {"qlist", test_qlist},
     {"packet_ids", test_packet_ids},
+    {"packet_ids_window_wraps", test_packet_ids_window_wraps},
     {"packet_ids_exhausted", test_packet_ids_exhausted},
     {"qos2_ids", test_qos2_ids},
     {"registry", test_registry},

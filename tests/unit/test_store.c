@@ -916,8 +916,24 @@ static int fault_batch(struct tern_store *s, int round)
     return tern_store_commit(s);
 }
 
-static void fault_run(struct ctx *c)
+/* Arm / read one of the two fault hooks (allocation or store call). */
+static void fault_arm(bool store_calls, uint64_t n)
 {
+    if (store_calls) {
+        tern_store_fail_after(n);
+    } else {
+        tern_alloc_fail_after(n);
+    }
+}
+
+static uint64_t fault_count(bool store_calls)
+{
+    return store_calls ? tern_store_failed_count() : tern_alloc_failed_count();
+}
+
+static void fault_sweeps(struct ctx *c, bool store_calls)
+{
+    const char *what = store_calls ? "store call" : "allocation";
     struct tern_store *ref = tern_store_memory_new();
     int round = 0;
     CHECK_ERR(fault_batch(ref, round), TERN_OK);
@@ -929,11 +945,11 @@ static void fault_run(struct ctx *c)
     for (int sweep = 0; sweep < 8; sweep++) {
         for (int n = 1; n < 20000; n++) {
             runs++;
-            uint64_t before = tern_alloc_failed_count();
-            tern_alloc_fail_after((uint64_t)n);
+            uint64_t before = fault_count(store_calls);
+            fault_arm(store_calls, (uint64_t)n);
             int rc = fault_batch(c->s, round);
-            tern_alloc_fail_after(0);
-            bool injected = tern_alloc_failed_count() != before;
+            fault_arm(store_calls, 0);
+            bool injected = fault_count(store_calls) != before;
             if (rc == TERN_OK) {
                 CHECK_ERR(fault_batch(ref, round), TERN_OK);
                 round++;
@@ -946,13 +962,14 @@ static void fault_run(struct ctx *c)
             snprintf(a, sizeof a, "%s", dump(c->s));
             const char *b = dump(ref);
             if (strcmp(a, b) != 0) {
-                fprintf(stderr, "  after failing allocation %d (rc %s)\n", n, tern_errname(rc));
+                fprintf(stderr, "  after failing %s %d (rc %s)\n", what, n, tern_errname(rc));
                 CHECK_STR(a, b);
                 break;
             }
             struct tern_store_stats sa = stats(c->s), sb = stats(ref);
-            if (memcmp(&sa, &sb, sizeof sa) != 0) {
-                fprintf(stderr, "  after failing allocation %d: %llu messages, want %llu\n", n,
+            if (memcmp(&sa, &sb, sizeof sa) != 0 ||
+                tern_store_retained_count(c->s) != sa.retained) {
+                fprintf(stderr, "  after failing %s %d: %llu messages, want %llu\n", what, n,
                         (unsigned long long)sa.messages, (unsigned long long)sb.messages);
                 CHECK(false);
                 break;
@@ -970,9 +987,59 @@ static void fault_run(struct ctx *c)
     char a[1 << 15];
     snprintf(a, sizeof a, "%s", dump(c->s));
     CHECK_STR(a, dump(ref));
-    fprintf(stderr, "  %s: %d allocation faults injected over %d runs\n", tern_store_backend(c->s),
-            failures, runs);
+    CHECK_EQ(tern_store_retained_count(c->s), stats(c->s).retained);
+    fprintf(stderr, "  %s: %d %s faults injected over %d runs\n", tern_store_backend(c->s),
+            failures, what, runs);
     tern_store_free(ref);
+}
+
+static void fault_run(struct ctx *c)
+{
+    fault_sweeps(c, false);
+}
+
+/* The store-call hook: every call of a batch (begin, each change, commit) fails in turn. */
+static void store_fault_run(struct ctx *c)
+{
+    fault_sweeps(c, true);
+}
+
+/* tern_store_retained_count follows sets, replacements, clears, sweeps and rollbacks, and is
+ * right again after a reopen. */
+static void b_retained_count(struct ctx *c)
+{
+    struct tern_store *s = c->s;
+    CHECK_EQ(tern_store_retained_count(s), 0);
+    CHECK_ERR(tern_store_begin(s), TERN_OK);
+    for (int i = 0; i < 5; i++) {
+        char t[16];
+        snprintf(t, sizeof t, "c/%d", i);
+        uint64_t id = add_msg(s, t, "p", 0, i == 4 ? NOW : 0);
+        CHECK_ERR(tern_store_retained_set(s, T(t), id), TERN_OK);
+    }
+    CHECK_EQ(tern_store_retained_count(s), 0); /* not committed yet */
+    CHECK_ERR(tern_store_commit(s), TERN_OK);
+    CHECK_EQ(tern_store_retained_count(s), 5);
+    CHECK_ERR(tern_store_begin(s), TERN_OK);
+    uint64_t id = add_msg(s, "c/0", "q", 0, 0);
+    CHECK_ERR(tern_store_retained_set(s, T("c/0"), id), TERN_OK); /* replaces */
+    CHECK_ERR(tern_store_retained_clear(s, T("c/1")), TERN_OK);
+    CHECK_ERR(tern_store_retained_clear(s, T("c/1")), TERN_ENOTFOUND);
+    CHECK_ERR(tern_store_commit(s), TERN_OK);
+    CHECK_EQ(tern_store_retained_count(s), 4);
+    CHECK_ERR(tern_store_begin(s), TERN_OK);
+    CHECK_ERR(tern_store_retained_clear(s, T("c/2")), TERN_OK);
+    tern_store_rollback(s);
+    CHECK_EQ(tern_store_retained_count(s), 4);
+    CHECK_ERR(tern_store_begin(s), TERN_OK);
+    size_t removed = 0;
+    CHECK_ERR(tern_store_retained_sweep(s, NOW + 1, 10, &removed), TERN_OK);
+    CHECK_EQ(removed, 1);
+    CHECK_ERR(tern_store_commit(s), TERN_OK);
+    CHECK_EQ(tern_store_retained_count(s), 3);
+    reopen(c);
+    CHECK_EQ(tern_store_retained_count(c->s), 3);
+    CHECK_EQ(stats(c->s).retained, 3);
 }
 
 /* Two threads committing batches at once: the lock serialises them, nothing is lost. */
@@ -1093,6 +1160,8 @@ BOTH(b_retained_iter)
 BOTH(b_retained_sparse)
 BOTH(b_retained_iter_faults)
 BOTH(fault_run)
+BOTH(store_fault_run)
+BOTH(b_retained_count)
 BOTH(b_threads)
 
 /*
@@ -1548,6 +1617,8 @@ static const struct tern_test tests[] = {
     ENTRY(b_retained_sparse),
     ENTRY(b_retained_iter_faults),
     ENTRY(fault_run),
+    ENTRY(store_fault_run),
+    ENTRY(b_retained_count),
     ENTRY(b_threads),
     {"records", t_records},
     {"sqlite_checkpoint", t_checkpoint},
