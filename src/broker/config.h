@@ -153,6 +153,9 @@ struct tern_config {
     unsigned auth_threads;                      /* Tern: password-check threads, 0 = 2 */
     unsigned auth_queue_size;                   /* Tern: logins waiting for them, 0 = 256 */
     bool check_retain_source;                   /* default false */
+    /* Tern: dynamic-security state file (also set by Mosquitto's `plugin
+     * .../mosquitto_dynamic_security.so` + `plugin_opt_config_file PATH`); NULL = off. */
+    char *dynamic_security_file;
 
     /* Limits. 0 means "no limit" where noted, as in Mosquitto. */
     int64_t max_connections;          /* default for listeners: -1 = unlimited */
