@@ -61,8 +61,10 @@ static const char *const help_common =
     "Connection:\n"
     "  -h, --host HOST        broker host (default localhost)\n"
     "  -p, --port PORT        broker port (default 1883)\n"
-    "  -L, --url URL          mqtt://[user[:password]@]host[:port]/topic (mqtts://, ws://,\n"
-    "                         wss:// are recognised but not supported yet)\n"
+    "  -L, --url URL          mqtt://[user[:password]@]host[:port]/topic; also mqtts://\n"
+    "                         (TLS, port 8883), ws:// (WebSocket, port 80) and wss://\n"
+    "                         (WebSocket over TLS, port 443)\n"
+    "  --ws-path PATH         WebSocket request path (default /mqtt)\n"
     "  -u, --username USER    user name\n"
     "  -P, --pw PASSWORD      password\n"
     "  -i, --id ID            client id (default: assigned by the broker, or generated)\n"
@@ -86,12 +88,33 @@ static const char *const help_common =
     "  --will-payload TEXT    last will payload (default empty)\n"
     "  --will-qos 0|1|2       last will QoS\n"
     "  --will-retain          retain the last will\n"
+    "  --store DIR            keep QoS 1/2 flows on disk in DIR (needs -i): a run that was\n"
+    "                         killed is finished by the next one with the same DIR and id\n"
     "  -d, --debug            print the client's diagnostics to stderr\n"
     "  --quiet                print no error messages\n"
     "  --nodelay              accepted for compatibility (TCP_NODELAY is always on)\n"
     "  --help                 this help\n"
-    "TLS options (--cafile, --capath, --cert, --key, --insecure, --tls-version, --psk...),\n"
-    "--unix and -A are recognised and refused: not supported yet.\n";
+    "TLS (any of --cafile, --capath, --cert, --psk, --tls-use-os-certs without -L selects\n"
+    "mqtts:// on port 8883; the server's certificate and host name are always verified\n"
+    "unless --insecure):\n"
+    "  --cafile FILE          trust the CA certificates in this PEM file\n"
+    "  --capath DIR           trust the CA certificates in this hashed directory\n"
+    "  --tls-use-os-certs     also trust the system's CA store (the default without\n"
+    "                         --cafile / --capath)\n"
+    "  --cert FILE            client certificate (PEM), with --key\n"
+    "  --key FILE             client private key (PEM)\n"
+    "  --insecure             do not verify the server's certificate or host name\n"
+    "  --tls-version VER      lowest TLS version: tlsv1.2 (default) or tlsv1.3\n"
+    "  --tls-alpn PROTO       ALPN protocol to offer (e.g. mqtt)\n"
+    "  --psk HEX              TLS-PSK key in hex, with --psk-identity\n"
+    "  --psk-identity ID      TLS-PSK identity\n"
+    "  --tls-max-frag N       ask the server for records of at most N bytes (RFC 6066 max\n"
+    "                         fragment length: 512, 1024, 2048 or 4096)\n"
+    "  --tls-server-name NAME name to send as SNI and to check in the certificate (default:\n"
+    "                         the host connected to)\n"
+    "  --ciphers LIST         TLS 1.2 cipher list (OpenSSL syntax)\n"
+    "--tls-engine, --keyform, --proxy, --unix and -A are recognised and refused:\n"
+    "not supported yet.\n";
 
 static const char *const help_payload =
     "Message:\n"
@@ -134,10 +157,14 @@ void cli_usage(int cmd, bool full)
             return;
         }
         fputs(help_payload, f);
-        fputs("  -l, --stdin-line       one message per line read from stdin (newline removed)\n"
+        fputs("  -l, --stdin-line       one message per line read from stdin (newline removed);\n"
+              "                         reconnects after a lost connection and resends what\n"
+              "                         was not acknowledged\n"
               "  -r, --retain           retain the message\n"
               "  -M, --max-inflight N   at most N QoS 1/2 messages awaiting acknowledgement\n"
               "                         (default: the broker's Receive Maximum)\n"
+              "  --topic-aliases N      MQTT 5: send repeated topics as topic aliases, using up\n"
+              "                         to N (and no more than the broker allows)\n"
               "  --repeat N             publish the -m/-f/-s message N times\n"
               "  --repeat-delay SEC     wait SEC seconds (fractions allowed) between repeats\n",
               f);
@@ -301,12 +328,16 @@ static int parse_url(struct cli *o, const char *url)
         return 1;
     }
     size_t slen = (size_t)(sep - url);
-    if (!(slen == 4 && strncmp(url, "mqtt", 4) == 0)) {
-        bool known = (slen == 5 && strncmp(url, "mqtts", 5) == 0) ||
-                     (slen == 2 && strncmp(url, "ws", 2) == 0) ||
-                     (slen == 3 && strncmp(url, "wss", 3) == 0);
-        cli_err(o, "Error: -L: %.*s:// %s.", (int)slen, url,
-                known ? "is not supported yet (only mqtt:// for now)" : "is an unknown scheme");
+    static const char *const schemes[] = {"mqtt", "mqtts", "ws", "wss"};
+    o->scheme = NULL;
+    for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+        if (slen == strlen(schemes[i]) && strncmp(url, schemes[i], slen) == 0) {
+            o->scheme = schemes[i];
+        }
+    }
+    if (o->scheme == NULL) {
+        cli_err(o, "Error: -L: %.*s:// is an unknown scheme (mqtt, mqtts, ws, wss).", (int)slen,
+                url);
         return 1;
     }
     const char *p = sep + 3;
@@ -340,7 +371,7 @@ static int parse_url(struct cli *o, const char *url)
         cli_err(o, "Error: -L: missing or too long host.");
         return 1;
     }
-    snprintf(o->url, sizeof(o->url), "mqtt://%.*s", (int)hlen, p);
+    snprintf(o->url, sizeof(o->url), "%.*s", (int)hlen, p);
     if (slash != NULL && slash[1] != '\0') {
         if (o->cmd == CLI_SUB) {
             if (o->ntopics < CLI_MAX_TOPICS) {
@@ -359,25 +390,8 @@ static bool is_opt(const char *a, const char *s, const char *l)
 }
 
 static const char *const unsupported[] = {
-    "--cafile",
-    "--capath",
-    "--cert",
-    "--key",
-    "--insecure",
-    "--tls-version",
-    "--psk",
-    "--psk-identity",
-    "--tls-alpn",
-    "--ciphers",
-    "--tls-use-os-certs",
-    "--tls-engine",
-    "--keyform",
-    "--tls-engine-kpass-sha1",
-    "--proxy",
-    "--unix",
-    "-A",
-    "--random-filter",
-    "-S",
+    "--tls-engine", "--keyform", "--tls-engine-kpass-sha1", "--proxy",
+    "--unix",       "-A",        "--random-filter",         "-S",
 };
 
 int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
@@ -400,10 +414,7 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
         }
         for (size_t k = 0; k < sizeof(unsupported) / sizeof(unsupported[0]); k++) {
             if (strcmp(a, unsupported[k]) == 0) {
-                cli_err(o,
-                        "Error: %s is not supported yet (this build speaks MQTT over plain "
-                        "TCP only).",
-                        a);
+                cli_err(o, "Error: %s is not supported yet.", a);
                 return 1;
             }
         }
@@ -426,6 +437,10 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
         } else if (is_opt(a, NULL, "--quiet")) {
             o->quiet = true;
         } else if (is_opt(a, NULL, "--nodelay")) {
+        } else if (is_opt(a, NULL, "--insecure")) {
+            o->insecure = true;
+        } else if (is_opt(a, NULL, "--tls-use-os-certs")) {
+            o->tls_use_os_certs = true;
         } else if (is_opt(a, NULL, "--will-retain")) {
             o->will_retain = true;
         } else if (pay && is_opt(a, "-n", "--null-message")) {
@@ -505,6 +520,7 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
                                                  "-f",
                                                  "--file",
                                                  "--repeat",
+                                                 "--topic-aliases",
                                                  "--repeat-delay",
                                                  "-T",
                                                  "--filter-out",
@@ -517,7 +533,20 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
                                                  "-F",
                                                  "--format",
                                                  "-e",
-                                                 "--response-topic"};
+                                                 "--response-topic",
+                                                 "--cafile",
+                                                 "--capath",
+                                                 "--cert",
+                                                 "--key",
+                                                 "--tls-version",
+                                                 "--tls-alpn",
+                                                 "--tls-server-name",
+                                                 "--ciphers",
+                                                 "--psk",
+                                                 "--psk-identity",
+                                                 "--tls-max-frag",
+                                                 "--ws-path",
+                                                 "--store"};
             bool known = false;
             for (size_t k = 0; k < sizeof(valued) / sizeof(valued[0]); k++) {
                 known = known || strcmp(a, valued[k]) == 0;
@@ -538,6 +567,41 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
             if (parse_url(o, v) != 0) {
                 return 1;
             }
+        } else if (is_opt(a, NULL, "--cafile")) {
+            o->cafile = v;
+        } else if (is_opt(a, NULL, "--capath")) {
+            o->capath = v;
+        } else if (is_opt(a, NULL, "--cert")) {
+            o->certfile = v;
+        } else if (is_opt(a, NULL, "--key")) {
+            o->keyfile = v;
+        } else if (is_opt(a, NULL, "--tls-version")) {
+            o->tls_version = v;
+        } else if (is_opt(a, NULL, "--tls-alpn")) {
+            o->tls_alpn = v;
+        } else if (is_opt(a, NULL, "--tls-server-name")) {
+            o->tls_server_name = v;
+        } else if (is_opt(a, NULL, "--ciphers")) {
+            o->ciphers = v;
+        } else if (is_opt(a, NULL, "--psk")) {
+            o->psk = v;
+        } else if (is_opt(a, NULL, "--psk-identity")) {
+            o->psk_identity = v;
+        } else if (is_opt(a, NULL, "--store")) {
+            o->store_dir = v;
+        } else if (is_opt(a, NULL, "--ws-path")) {
+            if (v[0] != '/') {
+                cli_err(o, "Error: --ws-path must start with '/'.");
+                return 1;
+            }
+            o->ws_path = v;
+        } else if (is_opt(a, NULL, "--tls-max-frag")) {
+            if (!parse_long(v, 512, 4096, &n) ||
+                (n != 512 && n != 1024 && n != 2048 && n != 4096)) {
+                cli_err(o, "Error: invalid --tls-max-frag \"%s\" (512, 1024, 2048 or 4096).", v);
+                return 1;
+            }
+            o->tls_max_frag = (int)n;
         } else if (is_opt(a, "-u", "--username")) {
             o->username = v;
         } else if (is_opt(a, "-P", "--pw")) {
@@ -609,6 +673,12 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
                 return 1;
             }
             o->max_inflight = (int)n;
+        } else if (cmd == CLI_PUB && is_opt(a, NULL, "--topic-aliases")) {
+            if (!parse_long(v, 0, 65535, &n)) {
+                cli_err(o, "Error: invalid --topic-aliases \"%s\" (0..65535).", v);
+                return 1;
+            }
+            o->topic_aliases = (int)n;
         } else if (cmd == CLI_PUB && is_opt(a, NULL, "--repeat")) {
             if (!parse_long(v, 1, INT_MAX, &n)) {
                 cli_err(o, "Error: invalid --repeat \"%s\".", v);
@@ -660,14 +730,27 @@ int cli_parse(struct cli *o, int cmd, const char *prog, int argc, char **argv)
     for (int k = 0; k < CLI_P_COUNT; k++) {
         nprops += o->props[k].count;
     }
-    bool wants5 = nprops > 0 || o->session_expiry >= 0;
+    bool wants5 = nprops > 0 || o->session_expiry >= 0 || o->topic_aliases > 0;
     if (o->version == 0) {
-        o->version = (cmd == CLI_RR || wants5) ? 5 : 4; /* -D and -x imply MQTT 5 */
+        /* -D, -x and --topic-aliases imply MQTT 5 */
+        o->version = (cmd == CLI_RR || wants5) ? 5 : 4;
     } else if (wants5 && o->version != 5) {
-        cli_err(o, "Error: -D and -x need MQTT 5 (-V mqttv5).");
+        cli_err(o, "Error: -D, -x and --topic-aliases need MQTT 5 (-V mqttv5).");
         return 1;
     }
     /* Checks that need every option. */
+    if ((o->certfile == NULL) != (o->keyfile == NULL)) {
+        cli_err(o, "Error: Both certfile and keyfile must be provided if one of them is set.");
+        return 1;
+    }
+    if ((o->psk == NULL) != (o->psk_identity == NULL)) {
+        cli_err(o, "Error: --psk and --psk-identity go together.");
+        return 1;
+    }
+    if (o->psk != NULL && (o->cafile != NULL || o->capath != NULL)) {
+        cli_err(o, "Error: Only one of --psk or --cafile/--capath may be used at once.");
+        return 1;
+    }
     int sources =
         (o->message != NULL) + (o->file != NULL) + o->null_msg + o->stdin_all + o->stdin_line;
     if (cmd != CLI_SUB) {
@@ -843,29 +926,78 @@ static void on_log(struct tern_client *c, int level, const char *msg, void *user
     fprintf(stderr, "tern: %s\n", msg);
 }
 
+/* Whether any option asks for TLS without a URL saying so (mosquitto: these imply TLS). */
+static bool tls_implied(const struct cli *o)
+{
+    return o->cafile != NULL || o->capath != NULL || o->psk != NULL || o->tls_use_os_certs ||
+           o->certfile != NULL;
+}
+
+/* Build the URL from -L / -h / -p / the TLS options / --ws-path into o->target. */
+static int build_target(struct cli *o)
+{
+    const char *scheme = o->scheme ? o->scheme : (tls_implied(o) ? "mqtts" : "mqtt");
+    const char *host = o->host;
+    char hostport[300];
+    if (host == NULL && o->url[0] != '\0') {
+        snprintf(hostport, sizeof(hostport), "%s", o->url);
+        if (o->port != 0) {
+            /* -p overrides the port of -L's URL. */
+            char *colon = strrchr(hostport, ':');
+            if (colon != NULL && strchr(colon, ']') == NULL) {
+                *colon = '\0';
+            }
+        }
+    } else {
+        host = host ? host : "localhost";
+        bool v6 = strchr(host, ':') != NULL && host[0] != '[';
+        snprintf(hostport, sizeof(hostport), v6 ? "[%s]" : "%s", host);
+    }
+    size_t l = strlen(hostport);
+    if (o->port != 0) {
+        snprintf(hostport + l, sizeof(hostport) - l, ":%d", o->port);
+    }
+    bool ws = scheme[0] == 'w';
+    int n = snprintf(o->target, sizeof(o->target), "%s://%s%s", scheme, hostport,
+                     ws && o->ws_path ? o->ws_path : "");
+    if (n < 0 || (size_t)n >= sizeof(o->target)) {
+        cli_err(o, "Error: host name too long.");
+        return 1;
+    }
+    if (!ws && o->ws_path != NULL) {
+        cli_err(o, "Error: --ws-path needs a ws:// or wss:// URL (-L).");
+        return 1;
+    }
+    bool tls = strcmp(scheme, "mqtts") == 0 || strcmp(scheme, "wss") == 0;
+    if (!tls && (tls_implied(o) || o->insecure || o->tls_version || o->tls_alpn ||
+                 o->tls_max_frag || o->tls_server_name || o->ciphers)) {
+        cli_err(o, "Error: TLS options given with a %s:// URL (use mqtts:// or wss://).", scheme);
+        return 1;
+    }
+    return 0;
+}
+
 int cli_client_new(struct cli *o, struct tern_client **out)
 {
     struct tern_client_options opt;
     tern_client_options_init(&opt);
-    if (o->url[0] != '\0') {
-        opt.url = o->url;
+    if (build_target(o) != 0) {
+        return 1;
     }
-    if (o->host != NULL) {
-        opt.url = NULL;
-        opt.host = o->host;
-    }
-    if (o->port != 0) {
-        if (opt.url != NULL) {
-            /* -p overrides the port of -L's URL. */
-            char *colon = strrchr(o->url + 7, ':');
-            if (colon != NULL && strchr(colon, ']') == NULL) {
-                *colon = '\0';
-            }
-            size_t l = strlen(o->url);
-            snprintf(o->url + l, sizeof(o->url) - l, ":%d", o->port);
-        }
-        opt.port = (uint16_t)o->port;
-    }
+    opt.url = o->target;
+    opt.tls_cafile = o->cafile;
+    opt.tls_capath = o->capath;
+    opt.tls_use_os_certs = o->tls_use_os_certs;
+    opt.tls_certfile = o->certfile;
+    opt.tls_keyfile = o->keyfile;
+    opt.tls_psk_identity = o->psk_identity;
+    opt.tls_psk_key = o->psk;
+    opt.tls_alpn = o->tls_alpn;
+    opt.tls_server_name = o->tls_server_name;
+    opt.tls_ciphers = o->ciphers;
+    opt.tls_version = o->tls_version;
+    opt.tls_max_fragment_length = (unsigned)o->tls_max_frag;
+    opt.tls_insecure = o->insecure;
     opt.version = (uint8_t)o->version;
     char idbuf[128];
     if (o->id != NULL) {
@@ -905,12 +1037,15 @@ int cli_client_new(struct cli *o, struct tern_client **out)
     }
     opt.connect_props = cp->items;
     opt.connect_props_count = cp->count;
-    opt.auto_reconnect = o->cmd == CLI_SUB;
+    /* A subscriber and a line-by-line publisher outlive a broker restart (mosquitto's too). */
+    opt.auto_reconnect = o->cmd == CLI_SUB || (o->cmd == CLI_PUB && o->stdin_line);
     opt.max_inflight = (uint16_t)o->max_inflight;
+    opt.topic_aliases_out = (uint16_t)o->topic_aliases;
+    opt.store_dir = o->store_dir;
     struct tern_client *c = NULL;
     int r = tern_client_new(&opt, &c);
-    if (r == TERN_EUNSUPPORTED) {
-        cli_err(o, "Error: this transport is not supported yet (only mqtt:// for now).");
+    if (r != TERN_OK && tern_client_options_error()[0] != '\0') {
+        cli_err(o, "Error: %s.", tern_client_options_error()); /* names the option or file */
         return 1;
     }
     if (r == TERN_EINVAL || r == TERN_EBADTOPIC || r == TERN_EBADUTF8) {
@@ -986,7 +1121,9 @@ int cli_connect(struct cli *o, struct tern_client *c)
     if (r == TERN_OK) {
         return 0;
     }
-    const char *host = o->host ? o->host : (o->url[0] ? o->url + 7 : "localhost");
+    const char *host = o->target;
+    char why[256];
+    tern_client_last_error(c, why, sizeof(why));
     switch (r) {
     case TERN_EDENIED:
         if (o->version == 5) {
@@ -997,25 +1134,35 @@ int cli_connect(struct cli *o, struct tern_client *c)
         cli_err(o, "Connection error: Connection Refused: %s.", v3_text(v3_code(reason)));
         return v3_code(reason);
     case TERN_ECLOSED:
-        cli_err(o, "Error: Connection refused (%s)", host);
+        if (strstr(why, "connection refused") != NULL || why[0] == '\0') {
+            cli_err(o, "Error: Connection refused (%s)", host);
+        } else {
+            cli_err(o, "Error: %s", why); /* closed during the TLS / WebSocket handshake */
+        }
         return 1;
     case TERN_EINVAL:
-        cli_err(o, "Error: cannot resolve host name \"%s\"", host);
+        if (strstr(why, "resolve") != NULL || why[0] == '\0') {
+            cli_err(o, "Error: cannot resolve host name in %s (DNS lookup failed)", host);
+        } else {
+            cli_err(o, "Error: %s", why);
+        }
         return 1;
     case TERN_ETIMEDOUT:
-        cli_err(o, "Error: timed out connecting to %s", host);
-        return 1;
-    case TERN_ESYS:
-        cli_err(o, "Error: cannot connect to %s: %s", host, strerror(errno));
+        cli_err(o, "Error: timed out connecting to %s%s%s", host, why[0] ? ": " : "", why);
         return 1;
     case TERN_EMALFORMED:
     case TERN_EPROTOCOL:
     case TERN_ETOOBIG:
+        if (strstr(why, "WebSocket") != NULL) {
+            cli_err(o, "Error: %s", why);
+            return 1;
+        }
         cli_err(o, "Error: %s did not answer with a valid CONNACK (%s): is it an MQTT broker?",
                 host, tern_strerror(r));
         return 1;
     default:
-        cli_err(o, "Error: connecting to %s: %s", host, tern_strerror(r));
+        /* TLS failures, WebSocket refusals, system errors: the client's own words. */
+        cli_err(o, "Error: %s", why[0] ? why : tern_strerror(r));
         return 1;
     }
 }

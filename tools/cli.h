@@ -45,8 +45,25 @@ struct cli {
     const char *prog;
     /* connection */
     const char *host;
-    int port; /* 0: default */
-    char url[300];
+    int port;            /* 0: default */
+    char url[300];       /* "host[:port]" from -L ("" when none) */
+    const char *scheme;  /* "mqtt", "mqtts", "ws", "wss" from -L; NULL: by the TLS options */
+    const char *ws_path; /* --ws-path, NULL: the URL default (/mqtt) */
+    /* TLS (mosquitto_pub/sub meanings) */
+    const char *cafile;
+    const char *capath;
+    const char *certfile;
+    const char *keyfile;
+    const char *tls_version;
+    const char *tls_alpn;
+    const char *tls_server_name;
+    const char *ciphers;
+    const char *psk;
+    const char *psk_identity;
+    bool insecure;
+    bool tls_use_os_certs;
+    int tls_max_frag; /* --tls-max-frag: 512, 1024, 2048, 4096; 0 = none */
+    char target[400]; /* the URL the client was built with, for messages */
     const char *username;
     const char *password;
     const char *id;
@@ -74,7 +91,9 @@ struct cli {
     bool hex_input;
     bool escapes;
     long repeat;
-    int max_inflight; /* -M, 0 = the broker's Receive Maximum */
+    int max_inflight;      /* -M, 0 = the broker's Receive Maximum */
+    int topic_aliases;     /* --topic-aliases, 0 = none */
+    const char *store_dir; /* --store: libtern's on-disk store of QoS 1/2 flows */
     double repeat_delay;
     uint8_t *payload; /* owned, loaded by cli_load_payload */
     size_t payload_len;

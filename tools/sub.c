@@ -66,15 +66,16 @@ static void on_message(struct tern_client *c, const struct tern_message *m, void
 static void on_disconnect(struct tern_client *c, int err, uint8_t reason, bool reconnecting,
                           void *userdata)
 {
-    (void)c;
     struct sub *s = userdata;
     if (err != TERN_OK && !s->done && s->up) {
         if (reason != 0) {
             cli_err(s->o, "%s: %s (%s)", reconnecting ? "Connection lost, reconnecting" : "Error",
                     tern_strerror(err), tern_reason_string(reason));
         } else if (s->o->debug || !reconnecting) {
+            char why[256]; /* the client's own words: "... peer closed the connection ..." */
+            tern_client_last_error(c, why, sizeof(why));
             cli_err(s->o, "%s: %s", reconnecting ? "Connection lost, reconnecting" : "Error",
-                    tern_strerror(err));
+                    why[0] != '\0' ? why : tern_strerror(err));
         }
     }
 }

@@ -5,6 +5,7 @@
  */
 #include "bench.h"
 #include "cli.h"
+#include "ctl.h"
 #include "passwd.h"
 
 #include <stdio.h>
@@ -19,6 +20,7 @@ static void usage(FILE *f)
           "  rr     publish a request and print the response (like mosquitto_rr)\n"
           "  bench  load generator: conn, pub, sub, p2p, fanout, fanin scenarios\n"
           "  passwd create and edit password files (like mosquitto_passwd)\n"
+          "  ctl    administer dynamic security (like mosquitto_ctrl dynsec)\n"
           "Run `tern COMMAND --help` for the options of a command.\n"
           "  tern --help      this help\n"
           "  tern --version   print the version\n",
@@ -46,6 +48,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "passwd") == 0) {
         return cli_passwd(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "ctl") == 0) {
+        return cli_ctl(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);

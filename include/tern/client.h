@@ -10,8 +10,14 @@
  * Blocking helpers (tern_client_connect_wait, _publish_wait, _subscribe_wait, _receive) sit on
  * top; they work in both modes (without a thread they drive the client themselves with poll()).
  *
- * Transport is chosen by URL: "mqtt://host[:port]" (TCP, default port 1883). "mqtts://",
- * "ws://" and "wss://" are recognised and refused with TERN_EUNSUPPORTED for now.
+ * Transport is chosen by URL: "mqtt://host[:port]" (TCP, default port 1883), "mqtts://" (TLS,
+ * 8883), "ws://host[:port][/path]" (WebSocket, 80, path /mqtt by default, subprotocol "mqtt")
+ * and "wss://" (WebSocket over TLS, 443). TLS verifies the server by default: its chain against
+ * tls_cafile / tls_capath (or the system's store when neither is given) and its name against
+ * the URL's host (or tls_server_name). Everything else (callbacks, blocking helpers, reconnects)
+ * works the same on every transport. When a connection attempt fails, tern_client_last_error()
+ * says why in words ("TLS handshake failed: ... certificate verify failed: self-signed
+ * certificate", "cannot resolve host x", "connection refused by 127.0.0.1:1883").
  *
  * Thread-safety: every function taking a struct tern_client may be called from any thread; a
  * client serialises them with its own (recursive) lock. Callbacks run on the thread that drives
@@ -126,7 +132,8 @@ void tern_message_free(struct tern_message *msg);
 /* ---- options ---------------------------------------------------------------------------- */
 
 struct tern_client_options {
-    /* "mqtt://host[:port]". When NULL, host and port below are used (TCP). */
+    /* "mqtt://host[:port]", "mqtts://...", "ws://host[:port][/path]", "wss://...". When NULL,
+     * host and port below are used (TCP). */
     const char *url;
     const char *host; /* default "localhost" */
     uint16_t port;    /* default 1883 */
@@ -149,6 +156,15 @@ struct tern_client_options {
     bool will_retain;
     const struct tern_property *will_props; /* 5.0 will properties */
     size_t will_props_count;
+    /*
+     * 5.0 enhanced authentication (MQTT 5 section 4.12): the Authentication Method sent in
+     * CONNECT (e.g. "SCRAM-SHA-256") and the first Authentication Data (binary, may be empty).
+     * The server continues the exchange with AUTH packets reported to on_auth; answer them
+     * with tern_client_auth(). NULL: none. Also used for every reconnect.
+     */
+    const char *auth_method;
+    const void *auth_data;
+    size_t auth_data_len;
     /* 5.0 CONNECT properties the caller adds (e.g. session expiry, user properties). */
     const struct tern_property *connect_props;
     size_t connect_props_count;
@@ -160,6 +176,11 @@ struct tern_client_options {
     uint16_t max_inflight;
     /* 5.0: Topic Alias Maximum we accept from the server (default 16; 0 = none). */
     uint16_t topic_alias_maximum;
+    /* 5.0: outbound topic aliases: use at most this many (capped by the server's Topic Alias
+     * Maximum from CONNACK), least recently used replaced first; a repeated topic then goes
+     * out as an empty topic + alias. Each publish scans the table, so keep it in the hundreds.
+     * Default 0: off. A publish whose properties carry its own Topic Alias is sent as given. */
+    uint16_t topic_aliases_out;
     /* Largest packet we accept (0 = protocol maximum); announced in 5.0. */
     uint32_t max_packet_size;
     /* Milliseconds to wait for TCP connect + CONNACK (default 10000). */
@@ -177,6 +198,48 @@ struct tern_client_options {
      * until the application drains it (default 1000). Used only when no on_message callback is
      * set. */
     uint32_t max_queued_in;
+
+    /*
+     * TLS, for mqtts:// and wss:// (ignored otherwise). Files are read once, by
+     * tern_client_new (a missing or bad file is reported there: tern_client_options_error).
+     * The context lives as long as the client and remembers the newest TLS session, which a
+     * reconnect offers for resumption (OpenSSL does not resume a session whose connection
+     * ended in an error, e.g. closed without close_notify). All strings are copied.
+     */
+    const char *tls_cafile;       /* PEM bundle of trusted CAs */
+    const char *tls_capath;       /* directory of hashed CA certificates (c_rehash) */
+    bool tls_use_os_certs;        /* also trust the system store (it is used anyway when neither
+                                   * tls_cafile nor tls_capath is given) */
+    const char *tls_certfile;     /* client certificate (PEM, leaf then chain); with tls_keyfile */
+    const char *tls_keyfile;      /* its private key (PEM, unencrypted) */
+    const char *tls_psk_identity; /* TLS-PSK identity, with tls_psk_key (hex digits) */
+    const char *tls_psk_key;
+    const char *tls_server_name; /* SNI and the name checked in the certificate; NULL: the
+                                  * URL's host (an IP address is checked as an address and
+                                  * sent without SNI) */
+    const char *tls_alpn;        /* ALPN protocols offered, comma-separated ("mqtt"); NULL: none */
+    const char *tls_version;     /* "tlsv1.2" or "tlsv1.3": the lowest version accepted;
+                                  * NULL: TLS 1.2 */
+    const char *tls_ciphers;     /* TLS 1.2 cipher list, OpenSSL syntax; NULL: OpenSSL's */
+    unsigned tls_max_fragment_length; /* RFC 6066 request: 512, 1024, 2048, 4096; 0: none */
+    bool tls_insecure; /* do not verify the server (chain and name). Tests and labs only. */
+
+    /*
+     * On-disk store of in-flight QoS 1/2 flows, so a process that crashed or was killed
+     * finishes them when it starts again with the same store_dir and client_id (which is then
+     * required). NULL: none (the default). The client keeps <store_dir>/<client id>/ (created,
+     * mode 0700): every QoS 1/2 message is written and fsync'd there before
+     * tern_client_publish returns TERN_OK (so publishing waits for the disk), the PUBREC of a
+     * QoS 2 message and incoming QoS 2 messages awaiting PUBREL are noted the same way, and a
+     * completed flow is removed. tern_client_new loads what a previous process left: those
+     * messages are in flight at once (tern_client_pending counts them) and go out on the first
+     * connection, with DUP and their packet ids when the server kept the session, or as new
+     * messages when it did not, which for QoS 2 may deliver a message twice: use
+     * clean_start = false with a broker that keeps sessions for exactly once. Their
+     * completions reach on_publish with the stored packet ids. tern_client_free leaves the
+     * files: only completion removes them. Use one client per directory and id at a time.
+     */
+    const char *store_dir;
 };
 
 /* Fill `o` with the defaults listed above. */
@@ -225,16 +288,45 @@ struct tern_client_callbacks {
     /* Diagnostics (connects, retries, protocol problems); level is TERN_CLIENT_LOG_*. `msg`
      * has no trailing newline. */
     void (*on_log)(struct tern_client *c, int level, const char *msg, void *userdata);
+    /*
+     * 5.0 AUTH from the server: reason 0x18 (continue authentication: answer with
+     * tern_client_auth(c, 0x18, ...), from this callback or later, before the connect timeout)
+     * or 0x00 (a re-authentication you started succeeded). `data` is the packet's
+     * Authentication Data (may be empty). The exchange of a connect ends with CONNACK
+     * (on_connect). Without this callback an AUTH 0x18 ends the attempt. An AUTH whose method
+     * is not auth_method is a protocol error.
+     */
+    void (*on_auth)(struct tern_client *c, uint8_t reason, const uint8_t *data, size_t len,
+                    const uint8_t *props, size_t props_len, void *userdata);
 };
 
 /* ---- lifetime ---------------------------------------------------------------------------- */
 
 /*
  * Create a client from `o` (NULL: all defaults). Every string and array in `o` is copied. Returns
- * TERN_OK and sets *out, TERN_EINVAL (bad option: version, QoS, client id too long for 3.1...),
- * TERN_EUNSUPPORTED (an URL scheme not supported yet: mqtts, ws, wss), or TERN_ENOMEM.
+ * TERN_OK and sets *out, TERN_EINVAL (bad option: URL, version, QoS, client id too long for
+ * 3.1, a TLS option out of range, store_dir without a client id...), TERN_ECONFIG (a TLS
+ * file that cannot be used), TERN_ETLS (OpenSSL refused the TLS setup), TERN_ESTORE (the
+ * store directory cannot be made or read), or TERN_ENOMEM. For the TLS and store failures,
+ * tern_client_options_error() gives the message.
  */
 int tern_client_new(const struct tern_client_options *o, struct tern_client **out);
+
+/*
+ * Why the last tern_client_new() of this thread failed, when it was the TLS setup ("cafile
+ * /x.pem: No such file or directory"); "" otherwise. The string is thread-local and stays
+ * valid until the thread's next tern_client_new().
+ */
+const char *tern_client_options_error(void);
+
+/*
+ * Why the last connection attempt or connection failed, as a sentence for a user ("cannot
+ * resolve host nosuch.example", "connection refused by 127.0.0.1:1883", "TLS handshake
+ * failed: ...: certificate verify failed: self-signed certificate", "CONNACK refused:
+ * NOT_AUTHORIZED (0x87)"); "" when nothing failed yet. Copied NUL-terminated into buf[len]
+ * (truncated to fit). Returns TERN_OK, or TERN_EINVAL when len is 0.
+ */
+int tern_client_last_error(struct tern_client *c, char *buf, size_t len);
 
 /*
  * Free the client: stops its thread if running, closes the connection without DISCONNECT (so
@@ -271,11 +363,21 @@ int tern_client_disconnect(struct tern_client *c, uint8_t reason, const struct t
  * will report (0 for QoS 0). Returns TERN_OK, TERN_EINVAL (bad
  * QoS, NULL topic), TERN_EBADTOPIC / TERN_EBADUTF8 (invalid topic name), TERN_ETOOBIG (larger
  * than the server's Maximum Packet Size or the protocol allows), TERN_EOVERFLOW (max_queued_out
- * reached or no free packet id), TERN_ENOMEM.
+ * reached or no free packet id), TERN_ESTORE (QoS 1/2 with a store_dir: the message could not
+ * be written to disk; it is not queued), TERN_ENOMEM.
  */
 int tern_client_publish(struct tern_client *c, const char *topic, const void *payload,
                         size_t payload_len, uint8_t qos, bool retain,
                         const struct tern_property *props, size_t props_count, uint16_t *packet_id);
+
+/*
+ * 5.0 enhanced authentication: send AUTH with `reason` 0x18 (continue: the answer to an
+ * on_auth 0x18, while connecting or re-authenticating) or 0x19 (start a re-authentication
+ * while connected), the options' auth_method and `data` (len bytes, binary, copied; may be
+ * NULL when len is 0). Returns TERN_OK, TERN_EINVAL (no auth_method, not MQTT 5, another
+ * reason), TERN_ECLOSED (not connected or connecting), TERN_ENOMEM.
+ */
+int tern_client_auth(struct tern_client *c, uint8_t reason, const void *data, size_t len);
 
 /* Subscription options for tern_client_subscribe (MQTT 5 section 3.8.3.1; 3.x uses QoS only). */
 #define TERN_SUB_QOS(q)              ((uint8_t)((q)&0x03))

@@ -24,6 +24,7 @@
 #include "auth/scram.h"
 #include "broker/broker.h"
 #include "broker/conn.h"
+#include "broker/dynsec_glue.h"
 #include "common/alloc.h"
 #include "common/log.h"
 #include "common/time.h"
@@ -235,6 +236,7 @@ struct job {
     struct snap *snap; /* one reference */
     size_t li;
     char *user;  /* owned */
+    char *cid;   /* owned: the client id, for a dynamic-security client id binding */
     uint8_t *pw; /* owned, wiped when freed */
     size_t pwlen;
     uint8_t verdict;
@@ -265,6 +267,7 @@ static void job_free(struct job *j)
     }
     tern_free(j->user);
     tern_jwt_identity_fini(&j->id);
+    tern_free(j->cid);
     snap_unref(j->snap);
     tern_free(j);
 }
@@ -709,10 +712,13 @@ static void *pool_main(void *arg)
             tern_loop_send(j->w->loop, &j->msg, login_done);
             continue;
         }
+        /* Dynamic security first; a name it does not know goes on to the password file. */
+        int rc = tern__dynsec_login(j->user, j->cid, j->pw, j->pw ? j->pwlen : 0);
         const struct tern_passwd *pw = j->snap->l[j->li].pw;
-        int rc = pw ? tern_passwd_verify(pw, j->user, j->pw ? j->pw : (const uint8_t *)"",
-                                         j->pw ? j->pwlen : 0)
-                    : TERN_ENOTFOUND;
+        if (rc == TERN_ENOTFOUND && pw != NULL) {
+            rc = tern_passwd_verify(pw, j->user, j->pw ? j->pw : (const uint8_t *)"",
+                                    j->pw ? j->pwlen : 0);
+        }
         switch (rc) {
         case TERN_OK:
             j->verdict = TERN_AUTH_ALLOW;
@@ -745,6 +751,7 @@ static enum tern_auth_verdict post_login(struct tern_conn *c, struct snap *s, si
     j->jwt = jwt;
     snprintf(j->peer, sizeof j->peer, "%s", tern__conn_peer(c));
     j->user = tern_strdup(c->username ? c->username : "");
+    j->cid = tern_strdup(c->client_id ? c->client_id : "");
     if (password) {
         j->pw = tern_malloc(password_len ? password_len : 1);
         if (j->pw) {
@@ -752,7 +759,7 @@ static enum tern_auth_verdict post_login(struct tern_conn *c, struct snap *s, si
             j->pwlen = password_len;
         }
     }
-    if (j->user == NULL || (password && j->pw == NULL)) {
+    if (j->user == NULL || j->cid == NULL || (password && j->pw == NULL)) {
         job_free(j);
         return TERN_AUTH_ERROR;
     }
@@ -785,6 +792,9 @@ static enum tern_auth_verdict post_login(struct tern_conn *c, struct snap *s, si
 int tern__auth_start(struct tern_broker *b)
 {
     const struct tern_config *cfg = b->cfg;
+    if (tern__dynsec_start(b) != TERN_OK) {
+        return TERN_ECONFIG;
+    }
     struct snap *s = snap_load(b);
     if (s == NULL) {
         return TERN_ECONFIG;
@@ -800,7 +810,7 @@ int tern__auth_start(struct tern_broker *b)
     atomic_fetch_add(&snap_gen, 1);
     pthread_mutex_unlock(&snap_mtx);
 
-    bool need_pool = s->npws > 0;
+    bool need_pool = s->npws > 0 || tern__dynsec_enabled();
     for (size_t i = 0; i < s->n; i++) {
         need_pool = need_pool || s->l[i].jwt != NULL;
     }
@@ -846,6 +856,7 @@ void tern__auth_stop(struct tern_broker *b)
 {
     (void)b;
     if (!pool.inited) {
+        tern__dynsec_stop();
         return;
     }
     pthread_mutex_lock(&pool.mtx);
@@ -867,6 +878,7 @@ void tern__auth_stop(struct tern_broker *b)
     pool.tail = NULL;
     pool.n = 0;
     pool.inited = false;
+    tern__dynsec_stop(); /* after the pool: no login is using its state any more */
     for (unsigned i = 0; i < nslots; i++) {
         snap_unref(slots[i].s);
     }
@@ -948,14 +960,14 @@ enum tern_auth_verdict tern__auth_login(struct tern_conn *c, bool tls_ident,
     if (c->username == NULL) {
         return ac->allow_anonymous ? TERN_AUTH_ALLOW : TERN_AUTH_NOT_AUTH;
     }
-    if (ac->password_file == NULL) {
+    if (ac->password_file == NULL && !tern__dynsec_enabled()) {
         /* No password check configured: a name alone is accepted, unless the listener takes
          * tokens (then a named client without a token is refused). */
         return jwt ? TERN_AUTH_BAD_CRED : TERN_AUTH_ALLOW;
     }
     struct snap *s = worker_snap(c->w);
     size_t li = listener_index(c);
-    if (s == NULL || s->l[li].pw == NULL) {
+    if (s == NULL || (ac->password_file != NULL && s->l[li].pw == NULL)) {
         return TERN_AUTH_ERROR;
     }
     return post_login(c, s, li, password, password_len, false);
@@ -1011,8 +1023,16 @@ static const struct tern_acl *conn_acl(struct tern_conn *c)
 enum tern_acl_result tern__auth_acl(struct tern_conn *c, const uint8_t *topic, size_t len,
                                     enum tern_acl_access access, uint8_t qos, bool retain)
 {
+    /* A token's topic allow-list restricts whatever the providers below allow. */
     if (jwt_topics_deny(c, topic, len, access)) {
         return TERN_ACL_DENY;
+    }
+    /* Dynamic security answers first for its clients (and anonymous ones); others go on. */
+    enum tern_dynsec_result dr = tern__dynsec_acl(
+        c, access == TERN_ACL_WRITE ? TERN_DYNSEC_PUBLISH_SEND : TERN_DYNSEC_PUBLISH_RECEIVE, topic,
+        len);
+    if (dr != TERN_DYNSEC_NOMATCH) {
+        return dr == TERN_DYNSEC_ALLOW ? TERN_ACL_ALLOW : TERN_ACL_DENY;
     }
     if (c->listener->cfg->auth.acl_file == NULL) {
         return TERN_ACL_ALLOW;
@@ -1042,6 +1062,10 @@ int tern__auth_sub_qos(struct tern_conn *c, const uint8_t *filter, size_t len)
 {
     if (jwt_topics_deny(c, filter, len, TERN_ACL_SUBSCRIBE)) {
         return -1;
+    }
+    enum tern_dynsec_result dr = tern__dynsec_acl(c, TERN_DYNSEC_SUBSCRIBE, filter, len);
+    if (dr != TERN_DYNSEC_NOMATCH) {
+        return dr == TERN_DYNSEC_ALLOW ? 2 : -1; /* dynamic security has no QoS limits */
     }
     if (c->listener->cfg->auth.acl_file == NULL) {
         return 2;
@@ -1093,6 +1117,18 @@ bool tern__auth_may_deliver(struct tern_conn *c, struct tern_qmsg *q)
                      (unsigned long long)denied);
         }
         return false;
+    }
+    /* Asked at every delivery, so a permission removed at runtime stops the next message. */
+    enum tern_dynsec_result dr =
+        tern__dynsec_acl(c, TERN_DYNSEC_PUBLISH_RECEIVE, q->msg->topic, q->msg->topic_len);
+    if (dr == TERN_DYNSEC_DENY) {
+        tern_log(TERN_LOG_DEBUG, "client %s (u'%s'): delivery on %.*s denied by dynamic security",
+                 c->client_id ? c->client_id : "", c->username ? c->username : "",
+                 (int)q->msg->topic_len, (const char *)q->msg->topic);
+        return false;
+    }
+    if (dr == TERN_DYNSEC_ALLOW) {
+        return true;
     }
     if (c->listener->cfg->auth.acl_file == NULL) {
         return true;

@@ -92,6 +92,7 @@ struct parser {
     bool seen_section_or_auth;
     bool log_type_seen;
     bool log_dest_seen;
+    bool dynsec_plugin; /* a `plugin` line named the dynamic-security plugin */
 };
 
 __attribute__((format(printf, 2, 3))) static int fail(struct parser *p, const char *fmt, ...)
@@ -605,6 +606,37 @@ static int h_per_listener_settings(struct parser *p, const struct opt *o, char *
     return TERN_OK;
 }
 
+/*
+ * `plugin PATH` is accepted for Mosquitto's dynamic-security plugin only: Tern has it built in,
+ * and its `plugin_opt_config_file PATH` names the state file (dynamic_security_file).
+ */
+static int h_plugin(struct parser *p, const struct opt *o, char *arg)
+{
+    if (!one_token(arg) || strstr(arg, "dynamic_security") == NULL) {
+        return fail(p,
+                    "'%s' (plugins) is not supported, except Mosquitto's dynamic-security plugin "
+                    "(built in; or use dynamic_security_file)",
+                    o->name);
+    }
+    p->dynsec_plugin = true;
+    return TERN_OK;
+}
+
+static int h_plugin_config_file(struct parser *p, const struct opt *o, char *arg)
+{
+    if (!p->dynsec_plugin) {
+        return fail(p, "%s: needs a `plugin .../mosquitto_dynamic_security.so` line before it",
+                    o->name);
+    }
+    char *v = tern_strdup(arg);
+    if (v == NULL) {
+        return oom(p);
+    }
+    tern_free(p->cfg->dynamic_security_file);
+    p->cfg->dynamic_security_file = v;
+    return TERN_OK;
+}
+
 static int h_max_packet_size(struct parser *p, const struct opt *o, char *arg)
 {
     int64_t v;
@@ -963,6 +995,9 @@ static const struct opt options[] = {
     FN("deny_publish_action", W_GLOBAL, h_deny_publish_action),
     G_INT("auth_threads", auth_threads, 1, 64),
     G_INT("auth_queue_size", auth_queue_size, 1, 1000000),
+    G_STR("dynamic_security_file", dynamic_security_file),
+    FN("plugin", W_GLOBAL, h_plugin),
+    FN("plugin_opt_config_file", W_GLOBAL, h_plugin_config_file),
     /* Limits and behaviour. */
     FN("max_packet_size", W_GLOBAL, h_max_packet_size),
     G_INT("message_size_limit", message_size_limit, 0, 268435455),
@@ -1014,7 +1049,6 @@ static const struct opt options[] = {
     NOEFFECT("store_clean_interval", 'i', "was removed in Mosquitto 2 and has no effect"),
     /* Mosquitto options not implemented yet. */
     UNSUP("auth_plugin", "authentication plugins"),
-    UNSUP("plugin", "plugins"),
     UNSUP("global_plugin", "plugins"),
     UNSUP("plugin_load", "plugins"),
     UNSUP("plugin_use", "plugins"),
@@ -1480,6 +1514,7 @@ void tern_config_free(struct tern_config *cfg)
     tern_free(cfg->listeners);
     auth_free(&cfg->auth);
     tern_free(cfg->clientid_prefixes);
+    tern_free(cfg->dynamic_security_file);
     tern_free(cfg->log_file);
     tern_free(cfg->log_timestamp_format);
     tern_free(cfg->websockets_log_level);

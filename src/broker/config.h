@@ -169,6 +169,9 @@ struct tern_config {
      * turns the limit off. */
     int64_t auth_fail_limit;
     int64_t auth_fail_window;
+    /* Tern: dynamic-security state file (also set by Mosquitto's `plugin
+     * .../mosquitto_dynamic_security.so` + `plugin_opt_config_file PATH`); NULL = off. */
+    char *dynamic_security_file;
 
     /* Limits. 0 means "no limit" where noted, as in Mosquitto. */
     int64_t max_connections;          /* default for listeners: -1 = unlimited */

@@ -11,6 +11,7 @@
 #include "broker/conn.h"
 
 #include "broker/auth.h"
+#include "broker/dynsec_glue.h"
 #include "broker/mount.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
@@ -104,6 +105,7 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
     }
     /* '$' topics are judged as the client sent them, before a mount point goes in front. */
     bool dollar = topic.len > 0 && topic.ptr[0] == '$';
+    bool control = tern__dynsec_is_control(topic.ptr, topic.len);
     if (!tern__mount_in(c, &topic.ptr, &topic.len, false)) {
         tern__conn_close(c, TERN_RC_TOPIC_NAME_INVALID, "topic too long with the mount point");
         return TERN_EPROTOCOL;
@@ -164,6 +166,10 @@ int tern__handle_publish(struct tern_conn *c, const struct tern_packet *pkt)
     }
     if (!route) {
         /* refused above */
+    } else if (control) {
+        /* A dynamic-security command: answered on .../response, never routed. */
+        reason = tern__dynsec_control(c, pub->payload.ptr, pub->payload.len);
+        route = false;
     } else if (dollar) {
         /* Clients may not publish to '$' topics (e.g. $SYS): acknowledged and dropped. */
         tern_log(TERN_LOG_INFO, "client %s: PUBLISH to %.*s denied ('$' topic)", c->client_id,

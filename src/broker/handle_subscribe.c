@@ -7,6 +7,7 @@
 #include "broker/conn.h"
 
 #include "broker/auth.h"
+#include "broker/dynsec_glue.h"
 #include "broker/mount.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
@@ -176,9 +177,16 @@ int tern__handle_unsubscribe(struct tern_conn *c, const struct tern_packet *pkt)
     struct tern_sub_entry e;
     tern_sub_iter_init(&it, pkt);
     while (n < SUB_MAX_FILTERS && tern_sub_iter_next(&it, &e)) {
-        int rc = tern__mount_in(c, &e.filter.ptr, &e.filter.len, true)
-                     ? tern_subtree_unsubscribe(b->subs, e.filter.ptr, e.filter.len, c->session)
-                     : TERN_ENOTFOUND;
+        bool mounted = tern__mount_in(c, &e.filter.ptr, &e.filter.len, true);
+        /* Dynamic security's unsubscribe ACLs (default allow): a refused filter stays. */
+        if (mounted && tern__dynsec_acl(c, TERN_DYNSEC_UNSUBSCRIBE, e.filter.ptr, e.filter.len) ==
+                           TERN_DYNSEC_DENY) {
+            tern__auth_log_denied(c, "UNSUBSCRIBE from", e.filter.ptr, e.filter.len);
+            codes[n++] = TERN_RC_NOT_AUTHORIZED;
+            continue;
+        }
+        int rc = mounted ? tern_subtree_unsubscribe(b->subs, e.filter.ptr, e.filter.len, c->session)
+                         : TERN_ENOTFOUND;
         if (rc == TERN_OK) {
             tern__persist_sub_del(c->session, e.filter.ptr, e.filter.len);
         }

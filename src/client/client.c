@@ -24,6 +24,9 @@
  */
 #include "tern/client.h"
 
+#include "client/alias.h"
+#include "client/link.h"
+#include "client/spool.h"
 #include "client/util.h"
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -36,6 +39,7 @@
 #include "protocol/utf8.h"
 #include "transport/net.h"
 #include "transport/stream.h"
+#include "transport/tls.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -56,6 +60,7 @@ enum state {
     ST_IDLE,       /* not connected, nothing scheduled */
     ST_WAIT_RETRY, /* a connection attempt is due at reconnect_at */
     ST_TCP,        /* TCP connect in progress */
+    ST_LINK,       /* TLS handshake / WebSocket upgrade in progress (c->link owns the stream) */
     ST_CONNACK,    /* CONNECT sent, waiting for CONNACK */
     ST_UP,         /* connected */
     ST_CLOSING,    /* DISCONNECT queued; close once written */
@@ -148,6 +153,9 @@ struct tern_client {
     size_t will_props_len;
     uint8_t *connect_props;
     size_t connect_props_len;
+    char *auth_method; /* 5.0 enhanced authentication, or NULL */
+    uint8_t *auth_data;
+    size_t auth_data_len;
     uint16_t recv_max_in;
     uint16_t max_inflight; /* our own cap on outgoing QoS 1/2 in flight */
     uint16_t alias_max_in;
@@ -157,10 +165,15 @@ struct tern_client {
     uint32_t rc_min_ms, rc_max_ms;
     uint32_t max_out;
     uint32_t max_in_queue;
+    struct tern_tls_ctx *tls; /* mqtts://, wss:// */
+    char *server_name;        /* TLS name to check instead of the URL's host, or NULL */
 
     /* Connection. */
     int state;
-    struct tern_stream *stream;
+    struct tern_stream *stream;    /* NULL while ST_LINK: the link owns the stream then */
+    struct tern__client_link link; /* transport setup of the current attempt */
+    bool flush_pending;            /* the stream holds output it could not write yet */
+    char last_err[256];            /* why the last attempt or connection failed */
     int fd;
     struct tern_buf in, out;
     int pending_err; /* set by anything that finds the connection broken; handled by process */
@@ -196,6 +209,9 @@ struct tern_client {
     struct req *reqs;
     struct sub *subs;
     char **aliases; /* [alias_max_in + 1], inbound topic aliases of this connection */
+    struct tern__alias_out aliases_out; /* outbound topic aliases of this connection */
+    struct tern__spool *spool;          /* on-disk store of QoS 1/2 flows, or NULL */
+    uint64_t spool_seq;                 /* sequence of the next stored message */
     struct qmsg *q_head, *q_tail;
     size_t q_count;
     struct waiter *conn_waiters;
@@ -238,6 +254,17 @@ __attribute__((format(printf, 3, 4))) static void cl_log(struct tern_client *c, 
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     c->cb.on_log(c, level, msg, c->ud);
+}
+
+/* Record why the connection (attempt) failed, for tern_client_last_error(), and log it. */
+__attribute__((format(printf, 2, 3))) static void fail_why(struct tern_client *c, const char *fmt,
+                                                           ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->last_err, sizeof(c->last_err), fmt, ap);
+    va_end(ap);
+    cl_log(c, TERN_CLIENT_LOG_ERROR, "%s", c->last_err);
 }
 
 static uint32_t rng_next(struct tern_client *c)
@@ -324,6 +351,27 @@ static int send_ack(struct tern_client *c, uint8_t type, uint16_t pid, uint8_t r
     return send_pkt(c, &pkt);
 }
 
+/* The TLS stream inside `s` (itself, or wrapped by WebSocket), or NULL. */
+static struct tern_stream *tls_of(struct tern_stream *s)
+{
+    for (; s != NULL; s = s->inner) {
+        if (tern_tls_stream_is_tls(s)) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* A stream call failed with `err`: record why, in TLS's words when TLS knows more. */
+static void stream_failed(struct tern_client *c, int err)
+{
+    struct tern_stream *tls = tls_of(c->stream);
+    const char *why = tls != NULL ? tern_tls_stream_error(tls) : "";
+    fail_why(c, "connection to %s port %u: %s", c->url.host, c->url.port,
+             why[0] != '\0' ? why : tern_strerror(err));
+    c->pending_err = err;
+}
+
 /* Write as much of the output buffer as the socket takes now. */
 static void flush_out(struct tern_client *c)
 {
@@ -333,11 +381,19 @@ static void flush_out(struct tern_client *c)
             break;
         }
         if (n < 0) {
-            c->pending_err = (int)n;
+            stream_failed(c, (int)n);
             break;
         }
         tern_buf_consume(&c->out, (size_t)n);
         c->last_out_ms = tern_time_mono_ms();
+    }
+    if (c->stream != NULL && c->pending_err == 0) {
+        /* TLS records and WebSocket frames may sit inside the stream. */
+        int r = tern_stream_flush(c->stream);
+        c->flush_pending = r == TERN_EAGAIN;
+        if (r != TERN_OK && r != TERN_EAGAIN) {
+            stream_failed(c, r);
+        }
     }
     if (c->out.len == 0) {
         tern_buf_shrink(&c->out, 1u << 20);
@@ -393,11 +449,45 @@ static void list_unlink(struct out_list *l, struct out_msg *m)
     l->count--;
 }
 
+/* A new message holding copies of topic, property block and payload, in one allocation. */
+static struct out_msg *out_msg_new(const void *topic, size_t tlen, const void *props, size_t plen,
+                                   const void *payload, size_t payload_len)
+{
+    struct out_msg *m = tern_malloc(sizeof(*m) + tlen + plen + payload_len);
+    if (m == NULL) {
+        return NULL;
+    }
+    memset(m, 0, sizeof(*m));
+    m->topic = m->data;
+    m->topic_len = tlen;
+    memcpy(m->topic, topic, tlen);
+    m->props = m->data + tlen;
+    m->props_len = plen;
+    if (plen > 0) {
+        memcpy(m->props, props, plen);
+    }
+    m->payload = m->props + plen;
+    m->payload_len = payload_len;
+    if (payload_len > 0) {
+        memcpy(m->payload, payload, payload_len);
+    }
+    return m;
+}
+
 /* The in-flight message with this id in this state, in O(1) through by_pid. */
 static struct out_msg *inflight_find(struct tern_client *c, uint16_t pid, uint8_t state)
 {
     struct out_msg *m = c->by_pid != NULL ? c->by_pid[pid] : NULL;
     return m != NULL && m->state == state ? m : NULL;
+}
+
+/* A store update failed: the flow goes on (on disk it is one step behind, which a restart
+ * repairs by resending), but say so. */
+static void spool_note(struct tern_client *c, int r)
+{
+    if (r != TERN_OK) {
+        cl_log(c, TERN_CLIENT_LOG_WARNING, "store: %s", tern__spool_error(c->spool));
+    }
 }
 
 /* A publish flow ended: release its id, tell the application, free it. */
@@ -408,6 +498,9 @@ static void out_complete(struct tern_client *c, struct out_msg *m, struct out_li
     if (m->qos > 0) {
         tern__pidset_del(&c->pids, m->pid);
         c->by_pid[m->pid] = NULL;
+        if (c->spool != NULL) {
+            spool_note(c, tern__spool_del(c->spool, m->pid));
+        }
     }
     waiter_done(m->w, reason >= 0x80 ? TERN_EDENIED : TERN_OK, reason);
     uint16_t pid = m->pid;
@@ -415,6 +508,38 @@ static void out_complete(struct tern_client *c, struct out_msg *m, struct out_li
     if (c->cb.on_publish != NULL) {
         c->cb.on_publish(c, pid, reason, props.ptr, props.len, c->ud);
     }
+}
+
+/*
+ * The outbound alias for `m` (0: none) and its property block with the alias appended, in
+ * `buf` (cap bytes) or a new allocation *heap (the caller frees it).
+ */
+static uint16_t pick_alias(struct tern_client *c, struct out_msg *m, bool *known, uint8_t *buf,
+                           size_t cap, uint8_t **heap, struct tern_props *props)
+{
+    struct tern_prop found;
+    *known = false;
+    *heap = NULL;
+    if (c->version != TERN_MQTT_5 || c->aliases_out.limit == 0 ||
+        tern_props_find(props_of(m->props, m->props_len), TERN_PROP_TOPIC_ALIAS, &found)) {
+        return 0;
+    }
+    size_t need = m->props_len + 3; /* id + u16 */
+    if (need > cap) {
+        if ((*heap = tern_malloc(need)) == NULL) {
+            return 0; /* send it without an alias */
+        }
+        buf = *heap;
+    }
+    uint16_t alias = tern__alias_out_lookup(&c->aliases_out, m->topic, m->topic_len, known);
+    if (m->props_len > 0) {
+        memcpy(buf, m->props, m->props_len);
+    }
+    struct tern_props_builder b;
+    tern_props_builder_init(&b, buf + m->props_len, 3);
+    tern_props_add_u16(&b, TERN_PROP_TOPIC_ALIAS, alias);
+    *props = props_of(buf, need);
+    return alias;
 }
 
 /* Encode one PUBLISH (header + payload) into the output buffer. */
@@ -428,15 +553,24 @@ static int send_publish(struct tern_client *c, struct out_msg *m, bool dup)
     p.packet_id = m->pid;
     p.topic = bytes_of(m->topic, m->topic_len);
     p.props = props_of(m->props, m->props_len);
+    uint8_t small[256];
+    uint8_t *heap = NULL;
+    bool known = false;
+    uint16_t alias = pick_alias(c, m, &known, small, sizeof(small), &heap, &p.props);
+    if (alias != 0 && known) {
+        p.topic = bytes_of(NULL, 0); /* the server knows the topic by its alias */
+    }
     ssize_t h = tern_publish_encode_header(NULL, 0, c->version, &p, m->payload_len);
-    if (h < 0) {
-        return (int)h;
+    int r = h < 0 ? (int)h : TERN_OK;
+    if (r == TERN_OK && c->srv_max_packet != 0 &&
+        (uint64_t)h + m->payload_len > c->srv_max_packet) {
+        r = TERN_ETOOBIG;
     }
-    if (c->srv_max_packet != 0 && (uint64_t)h + m->payload_len > c->srv_max_packet) {
-        return TERN_ETOOBIG;
+    if (r == TERN_OK) {
+        r = tern_buf_reserve(&c->out, (size_t)h + m->payload_len);
     }
-    int r = tern_buf_reserve(&c->out, (size_t)h + m->payload_len);
     if (r != TERN_OK) {
+        tern_free(heap);
         return r;
     }
     size_t room;
@@ -446,6 +580,10 @@ static int send_publish(struct tern_client *c, struct out_msg *m, bool dup)
         memcpy(tail + h, m->payload, m->payload_len);
     }
     tern_buf_commit(&c->out, (size_t)h + m->payload_len);
+    if (alias != 0 && !known) {
+        tern__alias_out_commit(&c->aliases_out, alias, m->topic, m->topic_len);
+    }
+    tern_free(heap);
     return TERN_OK;
 }
 
@@ -508,6 +646,8 @@ static void close_stream(struct tern_client *c)
     }
     tern_stream_close(c->stream);
     c->stream = NULL;
+    tern__client_link_fini(&c->link);
+    c->flush_pending = false;
     c->fd = -1;
     tern_buf_reset(&c->in);
     tern_buf_reset(&c->out);
@@ -597,10 +737,12 @@ static void start_connect(struct tern_client *c)
         snprintf(peer, sizeof(peer), "%s:%u", c->url.host, c->url.port);
         r = tern_stream_socket_new(fd, peer, &c->stream);
     } else if (r == TERN_ESYS) {
-        cl_log(c, TERN_CLIENT_LOG_ERROR, "connect to %s:%u: %s", c->url.host, c->url.port,
-               strerror(saved_errno));
+        fail_why(c, "cannot connect to %s port %u: %s", c->url.host, c->url.port,
+                 strerror(saved_errno));
     } else if (r == TERN_EINVAL) {
-        cl_log(c, TERN_CLIENT_LOG_ERROR, "cannot resolve host %s", c->url.host);
+        fail_why(c, "cannot resolve host %s", c->url.host);
+    } else if (r == TERN_ECLOSED) {
+        fail_why(c, "connection refused by %s port %u", c->url.host, c->url.port);
     }
     if (r != TERN_OK) {
         conn_lost(c, r, 0);
@@ -613,6 +755,9 @@ static void start_connect(struct tern_client *c)
 static int connect_props(struct tern_client *c, uint8_t **out, size_t *out_len)
 {
     size_t cap = c->connect_props_len + 32;
+    if (c->auth_method != NULL) {
+        cap += 6 + strlen(c->auth_method) + c->auth_data_len;
+    }
     uint8_t *buf = tern_malloc(cap);
     if (buf == NULL) {
         return TERN_ENOMEM;
@@ -635,6 +780,17 @@ static int connect_props(struct tern_client *c, uint8_t **out, size_t *out_len)
     }
     if (c->max_packet_in != 0 && !tern_props_find(user, TERN_PROP_MAXIMUM_PACKET_SIZE, &found)) {
         tern_props_add_u32(&b, TERN_PROP_MAXIMUM_PACKET_SIZE, c->max_packet_in);
+    }
+    if (c->auth_method != NULL && !tern_props_find(user, TERN_PROP_AUTHENTICATION_METHOD, &found)) {
+        tern_props_add_str(&b, TERN_PROP_AUTHENTICATION_METHOD, c->auth_method,
+                           strlen(c->auth_method));
+        if (c->auth_data_len > 0) {
+            tern_props_add_str(&b, TERN_PROP_AUTHENTICATION_DATA, c->auth_data, c->auth_data_len);
+        }
+    }
+    if (b.overflow || b.invalid) {
+        tern_free(buf);
+        return TERN_EINVAL;
     }
     *out = buf;
     *out_len = b.len;
@@ -688,6 +844,9 @@ static void session_resume(struct tern_client *c, bool present)
         /* The server forgot everything: incoming QoS 2 state goes; a message whose PUBREC we
          * had is delivered already; the rest is sent again as new, in the original order. */
         tern__pidset_init(&c->in_qos2);
+        if (c->spool != NULL) {
+            spool_note(c, tern__spool_in_clear(c->spool));
+        }
         struct out_list back = {NULL, NULL, 0};
         while (c->inflight.head != NULL) {
             struct out_msg *m = c->inflight.head;
@@ -780,7 +939,7 @@ static void on_connack(struct tern_client *c, const struct tern_connack *ck)
     uint8_t reason =
         c->version == TERN_MQTT_5 ? ck->reason : tern_client_connack_reason(ck->reason);
     if (reason != TERN_RC_SUCCESS) {
-        cl_log(c, TERN_CLIENT_LOG_ERROR, "connection refused: %s", tern_reason_name(reason));
+        fail_why(c, "CONNACK refused: %s (0x%02x)", tern_reason_name(reason), reason);
         c->refused_final = refusal_is_final(reason);
         if (c->cb.on_connect != NULL) {
             c->cb.on_connect(c, reason, false, ck->props.ptr, ck->props.len, c->ud);
@@ -794,6 +953,7 @@ static void on_connack(struct tern_client *c, const struct tern_connack *ck)
     c->srv_retain = true;
     c->srv_max_packet = 0;
     c->ka = c->keepalive;
+    uint16_t srv_alias_max = 0;
     struct tern_prop_iter it;
     struct tern_prop p;
     tern_props_iter_init(&it, ck->props);
@@ -816,6 +976,9 @@ static void on_connack(struct tern_client *c, const struct tern_connack *ck)
         case TERN_PROP_SERVER_KEEP_ALIVE:
             c->ka = (uint16_t)p.num;
             break;
+        case TERN_PROP_TOPIC_ALIAS_MAXIMUM:
+            srv_alias_max = (uint16_t)p.num;
+            break;
         case TERN_PROP_ASSIGNED_CLIENT_IDENTIFIER: {
             char *id = tern_strndup((const char *)p.str, p.str_len);
             if (id != NULL) {
@@ -828,6 +991,7 @@ static void on_connack(struct tern_client *c, const struct tern_connack *ck)
             break;
         }
     }
+    tern__alias_out_reset(&c->aliases_out, srv_alias_max);
     c->state = ST_UP;
     c->has_connected = true;
     c->attempt = 0;
@@ -957,6 +1121,15 @@ static void on_publish_in(struct tern_client *c, struct tern_publish *p)
             return;
         }
     }
+    if (p->qos == 2 && c->spool != NULL) {
+        /* Noted before delivery: a crash after it must not deliver the message again. */
+        int r = tern__spool_in_add(c->spool, p->packet_id);
+        if (r != TERN_OK) {
+            fail_why(c, "store: %s", tern__spool_error(c->spool));
+            c->pending_err = r; /* not acknowledged: the server sends it again */
+            return;
+        }
+    }
     int r = deliver(c, p);
     if (r != TERN_OK) {
         c->pending_err = r;
@@ -1054,8 +1227,45 @@ static void on_suback(struct tern_client *c, uint8_t type, const struct tern_sub
     }
 }
 
+/* AUTH from the server (5.0 only: the codec refuses it before): check it, hand it over. */
+static void on_auth_in(struct tern_client *c, const struct tern_disconnect *a)
+{
+    struct tern_prop method, data;
+    bool has_method = tern_props_find(a->props, TERN_PROP_AUTHENTICATION_METHOD, &method);
+    if (c->auth_method == NULL || !has_method || method.str_len != strlen(c->auth_method) ||
+        memcmp(method.str, c->auth_method, method.str_len) != 0) {
+        proto_fail(c, TERN_EPROTOCOL, TERN_RC_PROTOCOL_ERROR,
+                   "AUTH with another or no authentication method");
+        return;
+    }
+    bool ok = a->reason == TERN_RC_CONTINUE_AUTHENTICATION ||
+              (a->reason == TERN_RC_SUCCESS && c->state == ST_UP);
+    if (!ok) {
+        proto_fail(c, TERN_EPROTOCOL, TERN_RC_PROTOCOL_ERROR, "AUTH with an unexpected reason");
+        return;
+    }
+    if (c->cb.on_auth == NULL) {
+        if (a->reason == TERN_RC_CONTINUE_AUTHENTICATION) {
+            fail_why(c,
+                     "the server continues authentication (%s) but no on_auth callback is "
+                     "set",
+                     c->auth_method);
+            c->pending_err = TERN_EDENIED;
+            c->pending_reason = TERN_RC_BAD_AUTHENTICATION_METHOD;
+        }
+        return;
+    }
+    bool has_data = tern_props_find(a->props, TERN_PROP_AUTHENTICATION_DATA, &data);
+    c->cb.on_auth(c, a->reason, has_data ? data.str : NULL, has_data ? data.str_len : 0,
+                  a->props.ptr, a->props.len, c->ud);
+}
+
 static void handle_packet(struct tern_client *c, struct tern_packet *pkt)
 {
+    if (pkt->type == TERN_AUTH) {
+        on_auth_in(c, &pkt->u.disconnect);
+        return;
+    }
     if (pkt->type != TERN_CONNACK && c->state == ST_CONNACK) {
         proto_fail(c, TERN_EPROTOCOL, TERN_RC_PROTOCOL_ERROR, "packet before CONNACK");
         return;
@@ -1085,6 +1295,9 @@ static void handle_packet(struct tern_client *c, struct tern_packet *pkt)
                 break;
             }
             m->state = OUT_WAIT_COMP;
+            if (c->spool != NULL) {
+                spool_note(c, tern__spool_release(c->spool, m->pid));
+            }
             send_ack(c, TERN_PUBREL, m->pid, 0);
         } else if (pkt->u.ack.reason < 0x80) {
             send_ack(c, TERN_PUBREL, pkt->u.ack.packet_id, TERN_RC_PACKET_IDENTIFIER_NOT_FOUND);
@@ -1092,6 +1305,9 @@ static void handle_packet(struct tern_client *c, struct tern_packet *pkt)
         break;
     case TERN_PUBREL: {
         bool known = tern__pidset_del(&c->in_qos2, pkt->u.ack.packet_id);
+        if (known && c->spool != NULL) {
+            spool_note(c, tern__spool_in_del(c->spool, pkt->u.ack.packet_id));
+        }
         send_ack(c, TERN_PUBCOMP, pkt->u.ack.packet_id,
                  known ? 0 : TERN_RC_PACKET_IDENTIFIER_NOT_FOUND);
         break;
@@ -1180,7 +1396,7 @@ static void read_in(struct tern_client *c)
             break;
         }
         if (n < 0) {
-            c->pending_err = (int)n;
+            stream_failed(c, (int)n);
             break;
         }
         tern_buf_commit(&c->in, (size_t)n);
@@ -1193,15 +1409,28 @@ static void read_in(struct tern_client *c)
 
 /* ---- the driver step --------------------------------------------------------------------- */
 
+/* What the current stream (or the link being set up) wants beyond the client's own needs. */
+static unsigned stream_want(struct tern_client *c)
+{
+    if (c->state == ST_LINK) {
+        return tern__client_link_want(&c->link);
+    }
+    return c->stream != NULL ? tern_stream_want(c->stream) : 0u;
+}
+
 static uint64_t next_due(struct tern_client *c)
 {
     if (c->pending_err != 0 || c->user_close || pumpable(c)) {
         return 0;
     }
+    if ((stream_want(c) & TERN_STREAM_PENDING) && !queue_full(c)) {
+        return 0; /* decoded bytes wait inside the stream: the fd will not signal them */
+    }
     switch (c->state) {
     case ST_WAIT_RETRY:
         return c->reconnect_at;
     case ST_TCP:
+    case ST_LINK:
     case ST_CONNACK:
     case ST_CLOSING:
         return c->deadline_ms;
@@ -1220,14 +1449,17 @@ static unsigned wanted_events(struct tern_client *c)
     switch (c->state) {
     case ST_TCP:
         return TERN_CLIENT_WRITE;
+    case ST_LINK:
+        return tern__client_link_want(&c->link) & (TERN_CLIENT_READ | TERN_CLIENT_WRITE);
     case ST_CONNACK:
     case ST_UP:
     case ST_CLOSING: {
         unsigned ev = queue_full(c) ? 0u : TERN_CLIENT_READ;
-        if (c->out.len > 0) {
+        if (c->out.len > 0 || c->flush_pending) {
             ev |= TERN_CLIENT_WRITE;
         }
-        return ev;
+        /* A TLS stream may need to write to read, or read to write. */
+        return ev | (stream_want(c) & (TERN_CLIENT_READ | TERN_CLIENT_WRITE));
     }
     default:
         return 0;
@@ -1243,11 +1475,14 @@ static void run_timers(struct tern_client *c, uint64_t now)
         }
         break;
     case ST_TCP:
+    case ST_LINK:
     case ST_CONNACK:
         if (now >= c->deadline_ms && c->pending_err == 0) {
-            cl_log(c, TERN_CLIENT_LOG_ERROR, "no %s within %u ms",
-                   c->state == ST_TCP ? "TCP connection" : "CONNACK",
-                   (unsigned)c->connect_timeout_ms);
+            fail_why(c, "no %s from %s port %u within %u ms",
+                     c->state == ST_TCP    ? "TCP connection"
+                     : c->state == ST_LINK ? "TLS / WebSocket handshake"
+                                           : "CONNACK",
+                     c->url.host, c->url.port, (unsigned)c->connect_timeout_ms);
             c->pending_err = TERN_ETIMEDOUT;
         }
         break;
@@ -1298,26 +1533,80 @@ static void handle_user_close(struct tern_client *c)
     }
 }
 
+/* The transport is ready: send CONNECT. */
+static void transport_ready(struct tern_client *c)
+{
+    c->state = ST_CONNACK;
+    int r = send_connect(c);
+    if (r != TERN_OK) {
+        fail_why(c, "cannot encode CONNECT: %s", tern_strerror(r));
+        c->pending_err = r;
+    }
+}
+
+/* One step of the TLS handshake / WebSocket upgrade. */
+static void link_step(struct tern_client *c)
+{
+    int r = tern__client_link_step(&c->link);
+    if (r == TERN_OK) {
+        c->stream = tern__client_link_take(&c->link);
+        struct tern_stream *tls = tls_of(c->stream);
+        if (tls != NULL) {
+            const char *alpn = tern_tls_stream_alpn(tls);
+            cl_log(c, TERN_CLIENT_LOG_INFO,
+                   "TLS: %s, %s, ALPN %s, max fragment length %u, session %s",
+                   tern_tls_stream_version(tls), tern_tls_stream_cipher(tls),
+                   alpn != NULL ? alpn : "none", tern_tls_stream_max_fragment_length(tls),
+                   tern_tls_stream_session_reused(tls) ? "resumed" : "new");
+        }
+        transport_ready(c);
+    } else if (r != TERN_EAGAIN) {
+        fail_why(c, "%s port %u: %s", c->url.host, c->url.port, c->link.err);
+        /* TERN_EDENIED is kept for a refused CONNACK: an HTTP refusal is a protocol failure. */
+        c->pending_err = r == TERN_EDENIED ? TERN_EPROTOCOL : r;
+    }
+}
+
+/* TCP is connected: set up TLS / WebSocket on it, or go straight to CONNECT. */
+static void tcp_connected(struct tern_client *c)
+{
+    if (c->url.transport == TERN__CLIENT_TCP) {
+        transport_ready(c);
+        return;
+    }
+    struct tern_stream *tcp = c->stream;
+    c->stream = NULL;
+    c->state = ST_LINK;
+    int r = tern__client_link_start(&c->link, tcp, &c->url, c->tls, c->server_name);
+    if (r != TERN_OK) {
+        fail_why(c, "%s port %u: %s", c->url.host, c->url.port, c->link.err);
+        c->pending_err = r;
+        return;
+    }
+    link_step(c);
+}
+
 static void process_locked(struct tern_client *c, unsigned events)
 {
-    if (c->stream != NULL && events != 0) {
-        if (c->state == ST_TCP) {
-            int r = tern_net_connect_finish(c->fd);
-            if (r == TERN_OK) {
-                c->state = ST_CONNACK;
-                r = send_connect(c);
-                if (r != TERN_OK) {
-                    cl_log(c, TERN_CLIENT_LOG_ERROR, "cannot encode CONNECT: %s", tern_strerror(r));
-                    c->pending_err = r;
-                }
-            } else if (r != TERN_EAGAIN) {
-                cl_log(c, TERN_CLIENT_LOG_ERROR, "connect to %s:%u failed: %s", c->url.host,
-                       c->url.port, r == TERN_ESYS ? strerror(errno) : tern_strerror(r));
-                c->pending_err = r;
-            }
-        } else if (events & TERN_CLIENT_READ) {
-            read_in(c);
+    bool pending = (stream_want(c) & TERN_STREAM_PENDING) != 0;
+    if (c->state == ST_TCP && c->stream != NULL && events != 0) {
+        int r = tern_net_connect_finish(c->fd);
+        if (r == TERN_OK) {
+            tcp_connected(c);
+        } else if (r == TERN_ECLOSED) {
+            fail_why(c, "connection refused by %s port %u", c->url.host, c->url.port);
+            c->pending_err = r;
+        } else if (r != TERN_EAGAIN) {
+            fail_why(c, "connect to %s port %u failed: %s", c->url.host, c->url.port,
+                     r == TERN_ESYS ? strerror(errno) : tern_strerror(r));
+            c->pending_err = r;
         }
+    } else if (c->state == ST_LINK && (events != 0 || pending)) {
+        link_step(c);
+    } else if (c->stream != NULL && ((events & TERN_CLIENT_READ) || pending ||
+                                     ((events & TERN_CLIENT_WRITE) &&
+                                      (tern_stream_want(c->stream) & TERN_STREAM_WANT_WRITE)))) {
+        read_in(c);
     }
     run_timers(c, tern_time_mono_ms());
     if (c->user_close && c->pending_err == 0) {
@@ -1329,7 +1618,7 @@ static void process_locked(struct tern_client *c, unsigned events)
     flush_out(c);
     if (c->pending_err != 0) {
         conn_lost(c, c->pending_err, c->pending_reason);
-    } else if (c->state == ST_CLOSING && c->out.len == 0) {
+    } else if (c->state == ST_CLOSING && c->out.len == 0 && !c->flush_pending) {
         tern_stream_shutdown(c->stream);
         conn_lost(c, TERN_OK, 0);
     }
@@ -1364,6 +1653,112 @@ static char *gen_client_id(struct tern_client *c)
     return tern_strdup(id);
 }
 
+/* Message of the last tern_client_new() TLS failure on this thread. */
+static _Thread_local char options_err[TERN_TLS_ERRLEN];
+
+const char *tern_client_options_error(void)
+{
+    return options_err;
+}
+
+/* Build the TLS context (reads the files now, so a bad one fails tern_client_new). */
+static int tls_setup(struct tern_client *c, const struct tern_client_options *o)
+{
+    struct tern_tls_options t;
+    memset(&t, 0, sizeof(t));
+    t.side = TERN_TLS_CLIENT;
+    t.cafile = o->tls_cafile;
+    t.capath = o->tls_capath;
+    t.use_os_certs = o->tls_use_os_certs;
+    t.certfile = o->tls_certfile;
+    t.keyfile = o->tls_keyfile;
+    t.psk_identity = o->tls_psk_identity;
+    t.psk_key_hex = o->tls_psk_key;
+    t.alpn = o->tls_alpn;
+    t.ciphers = o->tls_ciphers;
+    t.max_fragment_length = o->tls_max_fragment_length;
+    t.insecure = o->tls_insecure;
+    if (o->tls_version != NULL) {
+        int r = tern_tls_version_parse(o->tls_version, &t.min_version);
+        if (r != TERN_OK) {
+            snprintf(options_err, sizeof(options_err), "TLS version \"%s\": use tlsv1.2 or tlsv1.3",
+                     o->tls_version);
+            return TERN_EINVAL;
+        }
+    }
+    if (o->tls_server_name != NULL) {
+        if (o->tls_server_name[0] == '\0') {
+            snprintf(options_err, sizeof(options_err), "TLS server name is empty");
+            return TERN_EINVAL;
+        }
+        if ((c->server_name = tern_strdup(o->tls_server_name)) == NULL) {
+            return TERN_ENOMEM;
+        }
+    }
+    return tern_tls_ctx_new(&t, &c->tls, options_err, sizeof(options_err));
+}
+
+/*
+ * Open the store and take over what a previous process left: its messages become in-flight
+ * (sent, DUP on resend), in the order they were published; incoming QoS 2 ids awaiting
+ * PUBREL are remembered. session_resume() finishes or restarts them on the first CONNACK.
+ */
+static int spool_load(struct tern_client *c, const char *dir)
+{
+    int r = tern__spool_open(dir, c->client_id, &c->spool, options_err, sizeof(options_err));
+    if (r != TERN_OK) {
+        return r;
+    }
+    struct tern__spool_rec *recs = NULL;
+    size_t n = 0, skipped = 0;
+    bool *in_ids = tern_calloc(65536, sizeof(bool));
+    if (in_ids == NULL) {
+        return TERN_ENOMEM;
+    }
+    r = tern__spool_load(c->spool, &recs, &n, in_ids, &skipped);
+    if (r != TERN_OK) {
+        snprintf(options_err, sizeof(options_err), "%s", tern__spool_error(c->spool));
+        tern_free(in_ids);
+        return r;
+    }
+    for (uint32_t id = 1; id <= 65535u; id++) {
+        if (in_ids[id]) {
+            tern__pidset_add(&c->in_qos2, (uint16_t)id);
+        }
+    }
+    tern_free(in_ids);
+    if (n > 0 && (c->by_pid = tern_calloc(65536, sizeof(*c->by_pid))) == NULL) {
+        r = TERN_ENOMEM;
+    }
+    for (size_t i = 0; i < n && r == TERN_OK; i++) {
+        struct tern__spool_rec *e = &recs[i];
+        bool v5 = c->version == TERN_MQTT_5; /* a 3.x client drops 5.0 properties */
+        struct out_msg *m = out_msg_new(e->topic, e->topic_len, e->props, v5 ? e->props_len : 0,
+                                        e->payload, e->payload_len);
+        if (m == NULL) {
+            r = TERN_ENOMEM;
+            break;
+        }
+        m->pid = e->pid;
+        m->qos = e->qos;
+        m->retain = e->retain;
+        m->sent = true;
+        m->state = e->released ? OUT_WAIT_COMP : OUT_WAIT_ACK;
+        tern__pidset_add(&c->pids, m->pid);
+        c->by_pid[m->pid] = m;
+        list_push(&c->inflight, m);
+        if (e->seq >= c->spool_seq) {
+            c->spool_seq = e->seq + 1;
+        }
+    }
+    tern__spool_free_recs(recs, n);
+    if (r == TERN_OK && (n > 0 || skipped > 0)) {
+        cl_log(c, TERN_CLIENT_LOG_NOTICE, "store: %zu message(s) in flight taken over%s", n,
+               skipped > 0 ? ", corrupt files dropped" : "");
+    }
+    return r;
+}
+
 static int copy_options(struct tern_client *c, const struct tern_client_options *o)
 {
     int r;
@@ -1381,8 +1776,11 @@ static int copy_options(struct tern_client *c, const struct tern_client_options 
         snprintf(c->url.host, sizeof(c->url.host), "%s", host);
         c->url.port = o->port ? o->port : 1883;
     }
-    if (c->url.transport != TERN__CLIENT_TCP) {
-        return TERN_EUNSUPPORTED;
+    if (c->url.transport == TERN__CLIENT_TLS || c->url.transport == TERN__CLIENT_WSS) {
+        r = tls_setup(c, o);
+        if (r != TERN_OK) {
+            return r;
+        }
     }
     c->version = o->version ? o->version : TERN_MQTT_311;
     if (c->version < TERN_MQTT_31 || c->version > TERN_MQTT_5 || o->will_qos > 2) {
@@ -1443,6 +1841,22 @@ static int copy_options(struct tern_client *c, const struct tern_client_options 
             }
         }
     }
+    if (o->auth_method != NULL) {
+        size_t n = strlen(o->auth_method);
+        if (c->version != TERN_MQTT_5 || n == 0 || n > 65535 ||
+            tern_utf8_validate((const uint8_t *)o->auth_method, n) != TERN_OK ||
+            o->auth_data_len > 65535 || (o->auth_data == NULL && o->auth_data_len > 0)) {
+            return TERN_EINVAL;
+        }
+        if ((c->auth_method = tern_strdup(o->auth_method)) == NULL) {
+            return TERN_ENOMEM;
+        }
+        c->auth_data_len = o->auth_data_len;
+        if (o->auth_data_len > 0 &&
+            (c->auth_data = memdup(o->auth_data, o->auth_data_len)) == NULL) {
+            return TERN_ENOMEM;
+        }
+    }
     if (c->version == TERN_MQTT_5) {
         r = tern__client_props_build(o->connect_props, o->connect_props_count, TERN_CONNECT, false,
                                      &c->connect_props, &c->connect_props_len);
@@ -1460,6 +1874,16 @@ static int copy_options(struct tern_client *c, const struct tern_client_options 
     c->rc_max_ms = o->reconnect_max_ms ? o->reconnect_max_ms : 30000;
     c->max_out = o->max_queued_out ? o->max_queued_out : 65535;
     c->max_in_queue = o->max_queued_in ? o->max_queued_in : 1000;
+    if (c->version == TERN_MQTT_5 &&
+        tern__alias_out_init(&c->aliases_out, o->topic_aliases_out) != TERN_OK) {
+        return TERN_ENOMEM;
+    }
+    if (o->store_dir != NULL) {
+        r = spool_load(c, o->store_dir);
+        if (r != TERN_OK) {
+            return r;
+        }
+    }
     if (c->alias_max_in > 0) {
         c->aliases = tern_calloc((size_t)c->alias_max_in + 1, sizeof(char *));
         if (c->aliases == NULL) {
@@ -1500,6 +1924,7 @@ int tern_client_new(const struct tern_client_options *o, struct tern_client **ou
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&c->cv, &ca);
     pthread_condattr_destroy(&ca);
+    options_err[0] = '\0';
     int r = copy_options(c, o);
     if (r != TERN_OK) {
         tern_client_free(c);
@@ -1555,6 +1980,8 @@ void tern_client_free(struct tern_client *c)
         }
         tern_free(c->aliases);
     }
+    tern__alias_out_fini(&c->aliases_out);
+    tern__spool_close(c->spool);
     tern_free(c->scratch);
     tern_free(c->client_id);
     tern_free(c->username);
@@ -1564,6 +1991,10 @@ void tern_client_free(struct tern_client *c)
     tern_free(c->will_props);
     tern_free(c->connect_props);
     tern_free(c->close_props);
+    tern_free(c->server_name);
+    tern_free(c->auth_method);
+    tern_free(c->auth_data);
+    tern_tls_ctx_unref(c->tls);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     tern_free(c);
@@ -1629,6 +2060,32 @@ int tern_client_disconnect(struct tern_client *c, uint8_t reason, const struct t
     return TERN_OK;
 }
 
+/* Write a new QoS 1/2 message to the store (when there is one) before it is accepted. */
+static int spool_put(struct tern_client *c, const struct out_msg *m)
+{
+    if (c->spool == NULL) {
+        return TERN_OK;
+    }
+    struct tern__spool_rec rec;
+    memset(&rec, 0, sizeof(rec));
+    rec.seq = c->spool_seq++;
+    rec.pid = m->pid;
+    rec.qos = m->qos;
+    rec.retain = m->retain;
+    rec.topic = m->topic;
+    rec.topic_len = m->topic_len;
+    rec.props = m->props;
+    rec.props_len = m->props_len;
+    rec.payload = m->payload;
+    rec.payload_len = m->payload_len;
+    int r = tern__spool_put(c->spool, &rec);
+    if (r != TERN_OK) {
+        cl_log(c, TERN_CLIENT_LOG_ERROR, "store: %s", tern__spool_error(c->spool));
+        return r == TERN_ENOMEM ? r : TERN_ESTORE;
+    }
+    return TERN_OK;
+}
+
 static int publish_locked(struct tern_client *c, const char *topic, const void *payload,
                           size_t payload_len, uint8_t qos, bool retain,
                           const struct tern_property *props, size_t props_count,
@@ -1656,25 +2113,10 @@ static int publish_locked(struct tern_client *c, const char *topic, const void *
             return r;
         }
     }
-    struct out_msg *m = tern_malloc(sizeof(*m) + tlen + plen + payload_len);
-    if (m == NULL) {
-        tern_free(pb);
-        return TERN_ENOMEM;
-    }
-    memset(m, 0, sizeof(*m));
-    m->topic = m->data;
-    m->topic_len = tlen;
-    memcpy(m->topic, topic, tlen);
-    m->props = m->data + tlen;
-    m->props_len = plen;
-    if (plen > 0) {
-        memcpy(m->props, pb, plen);
-    }
+    struct out_msg *m = out_msg_new(topic, tlen, pb, plen, payload, payload_len);
     tern_free(pb);
-    m->payload = m->props + plen;
-    m->payload_len = payload_len;
-    if (payload_len > 0) {
-        memcpy(m->payload, payload, payload_len);
+    if (m == NULL) {
+        return TERN_ENOMEM;
     }
     struct tern_publish p;
     memset(&p, 0, sizeof(p));
@@ -1700,6 +2142,12 @@ static int publish_locked(struct tern_client *c, const char *topic, const void *
         if (m->pid == 0) {
             tern_free(m);
             return TERN_EOVERFLOW;
+        }
+        r = spool_put(c, m);
+        if (r != TERN_OK) {
+            tern__pidset_del(&c->pids, m->pid);
+            tern_free(m);
+            return r;
         }
         c->by_pid[m->pid] = m;
     }
@@ -1858,6 +2306,57 @@ int tern_client_unsubscribe(struct tern_client *c, const char *const *filters, s
                            NULL);
     unlock(c);
     return r;
+}
+
+int tern_client_auth(struct tern_client *c, uint8_t reason, const void *data, size_t len)
+{
+    if ((data == NULL && len > 0) || len > 65535 ||
+        (reason != TERN_RC_CONTINUE_AUTHENTICATION && reason != TERN_RC_REAUTHENTICATE)) {
+        return TERN_EINVAL;
+    }
+    lock(c);
+    int r = TERN_OK;
+    if (c->auth_method == NULL) {
+        r = TERN_EINVAL;
+    } else if (c->state != ST_UP && c->state != ST_CONNACK) {
+        r = TERN_ECLOSED;
+    } else if (reason == TERN_RC_REAUTHENTICATE && c->state != ST_UP) {
+        r = TERN_ECLOSED; /* re-authentication is for an established connection */
+    }
+    uint8_t *props = NULL;
+    size_t mlen = c->auth_method != NULL ? strlen(c->auth_method) : 0;
+    if (r == TERN_OK && (props = tern_malloc(mlen + len + 6)) == NULL) {
+        r = TERN_ENOMEM;
+    }
+    if (r == TERN_OK) {
+        struct tern_props_builder b;
+        tern_props_builder_init(&b, props, mlen + len + 6);
+        tern_props_add_str(&b, TERN_PROP_AUTHENTICATION_METHOD, c->auth_method, mlen);
+        if (len > 0) {
+            tern_props_add_str(&b, TERN_PROP_AUTHENTICATION_DATA, data, len);
+        }
+        struct tern_packet pkt;
+        memset(&pkt, 0, sizeof(pkt));
+        pkt.type = TERN_AUTH;
+        pkt.u.disconnect.reason = reason;
+        pkt.u.disconnect.props = props_of(props, b.len);
+        r = send_pkt(c, &pkt);
+        tern_free(props);
+        kick(c);
+    }
+    unlock(c);
+    return r;
+}
+
+int tern_client_last_error(struct tern_client *c, char *buf, size_t len)
+{
+    if (len == 0) {
+        return TERN_EINVAL;
+    }
+    lock(c);
+    snprintf(buf, len, "%s", c->last_err);
+    unlock(c);
+    return TERN_OK;
 }
 
 bool tern_client_is_connected(struct tern_client *c)

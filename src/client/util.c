@@ -9,6 +9,7 @@
 #include "protocol/props.h"
 #include "tern/error.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const struct {
@@ -84,10 +85,26 @@ int tern__client_url_parse(const char *url, struct tern__client_url *out)
         }
         out->port = (uint16_t)port;
     }
-    if (*rest == '/') {
-        rest++;
+    bool ws = out->transport == TERN__CLIENT_WS || out->transport == TERN__CLIENT_WSS;
+    if (!ws || *rest == '\0') {
+        snprintf(out->path, sizeof(out->path), "/mqtt");
+        if (*rest == '/' && !ws) {
+            rest++;
+        }
+        return *rest == '\0' ? TERN_OK : TERN_EINVAL;
     }
-    return *rest == '\0' ? TERN_OK : TERN_EINVAL;
+    size_t plen = strlen(rest);
+    if (*rest != '/' || plen >= sizeof(out->path)) {
+        return TERN_EINVAL;
+    }
+    for (size_t i = 0; i < plen; i++) {
+        unsigned char ch = (unsigned char)rest[i];
+        if (ch <= 0x20 || ch >= 0x7F || ch == '#') {
+            return TERN_EINVAL;
+        }
+    }
+    memcpy(out->path, rest, plen + 1);
+    return TERN_OK;
 }
 
 void tern__pidset_init(struct tern__pidset *s)

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Transports a URL can select. Only TCP is implemented so far. */
+/* Transports a URL can select. */
 enum tern__client_transport {
     TERN__CLIENT_TCP = 1,
     TERN__CLIENT_TLS,
@@ -25,17 +25,21 @@ enum tern__client_transport {
     TERN__CLIENT_WSS,
 };
 
-/* A parsed "scheme://host[:port][/]" URL. host is NUL-terminated, brackets of IPv6 removed. */
+/* A parsed "scheme://host[:port][/path]" URL. host is NUL-terminated, brackets of IPv6
+ * removed; path is the WebSocket request path ("/mqtt" when the URL has none). */
 struct tern__client_url {
     int transport; /* enum tern__client_transport */
     char host[256];
     uint16_t port;
+    char path[256];
 };
 
 /*
  * Parse `url`: "mqtt://" (TCP, port 1883), "mqtts://" (8883), "ws://" (80), "wss://" (443),
- * or a bare "host[:port]" taken as mqtt://. Returns TERN_OK, or TERN_EINVAL (unknown scheme,
- * empty or too long host, bad port, user info, or a path other than "/").
+ * or a bare "host[:port]" taken as mqtt://. A ws:// or wss:// URL may carry a path
+ * ("/mqtt", the default, "/ws?x=1"): visible ASCII only, no '#'. Returns TERN_OK, or
+ * TERN_EINVAL (unknown scheme, empty or too long host, bad port, user info, a path other
+ * than "/" for mqtt(s), or a path with other characters).
  */
 int tern__client_url_parse(const char *url, struct tern__client_url *out);
 

@@ -726,6 +726,11 @@ static int ctx_build(struct tern_tls_ctx *ctx, char *err, size_t errlen)
                     o->cafile ? o->cafile : o->capath, why);
             return TERN_ECONFIG;
         }
+        if (!server && o->use_os_certs && SSL_CTX_set_default_verify_paths(c) != 1) {
+            ssl_errors(why, sizeof why);
+            set_err(err, errlen, "system CA store: %s", why);
+            return TERN_ECONFIG;
+        }
         if (server && o->cafile) {
             /* Name the acceptable CAs in the CertificateRequest (helps clients pick a cert). */
             STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->cafile);

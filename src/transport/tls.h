@@ -64,6 +64,9 @@ struct tern_tls_options {
      * with neither uses the system's default store. */
     const char *cafile;
     const char *capath;
+    /* Client: also trust the system's default store when cafile or capath is given (without
+     * them it is used anyway). Mosquitto's --tls-use-os-certs. */
+    bool use_os_certs;
     /* PEM CRL(s) checked against the peer's leaf certificate (a revoked peer fails the
      * handshake). Needs cafile/capath. */
     const char *crlfile;

@@ -345,6 +345,19 @@ def test_max_send_fragment_records():
     check(max(ln for _t, ln in big) > 4096, "control listener sends one big record")
 
 
+def test_max_send_fragment_2048_with_100k_message():
+    """Issue 7's figure: with tls_max_send_fragment 2048, every record the broker sends while
+    delivering a 100 kB message carries at most 2048 bytes of plaintext."""
+    d = certs()
+    p2 = free_port()
+    with tls_broker(tls_listener(p2, d, extra="tls_max_send_fragment 2048")):
+        recs = records_of(p2, d, 100000)
+    data = [ln for t, ln in recs if t == 23]
+    longest = max(ln for _t, ln in recs)
+    check(longest <= 2048 + 17, "records with tls_max_send_fragment 2048: longest %d" % longest)
+    check(len(data) >= 100000 // 2048, "100 kB in >= 48 application records (%d)" % len(data))
+
+
 def test_openssl_maxfraglen_and_4k_publish():
     need_mosquitto()
     if not shutil.which("openssl"):

@@ -63,7 +63,7 @@ def metrics(port):
     for ln in data.split(b"\r\n\r\n", 1)[1].decode().splitlines():
         if ln and not ln.startswith("#"):
             k, v = ln.split(" ")
-            vals[k] = int(v)
+            vals[k] = float(v)  # Prometheus values; counters are whole numbers
     return vals
 
 

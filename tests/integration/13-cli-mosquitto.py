@@ -746,6 +746,10 @@ int main(int argc, char **argv)
     o.host = "127.0.0.1";
     o.port = (uint16_t)strtol(argv[1], NULL, 10);
     o.version = 5;
+    if (argc >= 4) { /* URL and CA file: mqtts://, wss:// */
+        o.url = argv[2];
+        o.tls_cafile = argv[3];
+    }
     struct tern_client *c;
     if (tern_client_new(&o, &c) != TERN_OK || tern_client_loop_start(c) != TERN_OK) {
         return 2;
@@ -782,7 +786,7 @@ int main(int argc, char **argv)
 
 def test_shared_library_api():
     """libtern.so.1 exports only the public API and works for a program built against
-    include/tern/client.h alone."""
+    include/tern/client.h alone, over TCP, mqtts:// and wss://."""
     need("cc")
     libdir = os.path.join(os.path.dirname(os.path.dirname(tern_path())), "src", "client")
     lib = os.path.join(libdir, "libtern.so")
@@ -799,7 +803,9 @@ def test_shared_library_api():
     eq(leaked, [], "symbols exported beyond the public API")
     check("tern_client_publish_wait" in exported, "public API exported")
     with open(os.path.join(libdir, "tern.pc")) as f:
-        check("-ltern" in f.read(), "tern.pc")
+        pc = f.read()
+    check("-ltern" in pc, "tern.pc")
+    check("Requires.private: libssl" in pc, "tern.pc names OpenSSL (TLS) as a private need")
     with Mosquitto() as m, tempfile.TemporaryDirectory() as d:
         src = os.path.join(d, "prog.c")
         with open(src, "w") as f:
@@ -819,6 +825,29 @@ def test_shared_library_api():
         res = subprocess.run([exe, str(m.port)], capture_output=True, timeout=30)
         eq((res.returncode, res.stdout), (0, b"lib/t 5 1 SUCCESS\n"),
            "program output (stderr %r)" % res.stderr)
+        # The same program over mqtts:// and wss://, the server verified against the test CA.
+        if not shutil.which("openssl"):
+            return
+        certs = os.path.join(d, "certs")
+        subprocess.run(["bash", os.path.join(ternlib.ROOT, "tests", "data", "tls",
+                                             "make-certs.sh"), certs], check=True, timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for root, dirs, files in os.walk(d):
+            for name in dirs + files:
+                os.chmod(os.path.join(root, name), 0o755)
+        os.chmod(d, 0o755)
+        tls_port, wss_port = ternlib.free_port(), ternlib.free_port()
+        while wss_port == tls_port:
+            wss_port = ternlib.free_port()
+        tls = "certfile %s/server-rsa.crt\nkeyfile %s/server-rsa.key\n" % (certs, certs)
+        extra = ("allow_anonymous true\nlistener %d 127.0.0.1\n%slistener %d 127.0.0.1\n"
+                 "protocol websockets\n%s" % (tls_port, tls, wss_port, tls))
+        with Mosquitto(extra=extra) as mt:
+            for url in ("mqtts://localhost:%d" % tls_port, "wss://localhost:%d" % wss_port):
+                res = subprocess.run([exe, str(mt.port), url, os.path.join(certs, "ca.crt")],
+                                     capture_output=True, timeout=30)
+                eq((res.returncode, res.stdout), (0, b"lib/t 5 1 SUCCESS\n"),
+                   "program over %s (stderr %r)" % (url, res.stderr))
 
 
 # ------------------------------------------------------------------------------ errors, help
@@ -860,11 +889,18 @@ def test_connack_refused_exit_code(version):
 
 
 def test_unsupported_transport_and_usage_errors():
-    res = tern("sub", "-L", "mqtts://localhost:8883/t")
-    eq(res.returncode, 1, "mqtts exit")
-    check(b"not supported yet" in res.stderr, "mqtts message: %r" % res.stderr)
-    res = tern("pub", "-t", "x", "-m", "y", "--cafile", "/etc/ssl/ca.pem")
-    check(res.returncode == 1 and b"not supported yet" in res.stderr, "TLS option refused")
+    res = tern("sub", "-L", "http://localhost:8883/t")
+    eq(res.returncode, 1, "http:// exit")
+    check(b"unknown scheme" in res.stderr, "http:// message: %r" % res.stderr)
+    res = tern("pub", "-t", "x", "-m", "y", "--tls-engine", "pkcs11")
+    check(res.returncode == 1 and b"not supported yet" in res.stderr, "--tls-engine refused")
+    res = tern("pub", "-t", "x", "-m", "y", "--cafile", "/nonexistent/ca.pem")
+    check(res.returncode == 1 and b"/nonexistent/ca.pem" in res.stderr,
+          "unreadable --cafile named: %r" % res.stderr)
+    res = tern("pub", "-L", "mqtt://localhost/x", "-m", "y", "--insecure")
+    check(res.returncode == 1 and b"mqtts://" in res.stderr, "TLS option with mqtt://")
+    res = tern("pub", "-t", "x", "-m", "y", "--cert", "/c.pem")
+    check(res.returncode == 1 and b"keyfile" in res.stderr, "--cert without --key")
     res = tern("pub", "-t", "x")
     check(res.returncode == 1 and b"message is needed" in res.stderr, "missing message")
     res = tern("pub", "-t", "x", "-m", "y", "-q", "3")

@@ -16,6 +16,8 @@ Run with Debian's /usr/bin/python3 (it sees python3-paho-mqtt).
 
 import glob
 import os
+import random
+import re
 import signal
 import socket
 import struct
@@ -452,7 +454,29 @@ def tern_path():
     return max(built, key=os.path.getmtime)
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
+    """A loopback port nobody listens on, chosen below the kernel's ephemeral range: a port
+    the kernel hands out for bind(0) can be taken by any outgoing connection (the tests open
+    thousands) between this check and ternd's bind."""
+    lo, _ = _ephemeral_range()
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10000, lo) if lo > 11000 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -496,17 +520,27 @@ class Broker:
         self.logf = open(self.log, "ab" if append else "wb")
         self.proc = subprocess.Popen([ternd_path(), "-c", self.conf] + self.args,
                                      stdout=self.logf, stderr=subprocess.STDOUT, cwd=self.dir)
+        # Every TCP listener of the configuration (loopback ones), not only the first: a test
+        # that talks to a second listener must not race its opening.
+        with open(self.conf) as f:
+            ports = [int(m.group(1)) for m in
+                     re.finditer(r"^listener\s+(\d+)(?:\s+(?:127\.0\.0\.1|localhost))?\s*$",
+                                 f.read(), re.M) if m.group(1) != "0"]
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise TestFailure("ternd exited early (%d):\n%s" % (self.proc.returncode,
-                                                                   self.output()))
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.02)
-        raise TestFailure("ternd did not listen on %d:\n%s" % (self.port, self.output()))
+        for port in ports or [self.port]:
+            while True:
+                if self.proc.poll() is not None:
+                    raise TestFailure("ternd exited early (%d):\n%s" % (self.proc.returncode,
+                                                                       self.output()))
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise TestFailure("ternd did not listen on %d:\n%s" %
+                                          (port, self.output()))
+                    time.sleep(0.02)
+        return self
 
     def output(self):
         try:

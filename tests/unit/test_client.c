@@ -12,14 +12,19 @@
  */
 #include "test.h"
 
+#include "client/spool.h"
 #include "client/util.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "format.h"
 #include "protocol/packet.h"
+#include "protocol/props.h"
 #include "tern/client.h"
+#include "transport/http.h"
 #include "transport/net.h"
+#include "transport/ws.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -53,6 +58,18 @@ static void test_url_parse(void)
     CHECK_ERR(tern__client_url_parse("mqtt://u:p@h", &u), TERN_EINVAL);
     CHECK_ERR(tern__client_url_parse("mqtt://", &u), TERN_EINVAL);
     CHECK_ERR(tern__client_url_parse("mqtt://h/path", &u), TERN_EINVAL);
+    /* WebSocket paths: from the URL, /mqtt by default; only visible ASCII without '#'. */
+    CHECK_ERR(tern__client_url_parse("wss://h", &u), TERN_OK);
+    CHECK_EQ(u.transport, TERN__CLIENT_WSS);
+    CHECK_EQ(u.port, 443);
+    CHECK(strcmp(u.path, "/mqtt") == 0);
+    CHECK_ERR(tern__client_url_parse("ws://h:8080/", &u), TERN_OK);
+    CHECK(strcmp(u.path, "/") == 0);
+    CHECK_ERR(tern__client_url_parse("ws://h/a/b?c=d", &u), TERN_OK);
+    CHECK(strcmp(u.path, "/a/b?c=d") == 0);
+    CHECK_ERR(tern__client_url_parse("ws://h/a b", &u), TERN_EINVAL);
+    CHECK_ERR(tern__client_url_parse("ws://h/a#frag", &u), TERN_EINVAL);
+    CHECK_ERR(tern__client_url_parse("ws://h/\x80", &u), TERN_EINVAL);
 }
 
 static void test_pidset(void)
@@ -168,11 +185,37 @@ static void test_options(void)
     struct tern_client_options o;
     struct tern_client *c = NULL;
     tern_client_options_init(&o);
-    o.url = "ws://localhost:9001";
-    CHECK_ERR(tern_client_new(&o, &c), TERN_EUNSUPPORTED);
-    CHECK(c == NULL);
+    o.url = "ws://localhost:9001/mqtt?x=1";
+    CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
+    tern_client_free(c);
+    c = NULL;
+    /* TLS files are read by tern_client_new, and the reason is given. */
     o.url = "mqtts://localhost";
-    CHECK_ERR(tern_client_new(&o, &c), TERN_EUNSUPPORTED);
+    o.tls_cafile = "/nonexistent/ca.pem";
+    CHECK_ERR(tern_client_new(&o, &c), TERN_ECONFIG);
+    CHECK(c == NULL);
+    CHECK(strstr(tern_client_options_error(), "/nonexistent/ca.pem") != NULL);
+    o.tls_cafile = NULL;
+    o.tls_version = "tlsv1.0";
+    CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL);
+    CHECK(strstr(tern_client_options_error(), "tlsv1.0") != NULL);
+    o.tls_version = NULL;
+    o.tls_max_fragment_length = 1000;
+    CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL);
+    o.tls_max_fragment_length = 0;
+    o.tls_certfile = "/x.pem"; /* without a key */
+    CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL);
+    o.tls_certfile = NULL;
+    o.tls_insecure = true;
+    CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
+    CHECK_EQ(tern_client_options_error()[0], '\0');
+    char why[64];
+    CHECK_ERR(tern_client_last_error(c, why, sizeof(why)), TERN_OK);
+    CHECK_EQ(why[0], '\0');
+    CHECK_ERR(tern_client_last_error(c, why, 0), TERN_EINVAL);
+    tern_client_free(c);
+    c = NULL;
+    o.tls_insecure = false;
     o.url = NULL;
     o.version = 6;
     CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL);
@@ -391,6 +434,10 @@ struct rec {
     int last_err;
     uint8_t last_disc_reason;
     bool last_reconnecting;
+    int auths;
+    uint8_t last_auth_reason;
+    char last_auth_data[16];
+    const char *auth_reply; /* cb_auth answers an AUTH 0x18 with this, when set */
 };
 
 static void cb_connect(struct tern_client *c, uint8_t reason, bool sp, const uint8_t *props,
@@ -438,6 +485,19 @@ static void cb_disconnect(struct tern_client *c, int err, uint8_t reason, bool a
     r->last_err = err;
     r->last_disc_reason = reason;
     r->last_reconnecting = again;
+}
+
+static void cb_auth(struct tern_client *c, uint8_t reason, const uint8_t *data, size_t len,
+                    const uint8_t *props, size_t plen, void *ud)
+{
+    (void)props, (void)plen;
+    struct rec *r = ud;
+    r->auths++;
+    r->last_auth_reason = reason;
+    snprintf(r->last_auth_data, sizeof(r->last_auth_data), "%.*s", (int)len, (const char *)data);
+    if (reason == 0x18 && r->auth_reply != NULL) {
+        CHECK_ERR(tern_client_auth(c, 0x18, r->auth_reply, strlen(r->auth_reply)), TERN_OK);
+    }
 }
 
 static void cb_log(struct tern_client *c, int level, const char *msg, void *ud)
@@ -550,6 +610,9 @@ static void srv_ack(struct srv *s, uint8_t type, uint16_t id)
 
 /* max_inflight option of the next new_client() (then back to the default). */
 static uint16_t next_max_inflight;
+static uint16_t next_aliases_out;    /* topic_aliases_out of the next new_client */
+static const char *next_store_dir;   /* store_dir of the next new_client */
+static const char *next_auth_method; /* auth_method of the next new_client (data "a") */
 
 static struct tern_client *new_client(struct srv *s, struct rec *r, uint8_t version, bool clean)
 {
@@ -569,6 +632,14 @@ static struct tern_client *new_client(struct srv *s, struct rec *r, uint8_t vers
     o.reconnect_max_ms = 2;
     o.max_inflight = next_max_inflight;
     next_max_inflight = 0;
+    o.topic_aliases_out = next_aliases_out;
+    next_aliases_out = 0;
+    o.store_dir = next_store_dir;
+    next_store_dir = NULL;
+    o.auth_method = next_auth_method;
+    o.auth_data = next_auth_method ? "a" : NULL;
+    o.auth_data_len = next_auth_method ? 1 : 0;
+    next_auth_method = NULL;
     struct tern_client *c = NULL;
     CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
     struct tern_client_callbacks cb = {cb_connect,
@@ -577,7 +648,8 @@ static struct tern_client *new_client(struct srv *s, struct rec *r, uint8_t vers
                                        cb_subscribe,
                                        NULL,
                                        cb_disconnect,
-                                       getenv("TEST_LOG") ? cb_log : NULL};
+                                       getenv("TEST_LOG") ? cb_log : NULL,
+                                       cb_auth};
     memset(r, 0, sizeof(*r));
     tern_client_set_callbacks(c, &cb, r);
     s->c = c;
@@ -827,6 +899,522 @@ static void test_resubscribe_and_alias(void)
     CHECK_EQ(r.messages, 2);
     CHECK_EQ(r.disconnects, 2);
     end_client(&s);
+}
+
+/* Read one PUBLISH; check its topic (NULL: empty) and Topic Alias property (0: none). */
+static void expect_publish(struct srv *s, const char *topic, uint16_t alias, const char *payload)
+{
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(s, &pkt, &used) > 0);
+    CHECK_EQ(pkt.type, TERN_PUBLISH);
+    size_t tlen = topic ? strlen(topic) : 0;
+    CHECK(pkt.u.publish.topic.len == tlen &&
+          memcmp(pkt.u.publish.topic.ptr, topic ? topic : "", tlen) == 0);
+    struct tern_prop ta;
+    bool has = tern_props_find(pkt.u.publish.props, TERN_PROP_TOPIC_ALIAS, &ta);
+    CHECK_EQ(has ? ta.num : 0u, alias);
+    CHECK(pkt.u.publish.payload.len == strlen(payload) &&
+          memcmp(pkt.u.publish.payload.ptr, payload, strlen(payload)) == 0);
+    memmove(s->buf, s->buf + used, s->len - used);
+    s->len -= used;
+}
+
+static void pub0(struct tern_client *c, const char *topic, const char *payload)
+{
+    CHECK_ERR(tern_client_publish(c, topic, payload, strlen(payload), 0, false, NULL, 0, NULL),
+              TERN_OK);
+    tern_client_process(c, TERN_CLIENT_WRITE);
+}
+
+static void test_topic_alias_out(void)
+{
+    struct srv s;
+    struct rec r;
+    next_aliases_out = 8;
+    struct tern_client *c = new_client(&s, &r, TERN_MQTT_5, true);
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    static const uint8_t tam2[] = {0x22, 0, 2}; /* the server takes 2 aliases */
+    handshake(&s, &r, false, tam2, sizeof(tam2));
+    pub0(c, "a/topic", "1");
+    expect_publish(&s, "a/topic", 1, "1"); /* mapping set: topic + alias */
+    pub0(c, "a/topic", "2");
+    expect_publish(&s, NULL, 1, "2"); /* then alias alone */
+    pub0(c, "b/topic", "3");
+    expect_publish(&s, "b/topic", 2, "3");
+    pub0(c, "a/topic", "4");
+    expect_publish(&s, NULL, 1, "4");
+    pub0(c, "c/topic", "5"); /* table full: the least recently used (b, alias 2) goes */
+    expect_publish(&s, "c/topic", 2, "5");
+    pub0(c, "b/topic", "6"); /* now a (alias 1) is the oldest */
+    expect_publish(&s, "b/topic", 1, "6");
+    pub0(c, "c/topic", "7");
+    expect_publish(&s, NULL, 2, "7");
+    /* A caller's own Topic Alias is sent as given. */
+    struct tern_property own = {TERN_PROPERTY_TOPIC_ALIAS, 2, NULL, 0, NULL, 0};
+    CHECK_ERR(tern_client_publish(c, "c/topic", "8", 1, 0, false, &own, 1, NULL), TERN_OK);
+    tern_client_process(c, TERN_CLIENT_WRITE);
+    expect_publish(&s, "c/topic", 2, "8");
+    /* A new connection starts with an empty table, and QoS 1 resent after a reconnect
+     * establishes its alias again. */
+    uint16_t id;
+    CHECK_ERR(tern_client_publish(c, "c/topic", "9", 1, 1, false, NULL, 0, &id), TERN_OK);
+    tern_client_process(c, TERN_CLIENT_WRITE);
+    expect_publish(&s, NULL, 2, "9");
+    srv_close(&s);
+    for (int i = 0; i < 50 && r.disconnects == 0; i++) {
+        drive(&s);
+    }
+    handshake(&s, &r, false, tam2, sizeof(tam2));
+    expect_publish(&s, "c/topic", 1, "9");
+    /* A server that announces no Topic Alias Maximum gets none. */
+    srv_close(&s);
+    for (int i = 0; i < 50 && r.disconnects < 2; i++) {
+        drive(&s);
+    }
+    handshake(&s, &r, false, NULL, 0);
+    expect_publish(&s, "c/topic", 0, "9");
+    pub0(c, "c/topic", "10");
+    expect_publish(&s, "c/topic", 0, "10");
+    end_client(&s);
+}
+
+/* Send AUTH (5.0) with method "TEST" and `data`. */
+static void srv_auth(struct srv *s, uint8_t reason, const char *method, const char *data)
+{
+    uint8_t props[64];
+    struct tern_props_builder b;
+    tern_props_builder_init(&b, props, sizeof(props));
+    tern_props_add_str(&b, TERN_PROP_AUTHENTICATION_METHOD, method, strlen(method));
+    tern_props_add_str(&b, TERN_PROP_AUTHENTICATION_DATA, data, strlen(data));
+    struct tern_packet k;
+    memset(&k, 0, sizeof(k));
+    k.type = TERN_AUTH;
+    k.u.disconnect.reason = reason;
+    k.u.disconnect.props.ptr = props;
+    k.u.disconnect.props.len = b.len;
+    srv_send(s, &k);
+}
+
+/* Read the client's AUTH; check reason, method TEST and data. */
+static void expect_auth(struct srv *s, uint8_t reason, const char *data)
+{
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(s, &pkt, &used) > 0);
+    CHECK_EQ(pkt.type, TERN_AUTH);
+    CHECK_EQ(pkt.u.disconnect.reason, reason);
+    struct tern_prop m, d;
+    CHECK(tern_props_find(pkt.u.disconnect.props, TERN_PROP_AUTHENTICATION_METHOD, &m));
+    CHECK(m.str_len == 4 && memcmp(m.str, "TEST", 4) == 0);
+    CHECK(tern_props_find(pkt.u.disconnect.props, TERN_PROP_AUTHENTICATION_DATA, &d));
+    CHECK(d.str_len == strlen(data) && memcmp(d.str, data, d.str_len) == 0);
+    memmove(s->buf, s->buf + used, s->len - used);
+    s->len -= used;
+}
+
+/*
+ * Enhanced authentication (5.0 section 4.12): CONNECT carries the method and first data, the
+ * server continues with AUTH 0x18, the application answers from on_auth, CONNACK ends it; a
+ * re-authentication (0x19) while connected ends with AUTH 0x00. An AUTH with another method
+ * is a protocol error.
+ */
+static void test_enhanced_auth(void)
+{
+    struct srv s;
+    struct rec r;
+    next_auth_method = "TEST";
+    struct tern_client *c = new_client(&s, &r, TERN_MQTT_5, true);
+    r.auth_reply = "c";
+    CHECK_ERR(tern_client_auth(c, 0x19, "x", 1), TERN_ECLOSED); /* not connected */
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    CHECK(srv_accept(&s));
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK_EQ(pkt.type, TERN_CONNECT);
+    struct tern_prop m, d;
+    CHECK(tern_props_find(pkt.u.connect.props, TERN_PROP_AUTHENTICATION_METHOD, &m));
+    CHECK(m.str_len == 4 && memcmp(m.str, "TEST", 4) == 0);
+    CHECK(tern_props_find(pkt.u.connect.props, TERN_PROP_AUTHENTICATION_DATA, &d));
+    CHECK(d.str_len == 1 && d.str[0] == 'a');
+    memmove(s.buf, s.buf + used, s.len - used);
+    s.len -= used;
+    srv_auth(&s, 0x18, "TEST", "b");
+    CHECK_EQ(r.auths, 1);
+    CHECK(r.last_auth_reason == 0x18 && strcmp(r.last_auth_data, "b") == 0);
+    tern_client_process(c, TERN_CLIENT_WRITE);
+    expect_auth(&s, 0x18, "c");
+    CHECK(!tern_client_is_connected(c));
+    srv_connack(&s, false, NULL, 0);
+    CHECK(tern_client_is_connected(c));
+    /* Re-authentication. */
+    r.auth_reply = "f";
+    CHECK_ERR(tern_client_auth(c, 0x19, "d", 1), TERN_OK);
+    tern_client_process(c, TERN_CLIENT_WRITE);
+    expect_auth(&s, 0x19, "d");
+    srv_auth(&s, 0x18, "TEST", "e");
+    tern_client_process(c, TERN_CLIENT_WRITE);
+    expect_auth(&s, 0x18, "f");
+    srv_auth(&s, 0x00, "TEST", "done");
+    CHECK_EQ(r.auths, 3);
+    CHECK(r.last_auth_reason == 0 && strcmp(r.last_auth_data, "done") == 0);
+    CHECK(tern_client_is_connected(c));
+    CHECK_ERR(tern_client_auth(c, 0x00, NULL, 0), TERN_EINVAL); /* only 0x18 and 0x19 */
+    /* Another method: protocol error, the connection drops. */
+    srv_auth(&s, 0x18, "OTHER", "x");
+    CHECK_EQ(r.auths, 3);
+    CHECK_EQ(r.disconnects, 1);
+    CHECK_EQ(r.last_err, TERN_EPROTOCOL);
+    end_client(&s);
+    /* Options: a method needs MQTT 5; without one tern_client_auth refuses. */
+    struct tern_client_options o;
+    tern_client_options_init(&o);
+    o.auth_method = "TEST";
+    CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL); /* 3.1.1 by default */
+    o.version = 5;
+    o.auth_method = NULL;
+    CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
+    CHECK_ERR(tern_client_auth(c, 0x19, NULL, 0), TERN_EINVAL);
+    tern_client_free(c);
+}
+
+/* ---- WebSocket link against a scripted server ------------------------------------------- */
+
+/* A client for ws://127.0.0.1:<port>/mqtt (3.1.1, no reconnect) and its listener. */
+static struct tern_client *ws_client(struct srv *s, struct rec *r)
+{
+    memset(s, 0, sizeof(*s));
+    s->version = TERN_MQTT_311;
+    s->fd = -1;
+    CHECK_ERR(tern_net_listen_tcp("127.0.0.1", 0, 4, 0, &s->lfd, &s->port), TERN_OK);
+    char url[64];
+    snprintf(url, sizeof(url), "ws://127.0.0.1:%u/mqtt", (unsigned)s->port);
+    struct tern_client_options o;
+    tern_client_options_init(&o);
+    o.url = url;
+    o.client_id = "unit";
+    o.keepalive = 0;
+    o.connect_timeout_ms = 5000;
+    struct tern_client *c = NULL;
+    CHECK_ERR(tern_client_new(&o, &c), TERN_OK);
+    struct tern_client_callbacks cb = {cb_connect, cb_message,    cb_publish, NULL,
+                                       NULL,       cb_disconnect, NULL,       NULL};
+    memset(r, 0, sizeof(*r));
+    tern_client_set_callbacks(c, &cb, r);
+    s->c = c;
+    return c;
+}
+
+/* Read the upgrade request; return its head length (0 if none came) and check it. */
+static size_t ws_read_request(struct srv *s, struct tern_ws_upgrade *up, char *target, size_t tcap)
+{
+    static struct tern_http_header hs[32];
+    static struct tern_http_request req;
+    for (int i = 0; i < 400; i++) {
+        ssize_t n =
+            tern_http_parse_request((const char *)s->buf, s->len, sizeof(s->buf), hs, 32, &req);
+        if (n > 0) {
+            static const char *const protos[] = {"mqtt", NULL};
+            int status = 0;
+            CHECK_ERR(tern_ws_server_check(&req, protos, up, &status), TERN_OK);
+            CHECK(up->protocol != NULL && strcmp(up->protocol, "mqtt") == 0);
+            snprintf(target, tcap, "%.*s", (int)req.target.len, req.target.p);
+            return (size_t)n;
+        }
+        CHECK_EQ(n, TERN_ENEEDMORE);
+        drive(s);
+        ssize_t r = recv(s->fd, s->buf + s->len, sizeof(s->buf) - s->len, MSG_DONTWAIT);
+        if (r > 0) {
+            s->len += (size_t)r;
+            continue;
+        }
+        struct pollfd p = {s->fd, POLLIN, 0};
+        poll(&p, 1, 5);
+    }
+    return 0;
+}
+
+/* Drive the client until on_disconnect ran (bounded). */
+static void ws_wait_disconnect(struct srv *s, struct rec *r)
+{
+    for (int i = 0; i < 400 && r->disconnects == 0; i++) {
+        drive(s);
+        struct pollfd p = {tern_client_fd(s->c), POLLIN, 0};
+        poll(&p, p.fd >= 0 ? 1 : 0, 5);
+    }
+}
+
+/*
+ * ws://: the upgrade request (GET /mqtt, subprotocol mqtt, a fresh key), a 101 whose first
+ * WebSocket frame (the CONNACK) arrives in the same segment as the HTTP head, masked client
+ * frames carrying CONNECT and PUBLISH; then the refusals: another status, a wrong
+ * Sec-WebSocket-Accept, a server that closes, each with the reason in tern_client_last_error.
+ */
+static void test_ws_link(void)
+{
+    struct srv s;
+    struct rec r;
+    struct tern_client *c = ws_client(&s, &r);
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    CHECK(srv_accept(&s));
+    struct tern_ws_upgrade up;
+    char target[64];
+    size_t head = ws_read_request(&s, &up, target, sizeof(target));
+    CHECK(head > 0);
+    CHECK(strcmp(target, "/mqtt") == 0);
+    CHECK_EQ(s.len, head); /* nothing after the request before the 101 */
+    char ans[512];
+    ssize_t n = tern_ws_write_accept(ans, sizeof(ans), &up);
+    CHECK(n > 0);
+    /* 101 + one unmasked binary frame holding CONNACK (accepted), in one send. */
+    uint8_t out[600];
+    memcpy(out, ans, (size_t)n);
+    static const uint8_t connack[] = {0x20, 2, 0, 0};
+    size_t h = tern_ws_encode_header(out + n, true, TERN_WS_BINARY, sizeof(connack), NULL);
+    memcpy(out + (size_t)n + h, connack, sizeof(connack));
+    s.len = 0;
+    CHECK_EQ(send(s.fd, out, (size_t)n + h + sizeof(connack), MSG_NOSIGNAL),
+             (ssize_t)((size_t)n + h + sizeof(connack)));
+    for (int i = 0; i < 400 && r.connects == 0; i++) {
+        drive(&s);
+        struct pollfd p = {tern_client_fd(c), POLLIN, 0};
+        poll(&p, 1, 5);
+    }
+    CHECK_EQ(r.connects, 1);
+    CHECK(tern_client_is_connected(c));
+    CHECK_ERR(tern_client_publish(c, "w/t", "\x00\xff", 2, 0, false, NULL, 0, NULL), TERN_OK);
+    tern_client_process(c, TERN_CLIENT_WRITE);
+    /* The client's frames: masked binary frames; unmasked they hold CONNECT then PUBLISH. */
+    struct tern_ws_decoder d;
+    tern_ws_decoder_init(&d, true, 0, 0);
+    uint8_t mqtt[256];
+    size_t mlen = 0;
+    for (int i = 0; i < 400 && mlen < 2 + 14 + 2 + 7; i++) {
+        ssize_t got = recv(s.fd, s.buf + s.len, sizeof(s.buf) - s.len, MSG_DONTWAIT);
+        if (got > 0) {
+            s.len += (size_t)got;
+        } else {
+            struct pollfd p = {s.fd, POLLIN, 0};
+            poll(&p, 1, 5);
+        }
+        struct tern_ws_frame f;
+        const uint8_t *payload;
+        uint16_t code;
+        ssize_t fl;
+        while ((fl = tern_ws_decode_frame(&d, s.buf, s.len, &f, &payload, &code)) > 0) {
+            CHECK(f.masked && f.opcode == TERN_WS_BINARY);
+            CHECK(mlen + f.len <= sizeof(mqtt));
+            memcpy(mqtt + mlen, payload, (size_t)f.len);
+            tern_ws_mask(mqtt + mlen, (size_t)f.len, f.mask, 0);
+            mlen += (size_t)f.len;
+            memmove(s.buf, s.buf + fl, s.len - (size_t)fl);
+            s.len -= (size_t)fl;
+        }
+    }
+    struct tern_packet pkt;
+    uint8_t reason;
+    ssize_t k = tern_packet_decode(mqtt, mlen, TERN_MQTT_311, 0, &pkt, &reason);
+    CHECK(k > 0 && pkt.type == TERN_CONNECT);
+    if (k > 0) {
+        ssize_t k2 =
+            tern_packet_decode(mqtt + k, mlen - (size_t)k, TERN_MQTT_311, 0, &pkt, &reason);
+        CHECK(k2 > 0 && pkt.type == TERN_PUBLISH && pkt.u.publish.payload.len == 2 &&
+              memcmp(pkt.u.publish.payload.ptr, "\x00\xff", 2) == 0);
+    }
+    end_client(&s);
+
+    /* Refusals. */
+    static const char *const answers[] = {
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: "
+        "mqtt\r\n\r\n",
+        "SSH-2.0-OpenSSH_9.2\r\n\r\n", NULL, /* the server closes without answering */
+    };
+    static const char *const why[] = {"WebSocket upgrade refused: HTTP 404 Not Found",
+                                      "upgrade answer is not valid", "answer is not HTTP",
+                                      "closed the connection instead of answering"};
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+        c = ws_client(&s, &r);
+        CHECK_ERR(tern_client_connect(c), TERN_OK);
+        CHECK(srv_accept(&s));
+        CHECK(ws_read_request(&s, &up, target, sizeof(target)) > 0);
+        if (answers[i] != NULL) {
+            CHECK(send(s.fd, answers[i], strlen(answers[i]), MSG_NOSIGNAL) > 0);
+        } else {
+            srv_close(&s);
+        }
+        ws_wait_disconnect(&s, &r);
+        CHECK_EQ(r.disconnects, 1);
+        CHECK_EQ(r.last_err, i == 3 ? TERN_ECLOSED : TERN_EPROTOCOL);
+        char msg[256];
+        tern_client_last_error(c, msg, sizeof(msg));
+        if (strstr(msg, why[i]) == NULL) {
+            fprintf(stderr, "  case %zu: last error \"%s\"\n", i, msg);
+            CHECK(false);
+        }
+        end_client(&s);
+    }
+}
+
+/* ---- on-disk store ------------------------------------------------------------------------ */
+
+static void test_spool_record(void)
+{
+    struct tern__spool_rec r, back;
+    memset(&r, 0, sizeof(r));
+    r.seq = 0x0102030405060708ull;
+    r.pid = 513;
+    r.qos = 2;
+    r.retain = true;
+    r.topic = (const uint8_t *)"a/b";
+    r.topic_len = 3;
+    r.props = (const uint8_t *)"\x01\x01";
+    r.props_len = 2;
+    r.payload = (const uint8_t *)"\x00\xff\x00";
+    r.payload_len = 3;
+    size_t n = tern__spool_record_size(&r);
+    CHECK_EQ(n, (size_t)TERN__SPOOL_HEADER + 8 + TERN__SPOOL_TRAILER);
+    uint8_t buf[64];
+    tern__spool_record_encode(&r, buf);
+    CHECK_ERR(tern__spool_record_parse(buf, n, &back), TERN_OK);
+    CHECK(back.seq == r.seq && back.pid == 513 && back.qos == 2 && back.retain);
+    CHECK(back.topic_len == 3 && memcmp(back.topic, "a/b", 3) == 0);
+    CHECK(back.props_len == 2 && back.payload_len == 3 && memcmp(back.payload, "\0\xff\0", 3) == 0);
+    /* Every truncation and every flipped bit is refused. */
+    for (size_t len = 0; len < n; len++) {
+        CHECK_ERR(tern__spool_record_parse(buf, len, &back), TERN_ECORRUPT);
+    }
+    for (size_t i = 0; i < n; i++) {
+        buf[i] ^= 0x10;
+        CHECK_ERR(tern__spool_record_parse(buf, n, &back), TERN_ECORRUPT);
+        buf[i] ^= 0x10;
+    }
+}
+
+static size_t count_files(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    return n;
+}
+
+/*
+ * A client with a store is dropped mid-flow (freed without DISCONNECT: on disk that is what a
+ * kill leaves); a new client with the same store and id finishes every flow: QoS 1 and QoS 2
+ * resent with DUP, the released QoS 2 message gets only its PUBREL, and an incoming QoS 2
+ * message acknowledged before the crash is not delivered again.
+ */
+static void test_store_resume(void)
+{
+    char dir[] = "/tmp/tern-spool-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char sub[64];
+    snprintf(sub, sizeof(sub), "%s/unit", dir);
+    struct srv s;
+    struct rec r;
+    next_store_dir = dir;
+    struct tern_client *c = new_client(&s, &r, TERN_MQTT_5, false);
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    handshake(&s, &r, false, NULL, 0);
+    uint16_t id1, id2, id3;
+    CHECK_ERR(tern_client_publish(c, "s/1", "one", 3, 1, false, NULL, 0, &id1), TERN_OK);
+    CHECK_ERR(tern_client_publish(c, "s/2", "two", 3, 2, false, NULL, 0, &id2), TERN_OK);
+    CHECK_ERR(tern_client_publish(c, "s/3", "three", 5, 2, true, NULL, 0, &id3), TERN_OK);
+    CHECK_EQ(count_files(sub, "out-"), 3);
+    tern_client_process(c, TERN_CLIENT_WRITE);
+    expect_publish(&s, "s/1", 0, "one");
+    expect_publish(&s, "s/2", 0, "two");
+    expect_publish(&s, "s/3", 0, "three");
+    srv_ack(&s, TERN_PUBREC, id3); /* s/3 reaches the PUBREL stage */
+    struct tern_packet pkt;
+    size_t used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBREL && pkt.u.ack.packet_id == id3);
+    CHECK_EQ(count_files(sub, "rel-"), 1);
+    /* An incoming QoS 2 message, acknowledged with PUBREC. */
+    struct tern_packet in;
+    memset(&in, 0, sizeof(in));
+    in.type = TERN_PUBLISH;
+    in.u.publish.qos = 2;
+    in.u.publish.packet_id = 77;
+    in.u.publish.topic.ptr = (const uint8_t *)"in/x";
+    in.u.publish.topic.len = 4;
+    in.u.publish.payload.ptr = (const uint8_t *)"once";
+    in.u.publish.payload.len = 4;
+    srv_send(&s, &in);
+    CHECK_EQ(r.messages, 1);
+    CHECK_EQ(count_files(sub, "in-"), 1);
+    end_client(&s); /* the "crash" */
+
+    /* The next process. */
+    struct rec r2;
+    next_store_dir = dir;
+    c = new_client(&s, &r2, TERN_MQTT_5, false);
+    CHECK_EQ(tern_client_pending(c), 3);
+    CHECK_ERR(tern_client_connect(c), TERN_OK);
+    handshake(&s, &r2, true, NULL, 0);
+    used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBLISH && pkt.u.publish.dup && pkt.u.publish.packet_id == id1);
+    memmove(s.buf, s.buf + used, s.len - used);
+    s.len -= used;
+    used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBLISH && pkt.u.publish.dup && pkt.u.publish.packet_id == id2 &&
+          pkt.u.publish.qos == 2);
+    memmove(s.buf, s.buf + used, s.len - used);
+    s.len -= used;
+    used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBREL && pkt.u.ack.packet_id == id3);
+    memmove(s.buf, s.buf + used, s.len - used);
+    s.len -= used;
+    /* The broker resends the incoming message it never got PUBREL'd... not delivered again. */
+    in.u.publish.dup = true;
+    srv_send(&s, &in);
+    CHECK_EQ(r2.messages, 0);
+    used = 0;
+    CHECK(srv_read(&s, &pkt, &used) > 0);
+    CHECK(pkt.type == TERN_PUBREC && pkt.u.ack.packet_id == 77);
+    memmove(s.buf, s.buf + used, s.len - used);
+    s.len -= used;
+    srv_ack(&s, TERN_PUBREL, 77);
+    CHECK_EQ(count_files(sub, "in-"), 0);
+    /* Every flow completes; the store empties. */
+    srv_ack(&s, TERN_PUBACK, id1);
+    srv_ack(&s, TERN_PUBREC, id2);
+    srv_ack(&s, TERN_PUBCOMP, id3);
+    srv_ack(&s, TERN_PUBCOMP, id2);
+    CHECK_EQ(r2.publishes_done, 3);
+    CHECK_EQ(tern_client_pending(c), 0);
+    CHECK_EQ(count_files(sub, "out-") + count_files(sub, "rel-"), 0);
+    end_client(&s);
+
+    /* A third process finds nothing to do. */
+    next_store_dir = dir;
+    c = new_client(&s, &r2, TERN_MQTT_5, false);
+    CHECK_EQ(tern_client_pending(c), 0);
+    end_client(&s);
+    /* Store errors are reported by tern_client_new; a store needs a client id. */
+    struct tern_client_options o;
+    tern_client_options_init(&o);
+    o.store_dir = dir;
+    CHECK_ERR(tern_client_new(&o, &c), TERN_EINVAL);
+    o.client_id = "x";
+    o.store_dir = "/proc/no/such/dir";
+    CHECK_ERR(tern_client_new(&o, &c), TERN_ESTORE);
+    CHECK(strstr(tern_client_options_error(), "/proc/no/such/dir") != NULL);
+    rmdir(sub);
+    rmdir(dir);
 }
 
 static void test_refused_connack(void)
@@ -1258,6 +1846,11 @@ static const struct tern_test tests[] = {
     {"qos2_both_directions", test_qos2_both_directions},
     {"resend_with_dup_after_reconnect", test_resend_with_dup_after_reconnect},
     {"resubscribe_and_alias", test_resubscribe_and_alias},
+    {"topic_alias_out", test_topic_alias_out},
+    {"enhanced_auth", test_enhanced_auth},
+    {"ws_link", test_ws_link},
+    {"spool_record", test_spool_record},
+    {"store_resume", test_store_resume},
     {"refused_connack", test_refused_connack},
     {"connack_limits_and_server_disconnect", test_connack_limits_and_server_disconnect},
     {"threaded_blocking_helpers", test_threaded_blocking_helpers},

@@ -694,7 +694,18 @@ static void test_psk_and_auth_options(void)
     tern_config_free(&c);
     CHECK_ERR(load(&c, ""), TERN_OK);
     CHECK(c.deny_publish_action == TERN_DENY_PUBLISH_ACK);
+    CHECK(c.dynamic_security_file == NULL);
     tern_config_free(&c);
+    /* Dynamic security: our option, or Mosquitto's plugin lines. */
+    CHECK_ERR(load(&c, "dynamic_security_file /var/lib/tern/ds.json\n"), TERN_OK);
+    CHECK(streq(c.dynamic_security_file, "/var/lib/tern/ds.json"));
+    tern_config_free(&c);
+    CHECK_ERR(load(&c, "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so\n"
+                       "plugin_opt_config_file /etc/mosquitto/dynamic-security.json\n"),
+              TERN_OK);
+    CHECK(streq(c.dynamic_security_file, "/etc/mosquitto/dynamic-security.json"));
+    tern_config_free(&c);
+    expect_error("plugin_opt_config_file /x.json\n", "t.conf:1: ", "needs a `plugin");
 }
 
 static void test_websockets_lists(void)

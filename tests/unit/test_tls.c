@@ -669,6 +669,18 @@ static void test_verify_server(void)
         conn_close(&k);
     }
     tern_tls_ctx_unref(cctx);
+    /* use_os_certs adds the system store to cafile: our test CA still verifies, and the
+     * other CA (in neither) still fails. */
+    co = client_opts();
+    co.use_os_certs = true;
+    cctx = make_ctx(&co);
+    if (sctx && cctx && conn_open(&k, cctx, sctx, "localhost", false, false)) {
+        handshake_ok(&k);
+        conn_close(&k);
+    }
+    tern_tls_ctx_unref(cctx);
+    co.cafile = cert("other-ca.crt");
+    verify_fails(&so, &co, "localhost", "unable to get local issuer certificate");
     tern_tls_ctx_unref(sctx);
     /* A verifying client needs a host name. */
     co = client_opts();
