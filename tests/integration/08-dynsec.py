@@ -20,53 +20,23 @@ import time
 import ternlib
 from ternlib import PUBLISH, Conn, Skip, check, eq
 
-MOSQUITTO = "/usr/sbin/mosquitto"
 PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 RUN_TIMEOUT = 30
 
 
-class Mosquitto:
+class Mosquitto(ternlib.Mosquitto):
     """mosquitto with the dynamic-security plugin on a free loopback port."""
 
     def __init__(self, state):
-        for path in (MOSQUITTO, PLUGIN):
-            if not os.path.exists(path):
-                raise Skip("%s not installed" % path)
-        self.port = ternlib.free_port()
+        if not os.path.exists(PLUGIN):
+            raise Skip("%s not installed" % PLUGIN)
+        super().__init__(dir=os.path.dirname(state))
         self.state = state
-        self.dir = os.path.dirname(state)
-        self.proc = None
 
-    def start(self):
-        conf = os.path.join(self.dir, "mosquitto.conf")
-        with open(conf, "w") as f:
-            # `user root` keeps mosquitto able to rewrite the state file in our temp dir.
-            f.write("user root\nlistener %d 127.0.0.1\nallow_anonymous false\n"
-                    "plugin %s\nplugin_opt_config_file %s\n" % (self.port, PLUGIN, self.state))
-        self.log = open(os.path.join(self.dir, "log"), "ab")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=self.log,
-                                     stderr=subprocess.STDOUT, cwd=self.dir)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ternlib.TestFailure("mosquitto exited: %s" % self.output())
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.02)
-        raise ternlib.TestFailure("mosquitto did not listen")
-
-    def output(self):
-        with open(os.path.join(self.dir, "log"), "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
-        self.log.close()
+    def config(self):
+        # `user root` keeps mosquitto able to rewrite the state file in our temp dir.
+        return ("user root\nlistener %d 127.0.0.1\nallow_anonymous false\n"
+                "plugin %s\nplugin_opt_config_file %s\n" % (self.port, PLUGIN, self.state))
 
 
 class Ternd:

@@ -23,7 +23,7 @@ import time
 import ternlib
 from ternlib import Skip, check, eq, versions
 
-MOSQUITTO = "/usr/sbin/mosquitto"
+MOSQUITTO = ternlib.MOSQUITTO
 RUN_TIMEOUT = 20
 
 
@@ -35,50 +35,9 @@ def need(tool):
         raise Skip("%s not installed" % tool)
 
 
-class Mosquitto:
-    """mosquitto on a free loopback port; `extra` is appended to the generated config."""
-
-    def __init__(self, extra="allow_anonymous true", port=None):
-        if not os.path.exists(MOSQUITTO):
-            raise Skip("mosquitto not installed")
-        self.port = port or ternlib.free_port()
-        self.dir = tempfile.mkdtemp(prefix="tern-cli-mosq-")
-        self.extra = extra
-        self.proc = None
-
-    def start(self):
-        conf = os.path.join(self.dir, "mosquitto.conf")
-        with open(conf, "w") as f:
-            f.write("listener %d 127.0.0.1\n%s\n" % (self.port, self.extra))
-        self.log = open(os.path.join(self.dir, "log"), "wb")
-        self.proc = subprocess.Popen(self.argv(conf), stdout=self.log, stderr=subprocess.STDOUT,
-                                     cwd=self.dir)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ternlib.TestFailure("mosquitto exited: %s" % self.output())
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.02)
-        raise ternlib.TestFailure("mosquitto did not listen")
-
-    def argv(self, conf):
-        return [MOSQUITTO, "-c", conf]
-
-    def output(self):
-        with open(os.path.join(self.dir, "log"), "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def __enter__(self):
-        return self.start()
+class Mosquitto(ternlib.Mosquitto):
+    """mosquitto (ternlib.Mosquitto); leaving it also reaps the tern processes a test started
+    and removes the directory. 13-cli-ternd.py replaces it with ternd."""
 
     def __exit__(self, *exc):
         reap()

@@ -23,7 +23,6 @@ import time
 import ternlib
 from ternlib import Skip, broker, check, eq, ternd_path
 
-MOSQUITTO = "/usr/sbin/mosquitto"
 TOPIC = "mcu/t"
 SMALL = bytes([0x61, 0x00, 0x62, 0x00, 0xFF])
 ALL = bytes(range(256))
@@ -38,36 +37,7 @@ def example():
     return path
 
 
-class Mosquitto:
-    """Debian's mosquitto on a free loopback port with `extra` configuration lines."""
-
-    def __init__(self, extra="allow_anonymous true"):
-        if not os.path.exists(MOSQUITTO):
-            raise Skip("mosquitto not installed")
-        self.port = ternlib.free_port()
-        self.dir = tempfile.mkdtemp(prefix="tern-mcu-mosq-")
-        with open(os.path.join(self.dir, "mosquitto.conf"), "w") as f:
-            f.write("listener %d 127.0.0.1\n%s\n" % (self.port, extra))
-
-    def __enter__(self):
-        self.log = open(os.path.join(self.dir, "log"), "wb")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", os.path.join(self.dir, "mosquitto.conf")],
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            check(self.proc.poll() is None, "mosquitto exited")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.02)
-        raise ternlib.TestFailure("mosquitto did not listen")
-
-    def __exit__(self, *exc):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-        self.log.close()
-        return False
+Mosquitto = ternlib.Mosquitto
 
 
 def split_packets(buf):

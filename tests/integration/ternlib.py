@@ -495,6 +495,73 @@ def wait_listening(port, timeout=5.0):
             time.sleep(0.02)
 
 
+MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
+
+
+class Mosquitto:
+    """Debian's mosquitto on a free loopback port: `listener PORT 127.0.0.1` and the `extra`
+    configuration lines (override config() for more). The test is skipped when mosquitto is
+    not installed. Use as a context manager, or start()/stop()."""
+
+    def __init__(self, extra="allow_anonymous true", port=None, dir=None):
+        if not os.path.exists(MOSQUITTO):
+            raise Skip("mosquitto not installed")
+        self.port = port or free_port()
+        self.dir = dir or tempfile.mkdtemp(prefix="tern-mosq-")
+        self.extra = extra
+        self.proc = None
+        self.log = None
+
+    def config(self):
+        return "listener %d 127.0.0.1\n%s\n" % (self.port, self.extra)
+
+    def argv(self, conf):
+        return [MOSQUITTO, "-c", conf]
+
+    def start(self):
+        conf = os.path.join(self.dir, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write(self.config())
+        self.log = open(os.path.join(self.dir, "log"), "ab")
+        self.proc = subprocess.Popen(self.argv(conf), stdout=self.log, stderr=subprocess.STDOUT,
+                                     cwd=self.dir)
+        deadline = time.monotonic() + 10
+        while True:
+            if self.proc.poll() is not None:
+                raise TestFailure("%s exited: %s" % (self.argv(conf)[0], self.output()))
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TestFailure("%s did not listen on %d" % (self.argv(conf)[0],
+                                                                   self.port))
+                time.sleep(0.02)
+
+    def output(self):
+        try:
+            with open(os.path.join(self.dir, "log"), "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+        if getattr(self, "log", None) is not None:  # subclasses may not call __init__
+            self.log.close()
+            self.log = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
 class Broker:
     """A ternd process on a free loopback port. Use as a context manager:
 
