@@ -342,6 +342,10 @@ static int write_out(struct tern_conn *c)
             return (int)w;
         }
         atomic_fetch_add_explicit(&b->stats.bytes_sent, (uint64_t)w, memory_order_relaxed);
+        if (c->session != NULL && w > 0) {
+            atomic_store_explicit(&c->session->progress_ms, tern_loop_now(c->w->loop),
+                                  memory_order_relaxed);
+        }
         size_t left = (size_t)w;
         c->out_bytes -= left;
         while (left > 0 && c->out_count > 0) {
@@ -607,9 +611,11 @@ static void connect_refused(struct tern_conn *c, ssize_t err, const struct tern_
  * in flight is never paused, or stays paused (it must read its acknowledgements, and two
  * clients publishing to each other could otherwise wait on each other); a paused connection
  * polls its condition every PAUSE_POLL_MS on its own timer (no cross-thread wakeup, the
- * receiver may live on another worker); and no pause lasts longer than PAUSE_MAX_MS (a
- * receiver that stopped reading slows its publishers to one message per PAUSE_MAX_MS; when
- * its queue finally reaches the hard bound, messages are dropped and counted as before).
+ * receiver may live on another worker); no pause lasts longer than PAUSE_MAX_MS; and only a
+ * receiver that is taking messages pauses anyone (deliver.c: no bytes written to it and no
+ * acknowledgement from it for TERN_STALL_MS means stalled, and a stalled receiver's queue
+ * fills to its hard bound and drops, counted, as without back-pressure; otherwise a client
+ * that subscribes to '#' and never reads would slow every publisher to a message a second).
  * While paused the keepalive timer is off: the client cannot be heard, through our doing.
  */
 #define PAUSE_POLL_MS 1u

@@ -353,7 +353,10 @@ bool tern__route_drained(struct tern_session *s)
 {
     const struct tern_config *cfg = tern__broker->cfg;
     pthread_mutex_lock(&s->mtx);
-    bool drained = s->conn == NULL || !past_mark(cfg, s, 4);
+    bool drained =
+        s->conn == NULL || !past_mark(cfg, s, 4) ||
+        tern_time_mono_ms() - atomic_load_explicit(&s->progress_ms, memory_order_relaxed) >=
+            TERN_STALL_MS; /* stalled meanwhile: stop waiting for it */
     pthread_mutex_unlock(&s->mtx);
     return drained;
 }
@@ -401,7 +404,14 @@ void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t q
         }
     }
     uint64_t dropped = s->dropped;
-    bool congested = !drop && s->conn != NULL && past_mark(cfg, s, 2);
+    /* Back-pressure only from a receiver that is taking messages: one that stopped reading
+     * (a dead peer not timed out yet, a client subscribed to '#' that never reads) would
+     * otherwise slow every publisher feeding it to a message per pause. Its queue fills to
+     * the hard bound and drops are counted instead, as without back-pressure. */
+    bool congested =
+        !drop && s->conn != NULL && past_mark(cfg, s, 2) &&
+        tern_time_mono_ms() - atomic_load_explicit(&s->progress_ms, memory_order_relaxed) <
+            TERN_STALL_MS;
     pthread_mutex_unlock(&s->mtx);
     if (congested) {
         note_congested(s);

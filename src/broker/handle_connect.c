@@ -450,6 +450,7 @@ static int attach_session(struct tern_conn *c, bool clean, bool *present)
         cancelled = s->delayed_will; /* reconnected within the will delay: no will */
         s->delayed_will = NULL;
         atomic_store(&s->online, true);
+        atomic_store(&s->progress_ms, tern_loop_now(c->w->loop));
         pthread_mutex_unlock(&s->mtx);
         c->session = tern_session_ref(s);
         tern__persist_session_attached(s, c);

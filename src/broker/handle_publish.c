@@ -263,6 +263,7 @@ int tern__handle_ack(struct tern_conn *c, const struct tern_packet *pkt)
     struct tern_session *s = c->session;
     const struct tern_ack *a = &pkt->u.ack;
     bool pump = false;
+    atomic_store_explicit(&s->progress_ms, tern_loop_now(c->w->loop), memory_order_relaxed);
     switch (pkt->type) {
     case TERN_PUBACK: {
         pthread_mutex_lock(&s->mtx);

@@ -45,6 +45,9 @@ struct tern_qmsg {
     uint32_t sub_ids[];
 };
 
+/* A receiver with no progress for this long counts as stalled (see progress_ms). */
+#define TERN_STALL_MS 250u
+
 struct tern_qlist {
     struct tern_qmsg *head;
     struct tern_qmsg *tail;
@@ -94,8 +97,12 @@ struct tern_session {
     uint8_t version;        /* owner thread: protocol level of the last connection */
     bool flush_posted;      /* under mtx: a flush is queued on worker (post or dirty list) */
     _Atomic bool online;    /* conn != NULL, readable without the lock (shared subs) */
-    bool in_registry;       /* owner thread: registered under client_id */
-    bool persisted;         /* under mtx: stored in the store (expiry != 0) */
+    /* Monotonic ms of the last sign its connection is alive and taking messages (bytes
+     * written to its socket, an acknowledgement read): a receiver without one for
+     * TERN_STALL_MS exerts no back-pressure on publishers (deliver.c). */
+    _Atomic uint64_t progress_ms;
+    bool in_registry; /* owner thread: registered under client_id */
+    bool persisted;   /* under mtx: stored in the store (expiry != 0) */
 };
 
 /* New session with one reference. client_id is copied. NULL when out of memory. */

@@ -254,7 +254,7 @@ def test_slow_subscriber_does_not_block_others(version):
     """A subscriber that never reads: the broker bounds what it holds for it (queue limit,
     drops logged) and keeps serving a reading subscriber of the same messages."""
     import socket as so
-    with broker("max_queued_messages 100\n") as b:
+    with broker("max_queued_messages 100\nsys_interval 1\n") as b:
         slow = client(b.port, "slow", version=version)
         slow.sock.setsockopt(so.SOL_SOCKET, so.SO_RCVBUF, 4096)
         slow.subscribe("flood")
@@ -267,4 +267,9 @@ def test_slow_subscriber_does_not_block_others(version):
             pub.publish("flood", payload, qos=1, mid=(i % 65535) + 1)
             eq(fast.expect(PUBLISH).payload, payload, "fast subscriber")
         check("client slow: queue full" in b.output(), "drops for the slow client logged")
+        # A receiver that stopped reading exerts no back-pressure: the publisher was never
+        # paused waiting for it (it would be slowed to a message per pause otherwise).
+        watch = client(b.port, "watch", version=version)
+        watch.subscribe("$SYS/broker/publish/publishers/paused")
+        eq(watch.expect(PUBLISH, timeout=5).payload, b"0", "publisher pauses")
         slow.close()
