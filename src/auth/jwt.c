@@ -24,10 +24,10 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "common/errbuf.h"
 #include "common/alloc.h"
 #include "common/file.h"
 #include "tern/error.h"
@@ -50,18 +50,6 @@ struct tern_jwt_keys {
 };
 
 /* ---- helpers ----------------------------------------------------------------------------- */
-
-static void msg(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void msg(char *buf, size_t len, const char *fmt, ...)
-{
-    if (buf == NULL || len == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-}
 
 static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
 
@@ -133,8 +121,8 @@ static int pkey_alg(EVP_PKEY *pkey, const char *name, char *err, size_t errlen)
 {
     if (EVP_PKEY_is_a(pkey, "RSA")) {
         if (EVP_PKEY_get_bits(pkey) < 2048) {
-            msg(err, errlen, "%s: RSA key of %d bits (at least 2048 required)", name,
-                EVP_PKEY_get_bits(pkey));
+            tern_errf(err, errlen, "%s: RSA key of %d bits (at least 2048 required)", name,
+                      EVP_PKEY_get_bits(pkey));
             return -1;
         }
         return ALG_RS256;
@@ -145,12 +133,12 @@ static int pkey_alg(EVP_PKEY *pkey, const char *name, char *err, size_t errlen)
         if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
                                            &gl) != 1 ||
             strcmp(group, "prime256v1") != 0) {
-            msg(err, errlen, "%s: EC key not on P-256 (ES256 needs P-256)", name);
+            tern_errf(err, errlen, "%s: EC key not on P-256 (ES256 needs P-256)", name);
             return -1;
         }
         return ALG_ES256;
     }
-    msg(err, errlen, "%s: key type is neither RSA nor EC", name);
+    tern_errf(err, errlen, "%s: key type is neither RSA nor EC", name);
     return -1;
 }
 
@@ -181,7 +169,7 @@ int tern_jwt_keys_pem_string(struct tern_jwt_keys **out, const char *pem, size_t
     }
     BIO_free(bio);
     if (pkey == NULL) {
-        msg(err, errlen, "%s: no PEM public key or certificate found", name);
+        tern_errf(err, errlen, "%s: no PEM public key or certificate found", name);
         rc = TERN_ECONFIG;
     } else {
         int alg = pkey_alg(pkey, name, err, errlen);
@@ -208,7 +196,7 @@ int tern_jwt_keys_secret(struct tern_jwt_keys **out, const uint8_t *secret, size
     /* RFC 7518 3.2: an HS256 key must be at least as long as the hash output. */
     if (len < 32) {
         *out = NULL;
-        msg(err, errlen, "%s: HS256 secret of %zu bytes (at least 32 required)", name, len);
+        tern_errf(err, errlen, "%s: HS256 secret of %zu bytes (at least 32 required)", name, len);
         return TERN_ECONFIG;
     }
     int rc = new_keys(out);
@@ -336,14 +324,15 @@ static int jwk_add(struct tern_jwt_keys *ks, const cJSON *jwk, const char *name,
     if (k.alg == ALG_HS256) {
         k.secret = jwk_bytes(jwk, "k", &k.secret_len);
         if (k.secret == NULL || k.secret_len < 32) {
-            msg(err, errlen, "%s: key %zu: oct key missing or shorter than 32 bytes", name, idx);
+            tern_errf(err, errlen, "%s: key %zu: oct key missing or shorter than 32 bytes", name,
+                      idx);
             key_fini(&k);
             return TERN_ECONFIG;
         }
     } else {
         k.pkey = k.alg == ALG_RS256 ? jwk_rsa(jwk) : jwk_ec(jwk);
         if (k.pkey == NULL) {
-            msg(err, errlen, "%s: key %zu: invalid %s key parameters", name, idx, t);
+            tern_errf(err, errlen, "%s: key %zu: invalid %s key parameters", name, idx, t);
             return TERN_ECONFIG;
         }
         if (pkey_alg(k.pkey, name, err, errlen) != (int)k.alg) {
@@ -368,7 +357,8 @@ int tern_jwt_keys_jwks_string(struct tern_jwt_keys **out, const char *json, size
     cJSON *root = cJSON_ParseWithLength(json, len);
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "keys");
     if (root == NULL || !cJSON_IsArray(arr)) {
-        msg(err, errlen, "%s: not a JWKS document (a JSON object with a \"keys\" array)", name);
+        tern_errf(err, errlen, "%s: not a JWKS document (a JSON object with a \"keys\" array)",
+                  name);
         rc = TERN_ECONFIG;
     } else {
         size_t idx = 0;
@@ -384,7 +374,7 @@ int tern_jwt_keys_jwks_string(struct tern_jwt_keys **out, const char *json, size
             idx++;
         }
         if (rc == TERN_OK && (*out)->n == 0) {
-            msg(err, errlen, "%s: no RS256, ES256 or HS256 signing key in the set", name);
+            tern_errf(err, errlen, "%s: no RS256, ES256 or HS256 signing key in the set", name);
             rc = TERN_ECONFIG;
         }
     }
@@ -527,7 +517,7 @@ static bool aud_matches(const cJSON *aud, const char *want)
 static int take_topics(const cJSON *arr, struct tern_jwt_identity *id, char *why, size_t whylen)
 {
     if (!cJSON_IsArray(arr)) {
-        msg(why, whylen, "topics claim is not an array of strings");
+        tern_errf(why, whylen, "topics claim is not an array of strings");
         return TERN_EDENIED;
     }
     size_t n = (size_t)cJSON_GetArraySize(arr);
@@ -540,7 +530,7 @@ static int take_topics(const cJSON *arr, struct tern_jwt_identity *id, char *why
     cJSON_ArrayForEach(e, arr)
     {
         if (!cJSON_IsString(e) || e->valuestring[0] == 0) {
-            msg(why, whylen, "topics claim holds a non-string or empty entry");
+            tern_errf(why, whylen, "topics claim holds a non-string or empty entry");
             return TERN_EDENIED;
         }
         if ((id->topics[id->ntopics] = tern_strdup(e->valuestring)) == NULL) {
@@ -557,35 +547,35 @@ static int check_claims(const cJSON *c, const struct tern_jwt_policy *pol, int64
     int64_t exp, nbf;
     if (!numeric_date(cJSON_GetObjectItemCaseSensitive(c, "exp"), &exp) ||
         !numeric_date(cJSON_GetObjectItemCaseSensitive(c, "nbf"), &nbf)) {
-        msg(why, whylen, "exp or nbf is not a NumericDate");
+        tern_errf(why, whylen, "exp or nbf is not a NumericDate");
         return TERN_EDENIED;
     }
     int64_t leeway = pol->leeway_s;
     if (exp == 0 && pol->require_exp) {
-        msg(why, whylen, "token has no exp claim");
+        tern_errf(why, whylen, "token has no exp claim");
         return TERN_EDENIED;
     }
     if (exp != 0 && now >= exp + leeway) {
-        msg(why, whylen, "token expired %lld s ago", (long long)(now - exp));
+        tern_errf(why, whylen, "token expired %lld s ago", (long long)(now - exp));
         return TERN_EDENIED;
     }
     if (nbf != 0 && now + leeway < nbf) {
-        msg(why, whylen, "token not valid for another %lld s", (long long)(nbf - now));
+        tern_errf(why, whylen, "token not valid for another %lld s", (long long)(nbf - now));
         return TERN_EDENIED;
     }
     if (pol->audience && !aud_matches(cJSON_GetObjectItemCaseSensitive(c, "aud"), pol->audience)) {
-        msg(why, whylen, "audience is not %s", pol->audience);
+        tern_errf(why, whylen, "audience is not %s", pol->audience);
         return TERN_EDENIED;
     }
     const cJSON *iss = cJSON_GetObjectItemCaseSensitive(c, "iss");
     if (pol->issuer && (!cJSON_IsString(iss) || strcmp(iss->valuestring, pol->issuer) != 0)) {
-        msg(why, whylen, "issuer is not %s", pol->issuer);
+        tern_errf(why, whylen, "issuer is not %s", pol->issuer);
         return TERN_EDENIED;
     }
     const char *uc = pol->username_claim ? pol->username_claim : "sub";
     const cJSON *user = cJSON_GetObjectItemCaseSensitive(c, uc);
     if (!cJSON_IsString(user) || user->valuestring[0] == 0) {
-        msg(why, whylen, "no string claim \"%s\" to take the username from", uc);
+        tern_errf(why, whylen, "no string claim \"%s\" to take the username from", uc);
         return TERN_EDENIED;
     }
     if ((id->username = tern_strdup(user->valuestring)) == NULL) {
@@ -607,11 +597,11 @@ static int read_header(const uint8_t *h, size_t hl, enum jwt_alg *alg, char **ki
     const cJSON *k = cJSON_GetObjectItemCaseSensitive(hdr, "kid");
     *kid = NULL;
     if (!cJSON_IsObject(hdr) || !cJSON_IsString(a)) {
-        msg(why, whylen, "header is not a JSON object with an alg");
+        tern_errf(why, whylen, "header is not a JSON object with an alg");
     } else if (cJSON_GetObjectItemCaseSensitive(hdr, "crit") != NULL) {
-        msg(why, whylen, "header has crit extensions");
+        tern_errf(why, whylen, "header has crit extensions");
     } else {
-        msg(why, whylen, "algorithm %.16s not accepted", a->valuestring);
+        tern_errf(why, whylen, "algorithm %.16s not accepted", a->valuestring);
         for (int i = 0; i < 3; i++) {
             if (strcmp(a->valuestring, alg_names[i]) == 0) {
                 *alg = (enum jwt_alg)i;
@@ -635,13 +625,13 @@ int tern_jwt_verify(const struct tern_jwt_keys *keys, const struct tern_jwt_poli
         return TERN_EINVAL;
     }
     if (len == 0 || len > TERN_JWT_MAX_TOKEN) {
-        msg(why, whylen, "token length %zu out of range", len);
+        tern_errf(why, whylen, "token length %zu out of range", len);
         return TERN_EDENIED;
     }
     const char *d1 = memchr(token, '.', len);
     const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
     if (d2 == NULL || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)) != NULL) {
-        msg(why, whylen, "not a JWS compact token (three dot-separated parts)");
+        tern_errf(why, whylen, "not a JWS compact token (three dot-separated parts)");
         return TERN_EDENIED;
     }
     size_t hl = 0, pl = 0, sl = 0;
@@ -652,7 +642,7 @@ int tern_jwt_verify(const struct tern_jwt_keys *keys, const struct tern_jwt_poli
     enum jwt_alg alg = ALG_HS256;
     int rc = TERN_EDENIED;
     if (h == NULL || p == NULL || s == NULL) {
-        msg(why, whylen, "a part is not canonical base64url");
+        tern_errf(why, whylen, "a part is not canonical base64url");
     } else if ((rc = read_header(h, hl, &alg, &kid, why, whylen)) == TERN_OK) {
         /* Keys of the token's algorithm (and its kid, when it names one); any may sign. */
         bool candidate = false, good = false;
@@ -668,15 +658,15 @@ int tern_jwt_verify(const struct tern_jwt_keys *keys, const struct tern_jwt_poli
         if (!good) {
             rc = TERN_EDENIED;
             if (candidate) {
-                msg(why, whylen, "bad signature");
+                tern_errf(why, whylen, "bad signature");
             } else {
-                msg(why, whylen, "no %s key%s%.64s", alg_names[alg], kid ? " with kid " : "",
-                    kid ? kid : "");
+                tern_errf(why, whylen, "no %s key%s%.64s", alg_names[alg], kid ? " with kid " : "",
+                          kid ? kid : "");
             }
         } else {
             cJSON *claims = cJSON_ParseWithLength((const char *)p, pl);
             if (!cJSON_IsObject(claims)) {
-                msg(why, whylen, "payload is not a JSON object");
+                tern_errf(why, whylen, "payload is not a JSON object");
                 rc = TERN_EDENIED;
             } else {
                 rc = check_claims(claims, policy, now_s, id, why, whylen);

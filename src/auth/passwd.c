@@ -14,6 +14,7 @@
 
 #include "auth/base64.h"
 
+#include "common/errbuf.h"
 #include "common/alloc.h"
 #include "common/file.h"
 #include "tern/error.h"
@@ -25,7 +26,6 @@
 #include <openssl/rand.h>
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,20 +334,6 @@ int tern_passwd_check_hash(const char *hash, size_t hash_len, const void *passwo
 
 /* ---- loading ---- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 bool tern_passwd_username_valid(const char *u)
 {
     if (u == NULL) {
@@ -397,7 +383,7 @@ int tern_passwd_load_string(struct tern_passwd **out, const char *text, size_t l
         name = "<string>";
     }
     if (len > TERN_PASSWD_MAX_FILE) {
-        set_err(err, errlen, "%s: file larger than %u bytes", name, TERN_PASSWD_MAX_FILE);
+        tern_errf(err, errlen, "%s: file larger than %u bytes", name, TERN_PASSWD_MAX_FILE);
         return TERN_ECONFIG;
     }
     struct tern_passwd *pw = tern_calloc(1, sizeof *pw);
@@ -415,7 +401,7 @@ int tern_passwd_load_string(struct tern_passwd **out, const char *text, size_t l
         unsigned lineno = lr.lineno;
         const char *colon = memchr(line, ':', ll);
         if (colon == NULL) {
-            set_err(err, errlen, "%s:%u: expected username:hash", name, lineno);
+            tern_errf(err, errlen, "%s:%u: expected username:hash", name, lineno);
             rc = TERN_ECONFIG;
             goto err;
         }
@@ -430,23 +416,23 @@ int tern_passwd_load_string(struct tern_passwd **out, const char *text, size_t l
             hl--;
         }
         if (ul == 0) {
-            set_err(err, errlen, "%s:%u: empty username", name, lineno);
+            tern_errf(err, errlen, "%s:%u: empty username", name, lineno);
             rc = TERN_ECONFIG;
             goto err;
         }
         for (size_t i = 0; i < ul; i++) {
             unsigned char c = (unsigned char)line[i];
             if (c < 0x20 || c == 0x7f) {
-                set_err(err, errlen, "%s:%u: control character in username", name, lineno);
+                tern_errf(err, errlen, "%s:%u: control character in username", name, lineno);
                 rc = TERN_ECONFIG;
                 goto err;
             }
         }
         if (hl == 0) {
-            set_err(err, errlen,
-                    "%s:%u: empty password hash (plain-text passwords are not "
-                    "accepted; use tern passwd)",
-                    name, lineno);
+            tern_errf(err, errlen,
+                      "%s:%u: empty password hash (plain-text passwords are not "
+                      "accepted; use tern passwd)",
+                      name, lineno);
             rc = TERN_ECONFIG;
             goto err;
         }
@@ -454,7 +440,7 @@ int tern_passwd_load_string(struct tern_passwd **out, const char *text, size_t l
         memset(&e, 0, sizeof e);
         const char *why = decode_hash(h, hl, &e);
         if (why != NULL) {
-            set_err(err, errlen, "%s:%u: %s", name, lineno, why);
+            tern_errf(err, errlen, "%s:%u: %s", name, lineno, why);
             rc = TERN_ECONFIG;
             goto err;
         }
@@ -478,10 +464,10 @@ int tern_passwd_load_string(struct tern_passwd **out, const char *text, size_t l
     }
     if (more < 0) {
         if (more == TERN_ETOOBIG) {
-            set_err(err, errlen, "%s:%u: line longer than %u bytes", name, lr.lineno,
-                    TERN_PASSWD_MAX_LINE);
+            tern_errf(err, errlen, "%s:%u: line longer than %u bytes", name, lr.lineno,
+                      TERN_PASSWD_MAX_LINE);
         } else {
-            set_err(err, errlen, "%s:%u: NUL byte in line", name, lr.lineno);
+            tern_errf(err, errlen, "%s:%u: NUL byte in line", name, lr.lineno);
         }
         rc = TERN_ECONFIG;
         goto err;
@@ -490,8 +476,8 @@ int tern_passwd_load_string(struct tern_passwd **out, const char *text, size_t l
         qsort(pw->e, pw->n, sizeof *pw->e, cmp_entry);
         for (size_t i = 1; i < pw->n; i++) {
             if (strcmp(pw->e[i - 1].user, pw->e[i].user) == 0) {
-                set_err(err, errlen, "%s:%u: user \"%s\" already defined on line %u", name,
-                        pw->e[i].line, pw->e[i].user, pw->e[i - 1].line);
+                tern_errf(err, errlen, "%s:%u: user \"%s\" already defined on line %u", name,
+                          pw->e[i].line, pw->e[i].user, pw->e[i - 1].line);
                 rc = TERN_ECONFIG;
                 goto err;
             }

@@ -14,12 +14,12 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "auth/base64.h"
+#include "common/errbuf.h"
 #include "common/alloc.h"
 #include "tern/error.h"
 
@@ -41,19 +41,6 @@ struct tern_scram_server {
     char *nonce; /* client nonce followed by ours */
     size_t nonce_len;
 };
-
-static void reason(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void reason(char *why, size_t whylen, const char *fmt, ...)
-{
-    if (why == NULL || whylen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
 
 /* Per-process secret salting the fake verifiers of unknown users. */
 static uint8_t fake_secret[32];
@@ -213,8 +200,8 @@ int tern_scram_server_first(struct tern_scram_server **out, const uint8_t *clien
     *out = NULL;
     *first_len = 0;
     if (client_first == NULL || lookup == NULL || len > TERN_SCRAM_MAX_MSG) {
-        reason(why, whylen, "client-first message missing or longer than %u bytes",
-               TERN_SCRAM_MAX_MSG);
+        tern_errf(why, whylen, "client-first message missing or longer than %u bytes",
+                  TERN_SCRAM_MAX_MSG);
         return TERN_EDENIED;
     }
     struct tern_scram_server *s = tern_calloc(1, sizeof *s);
@@ -229,7 +216,7 @@ int tern_scram_server_first(struct tern_scram_server **out, const uint8_t *clien
     const char *bad = parse_client_first(s, (const char *)client_first, len, user, &cnonce, &cnl);
     int rc = TERN_OK;
     if (bad != NULL) {
-        reason(why, whylen, "%s", bad);
+        tern_errf(why, whylen, "%s", bad);
         rc = TERN_EDENIED;
     } else if (s->client_first_bare == NULL || (s->user = tern_strdup(user)) == NULL) {
         rc = TERN_ENOMEM;
@@ -292,7 +279,7 @@ static int fail_final(const char *e, uint8_t *out, size_t cap, size_t *out_len, 
 {
     int n = snprintf((char *)out, cap, "e=%s", e);
     *out_len = n > 0 && (size_t)n < cap ? (size_t)n : 0;
-    reason(why, whylen, "%s", detail);
+    tern_errf(why, whylen, "%s", detail);
     return TERN_EDENIED;
 }
 
@@ -320,7 +307,7 @@ int tern_scram_server_final(struct tern_scram_server *s, const uint8_t *client_f
 {
     *final_len = 0;
     if (s == NULL || s->finished) {
-        reason(why, whylen, "exchange already finished");
+        tern_errf(why, whylen, "exchange already finished");
         return TERN_EDENIED;
     }
     s->finished = true;

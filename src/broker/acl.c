@@ -13,13 +13,13 @@
  */
 #include "broker/acl.h"
 
+#include "common/errbuf.h"
 #include "common/alloc.h"
 #include "common/file.h"
 #include "protocol/topic.h"
 #include "tern/error.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,20 +47,6 @@ struct tern_acl {
     char **names; /* owned user names */
     size_t nnames, capnames;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void rules_fini(struct rules *rs)
 {
@@ -227,7 +213,7 @@ int tern_acl_load_string(struct tern_acl **out, const char *text, size_t len, co
         name = "<string>";
     }
     if (len > TERN_ACL_MAX_FILE) {
-        set_err(err, errlen, "%s: file larger than %u bytes", name, TERN_ACL_MAX_FILE);
+        tern_errf(err, errlen, "%s: file larger than %u bytes", name, TERN_ACL_MAX_FILE);
         return TERN_ECONFIG;
     }
     struct tern_acl *acl = tern_calloc(1, sizeof *acl);
@@ -255,7 +241,7 @@ int tern_acl_load_string(struct tern_acl **out, const char *text, size_t len, co
         }
         if (word_is(line, kl, "user")) {
             if (rl == 0) {
-                set_err(err, errlen, "%s:%u: user needs a name", name, lineno);
+                tern_errf(err, errlen, "%s:%u: user needs a name", name, lineno);
                 rc = TERN_ECONFIG;
                 goto err;
             }
@@ -280,8 +266,8 @@ int tern_acl_load_string(struct tern_acl **out, const char *text, size_t len, co
         }
         bool is_pattern = word_is(line, kl, "pattern");
         if (!is_pattern && !word_is(line, kl, "topic")) {
-            set_err(err, errlen, "%s:%u: unknown keyword \"%.*s\" (want user, topic or pattern)",
-                    name, lineno, (int)(kl > 40 ? 40 : kl), line);
+            tern_errf(err, errlen, "%s:%u: unknown keyword \"%.*s\" (want user, topic or pattern)",
+                      name, lineno, (int)(kl > 40 ? 40 : kl), line);
             rc = TERN_ECONFIG;
             goto err;
         }
@@ -291,14 +277,14 @@ int tern_acl_load_string(struct tern_acl **out, const char *text, size_t len, co
         size_t tl = 0;
         const char *why = parse_rule(rest, rl, &r, &t, &tl);
         if (why != NULL) {
-            set_err(err, errlen, "%s:%u: %s", name, lineno, why);
+            tern_errf(err, errlen, "%s:%u: %s", name, lineno, why);
             rc = TERN_ECONFIG;
             goto err;
         }
         int vrc = tern_topic_filter_validate((const uint8_t *)t, tl);
         if (vrc != TERN_OK) {
-            set_err(err, errlen, "%s:%u: invalid topic filter \"%.*s\": %s", name, lineno,
-                    (int)(tl > 200 ? 200 : tl), t, tern_strerror(vrc));
+            tern_errf(err, errlen, "%s:%u: invalid topic filter \"%.*s\": %s", name, lineno,
+                      (int)(tl > 200 ? 200 : tl), t, tern_strerror(vrc));
             rc = TERN_ECONFIG;
             goto err;
         }
@@ -328,10 +314,10 @@ int tern_acl_load_string(struct tern_acl **out, const char *text, size_t len, co
     }
     if (more < 0) {
         if (more == TERN_ETOOBIG) {
-            set_err(err, errlen, "%s:%u: line longer than %u bytes", name, lr.lineno,
-                    TERN_ACL_MAX_LINE);
+            tern_errf(err, errlen, "%s:%u: line longer than %u bytes", name, lr.lineno,
+                      TERN_ACL_MAX_LINE);
         } else {
-            set_err(err, errlen, "%s:%u: NUL byte in line", name, lr.lineno);
+            tern_errf(err, errlen, "%s:%u: NUL byte in line", name, lr.lineno);
         }
         rc = TERN_ECONFIG;
         goto err;

@@ -18,6 +18,7 @@
 #include "dynsec/dynsec.h"
 
 #include "auth/passwd.h"
+#include "common/errbuf.h"
 #include "common/alloc.h"
 #include "common/file.h"
 #include "protocol/topic.h"
@@ -110,20 +111,6 @@ static void install_hooks(void)
 {
     cJSON_Hooks h = {tern_malloc, tern_free};
     cJSON_InitHooks(&h);
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
 }
 
 /* ---- objects ---- */
@@ -2325,7 +2312,7 @@ static int write_atomic(const char *path, const char *text, size_t len, bool exc
                         size_t errlen)
 {
     if (exclusive && access(path, F_OK) == 0) {
-        set_err(err, errlen, "%s: already exists", path);
+        tern_errf(err, errlen, "%s: already exists", path);
         return TERN_EEXIST;
     }
     size_t plen = strlen(path);
@@ -2337,19 +2324,19 @@ static int write_atomic(const char *path, const char *text, size_t len, bool exc
     memcpy(tmp + plen, ".tmp", 5);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
-        set_err(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        tern_errf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
         tern_free(tmp);
         return TERN_EIO;
     }
     if (write_all(fd, text, len) != 0 || write_all(fd, "\n", 1) != 0 || fsync(fd) != 0) {
-        set_err(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
+        tern_errf(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
         tern_free(tmp);
         return TERN_EIO;
     }
     if (close(fd) != 0 || rename(tmp, path) != 0) {
-        set_err(err, errlen, "%s: cannot replace: %s", path, strerror(errno));
+        tern_errf(err, errlen, "%s: cannot replace: %s", path, strerror(errno));
         unlink(tmp);
         tern_free(tmp);
         return TERN_EIO;
@@ -2829,7 +2816,7 @@ int tern_dynsec_init_file(const char *path, const char *admin_user, const char *
 {
     if (admin_user == NULL || !name_valid(admin_user) || admin_password == NULL ||
         admin_password[0] == '\0') {
-        set_err(err, errlen, "invalid admin user name or empty password");
+        tern_errf(err, errlen, "invalid admin user name or empty password");
         return TERN_EINVAL;
     }
     struct tern_dynsec *ds = NULL;
@@ -2898,7 +2885,7 @@ int tern_dynsec_init_file(const char *path, const char *admin_user, const char *
     tern_free(text);
     if (rc == TERN_OK && strstr(resp, "\"error\"") != NULL) {
         rc = strstr(resp, ERR_OOM) != NULL ? TERN_ENOMEM : TERN_EINVAL;
-        set_err(err, errlen, "%s", resp);
+        tern_errf(err, errlen, "%s", resp);
     }
     tern_free(resp);
     char *state = NULL;

@@ -18,6 +18,7 @@
  */
 #include "store/store.h"
 
+#include "common/errbuf.h"
 #include "common/alloc.h"
 #include "common/log.h"
 #include "store/backend.h"
@@ -27,7 +28,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -1111,18 +1111,6 @@ static const struct tern__store_ops sqlite_ops = {
 /*
  * Opening.
  */
-__attribute__((format(printf, 3, 4))) static void set_err(char *buf, size_t len, const char *fmt,
-                                                          ...)
-{
-    if (buf == NULL || len == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-}
-
 /* Run sql (no rows wanted); returns the SQLite code. */
 static int exec(sqlite3 *db, const char *sql)
 {
@@ -1179,7 +1167,7 @@ static enum open_result open_db(struct sql_store *ss, const struct tern_store_sq
     stage = "set WAL mode";
     rc = query1(ss->db, "PRAGMA journal_mode=WAL", NULL, buf, sizeof buf);
     if (rc == SQLITE_OK && strcmp(buf, "wal") != 0) {
-        set_err(eb, el, "%s: cannot use WAL mode (journal mode is '%s')", ss->path, buf);
+        tern_errf(eb, el, "%s: cannot use WAL mode (journal mode is '%s')", ss->path, buf);
         *err = TERN_ESTORE;
         close_db(ss);
         return OPEN_FAIL;
@@ -1191,7 +1179,7 @@ static enum open_result open_db(struct sql_store *ss, const struct tern_store_sq
         stage = "check";
         rc = query1(ss->db, "PRAGMA quick_check", NULL, buf, sizeof buf);
         if (rc == SQLITE_OK && strcmp(buf, "ok") != 0) {
-            set_err(eb, el, "%s: database is corrupt: %s", ss->path, buf);
+            tern_errf(eb, el, "%s: database is corrupt: %s", ss->path, buf);
             *err = TERN_ECORRUPT;
             close_db(ss);
             return OPEN_CORRUPT;
@@ -1247,8 +1235,8 @@ static enum open_result open_db(struct sql_store *ss, const struct tern_store_sq
         rc = query1(ss->db, "SELECT value FROM meta WHERE key = 'schema'", &version, NULL, 0);
         if (rc != SQLITE_OK && !is_corrupt(rc) && (rc & 0xFF) != SQLITE_NOMEM &&
             (rc & 0xFF) != SQLITE_IOERR) {
-            set_err(eb, el, "%s: not a Tern store (no schema version: %s)", ss->path,
-                    sqlite3_errstr(rc));
+            tern_errf(eb, el, "%s: not a Tern store (no schema version: %s)", ss->path,
+                      sqlite3_errstr(rc));
             *err = TERN_ESTORE;
             close_db(ss);
             return OPEN_FAIL;
@@ -1257,8 +1245,8 @@ static enum open_result open_db(struct sql_store *ss, const struct tern_store_sq
             goto fail;
         }
         if (version != SCHEMA_VERSION) {
-            set_err(eb, el, "%s: store schema version %lld is not supported (this build: %d)",
-                    ss->path, (long long)version, SCHEMA_VERSION);
+            tern_errf(eb, el, "%s: store schema version %lld is not supported (this build: %d)",
+                      ss->path, (long long)version, SCHEMA_VERSION);
             *err = TERN_ESTORE;
             close_db(ss);
             return OPEN_FAIL;
@@ -1275,11 +1263,11 @@ static enum open_result open_db(struct sql_store *ss, const struct tern_store_sq
 
 fail:
     if (is_corrupt(rc)) {
-        set_err(eb, el, "%s: corrupt, truncated or not a database (%s: %s)", ss->path, stage,
-                sqlite3_errstr(rc));
+        tern_errf(eb, el, "%s: corrupt, truncated or not a database (%s: %s)", ss->path, stage,
+                  sqlite3_errstr(rc));
     } else {
         const char *msg = ss->db != NULL ? sqlite3_errmsg(ss->db) : sqlite3_errstr(rc);
-        set_err(eb, el, "%s: %s: %s", ss->path, stage, msg);
+        tern_errf(eb, el, "%s: %s: %s", ss->path, stage, msg);
     }
     *err = is_corrupt(rc) ? TERN_ECORRUPT : map_rc(rc) == TERN_ENOMEM ? TERN_ENOMEM : TERN_ESTORE;
     close_db(ss);
@@ -1300,18 +1288,18 @@ static int move_aside(const char *path, char *eb, size_t el)
         n = snprintf(aside, sizeof aside, "%s.corrupt-%s-%d", path, stamp, i);
     }
     if (n < 0 || (size_t)n >= sizeof aside - 8) {
-        set_err(eb, el, "%s: path too long to move aside", path);
+        tern_errf(eb, el, "%s: path too long to move aside", path);
         return TERN_ESTORE;
     }
     if (rename(path, aside) != 0) {
-        set_err(eb, el, "%s: cannot move the corrupt file aside to %s: %s", path, aside,
-                strerror(errno));
+        tern_errf(eb, el, "%s: cannot move the corrupt file aside to %s: %s", path, aside,
+                  strerror(errno));
         return TERN_ESTORE;
     }
     snprintf(from, sizeof from, "%s-wal", path);
     snprintf(to, sizeof to, "%s-wal", aside);
     if (rename(from, to) != 0 && errno != ENOENT) {
-        set_err(eb, el, "%s: cannot move %s aside: %s", path, from, strerror(errno));
+        tern_errf(eb, el, "%s: cannot move %s aside: %s", path, from, strerror(errno));
         return TERN_ESTORE;
     }
     snprintf(from, sizeof from, "%s-shm", path);
@@ -1331,28 +1319,28 @@ int tern_store_sqlite_open(const char *path, const struct tern_store_sqlite_opts
         errbuf = local;
         errlen = sizeof local;
     }
-    set_err(errbuf, errlen, "%s", "");
+    tern_errf(errbuf, errlen, "%s", "");
     if (out == NULL || path == NULL || path[0] == '\0') {
-        set_err(errbuf, errlen, "store: no database path");
+        tern_errf(errbuf, errlen, "store: no database path");
         return TERN_EINVAL;
     }
     *out = NULL;
     pthread_once(&sqlite_once, sqlite_setup);
     struct sql_store *ss = tern_calloc(1, sizeof *ss);
     if (ss == NULL) {
-        set_err(errbuf, errlen, "%s: out of memory", path);
+        tern_errf(errbuf, errlen, "%s: out of memory", path);
         return TERN_ENOMEM;
     }
     int err = tern__store_init(&ss->base, &sqlite_ops);
     if (err != TERN_OK) {
         tern_free(ss);
-        set_err(errbuf, errlen, "%s: cannot create the store lock", path);
+        tern_errf(errbuf, errlen, "%s: cannot create the store lock", path);
         return err;
     }
     ss->path = tern_strdup(path);
     if (ss->path == NULL) {
         err = TERN_ENOMEM;
-        set_err(errbuf, errlen, "%s: out of memory", path);
+        tern_errf(errbuf, errlen, "%s: out of memory", path);
         goto fail;
     }
     enum open_result r = open_db(ss, o, &err, errbuf, errlen);
@@ -1370,12 +1358,12 @@ int tern_store_sqlite_open(const char *path, const struct tern_store_sqlite_opts
     uint64_t nret = 0;
     err = count_rows(ss, "SELECT count(*) FROM retained", &nret);
     if (err != TERN_OK) {
-        set_err(errbuf, errlen, "%s: cannot count retained messages", path);
+        tern_errf(errbuf, errlen, "%s: cannot count retained messages", path);
         close_db(ss);
         goto fail;
     }
     atomic_store(&ss->base.ret_count, nret);
-    set_err(errbuf, errlen, "%s", ""); /* a move-aside was logged; the open succeeded */
+    tern_errf(errbuf, errlen, "%s", ""); /* a move-aside was logged; the open succeeded */
     *out = &ss->base;
     return TERN_OK;
 

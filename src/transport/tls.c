@@ -23,6 +23,7 @@
  */
 #include "transport/tls.h"
 
+#include "common/errbuf.h"
 #include "common/alloc.h"
 #include "common/log.h"
 #include "tern/error.h"
@@ -103,18 +104,6 @@ static const struct tern_stream_ops tls_ops;
 static _Thread_local unsigned char scratch[TERN_TLS_MAX_FRAGMENT];
 
 /* ---- small helpers ------------------------------------------------------------------------ */
-
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
-                                                          ...)
-{
-    if (!err || errlen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /*
  * Describe and clear the thread's OpenSSL error queue: the first error's reason (the root
@@ -278,7 +267,7 @@ static int psk_file_load(const char *path, struct psk_entry **out, size_t *nout,
     *nout = 0;
     FILE *f = fopen(path, "re");
     if (!f) {
-        set_err(err, errlen, "psk_file %s: %s", path, strerror(errno));
+        tern_errf(err, errlen, "psk_file %s: %s", path, strerror(errno));
         return TERN_ECONFIG;
     }
     struct psk_entry *v = NULL;
@@ -292,7 +281,7 @@ static int psk_file_load(const char *path, struct psk_entry **out, size_t *nout,
         if (len > 0 && line[len - 1] == '\n') {
             line[--len] = '\0';
         } else if (!feof(f)) {
-            set_err(err, errlen, "psk_file %s:%d: line too long", path, lineno);
+            tern_errf(err, errlen, "psk_file %s:%d: line too long", path, lineno);
             rc = TERN_ECONFIG;
             goto out;
         }
@@ -303,27 +292,28 @@ static int psk_file_load(const char *path, struct psk_entry **out, size_t *nout,
             continue;
         }
         if (memchr(line, '\0', len) != NULL) {
-            set_err(err, errlen, "psk_file %s:%d: NUL byte in line", path, lineno);
+            tern_errf(err, errlen, "psk_file %s:%d: NUL byte in line", path, lineno);
             rc = TERN_ECONFIG;
             goto out;
         }
         char *colon = strchr(line, ':');
         if (!colon) {
-            set_err(err, errlen, "psk_file %s:%d: expected identity:hexkey", path, lineno);
+            tern_errf(err, errlen, "psk_file %s:%d: expected identity:hexkey", path, lineno);
             rc = TERN_ECONFIG;
             goto out;
         }
         size_t idlen = (size_t)(colon - line);
         if (idlen == 0 || idlen > TERN_TLS_PSK_MAX_IDENTITY) {
-            set_err(err, errlen, "psk_file %s:%d: identity must be 1 to %d bytes", path, lineno,
-                    TERN_TLS_PSK_MAX_IDENTITY);
+            tern_errf(err, errlen, "psk_file %s:%d: identity must be 1 to %d bytes", path, lineno,
+                      TERN_TLS_PSK_MAX_IDENTITY);
             rc = TERN_ECONFIG;
             goto out;
         }
         *colon = '\0';
         for (size_t i = 0; i < n; i++) {
             if (strcmp(v[i].identity, line) == 0) {
-                set_err(err, errlen, "psk_file %s:%d: duplicate identity '%s'", path, lineno, line);
+                tern_errf(err, errlen, "psk_file %s:%d: duplicate identity '%s'", path, lineno,
+                          line);
                 rc = TERN_ECONFIG;
                 goto out;
             }
@@ -344,9 +334,9 @@ static int psk_file_load(const char *path, struct psk_entry **out, size_t *nout,
         ssize_t klen = hex_decode(hex, strlen(hex), e->key, sizeof e->key);
         if (klen < 0) {
             OPENSSL_cleanse(e->key, sizeof e->key);
-            set_err(err, errlen,
-                    "psk_file %s:%d: key must be an even number of hex digits, 2 to %d", path,
-                    lineno, 2 * TERN_TLS_PSK_MAX_KEY);
+            tern_errf(err, errlen,
+                      "psk_file %s:%d: key must be an even number of hex digits, 2 to %d", path,
+                      lineno, 2 * TERN_TLS_PSK_MAX_KEY);
             rc = TERN_ECONFIG;
             goto out;
         }
@@ -360,10 +350,10 @@ static int psk_file_load(const char *path, struct psk_entry **out, size_t *nout,
         n++;
     }
     if (ferror(f)) {
-        set_err(err, errlen, "psk_file %s: read error", path);
+        tern_errf(err, errlen, "psk_file %s: read error", path);
         rc = TERN_ECONFIG;
     } else if (n == 0) {
-        set_err(err, errlen, "psk_file %s: no identity:hexkey lines", path);
+        tern_errf(err, errlen, "psk_file %s: no identity:hexkey lines", path);
         rc = TERN_ECONFIG;
     }
 out:
@@ -524,7 +514,7 @@ static int load_chain(SSL_CTX *c, const char *path, char *err, size_t errlen)
     if (!b) {
         char why[160];
         ssl_errors(why, sizeof why);
-        set_err(err, errlen, "chainfile %s: %s", path, why);
+        tern_errf(err, errlen, "chainfile %s: %s", path, why);
         return TERN_ECONFIG;
     }
     int count = 0;
@@ -535,7 +525,7 @@ static int load_chain(SSL_CTX *c, const char *path, char *err, size_t errlen)
             BIO_free(b);
             char why[160];
             ssl_errors(why, sizeof why);
-            set_err(err, errlen, "chainfile %s: %s", path, why);
+            tern_errf(err, errlen, "chainfile %s: %s", path, why);
             return TERN_ECONFIG;
         }
         count++;
@@ -543,7 +533,7 @@ static int load_chain(SSL_CTX *c, const char *path, char *err, size_t errlen)
     ERR_clear_error(); /* the loop ends on "no start line" */
     BIO_free(b);
     if (count == 0) {
-        set_err(err, errlen, "chainfile %s: no PEM certificate", path);
+        tern_errf(err, errlen, "chainfile %s: no PEM certificate", path);
         return TERN_ECONFIG;
     }
     return TERN_OK;
@@ -558,7 +548,7 @@ static int load_dhparams(SSL_CTX *c, const char *path, char *err, size_t errlen)
         EVP_PKEY_free(dh);
         char why[160];
         ssl_errors(why, sizeof why);
-        set_err(err, errlen, "dhparamfile %s: %s", path, why);
+        tern_errf(err, errlen, "dhparamfile %s: %s", path, why);
         return TERN_ECONFIG;
     }
     return TERN_OK;
@@ -568,81 +558,82 @@ static int check_options(const struct tern_tls_options *o, char *err, size_t err
 {
     bool server = o->side == TERN_TLS_SERVER;
     if (o->side != TERN_TLS_SERVER && o->side != TERN_TLS_CLIENT) {
-        set_err(err, errlen, "invalid TLS side");
+        tern_errf(err, errlen, "invalid TLS side");
         return TERN_EINVAL;
     }
     if (o->min_version != 0 && o->min_version != TERN_TLS_V1_2 && o->min_version != TERN_TLS_V1_3) {
-        set_err(err, errlen, "minimum TLS version must be 1.2 or 1.3");
+        tern_errf(err, errlen, "minimum TLS version must be 1.2 or 1.3");
         return TERN_EINVAL;
     }
     if (o->max_version != 0 &&
         ((o->max_version != TERN_TLS_V1_2 && o->max_version != TERN_TLS_V1_3) ||
          o->max_version < (o->min_version ? o->min_version : TERN_TLS_V1_2))) {
-        set_err(err, errlen, "maximum TLS version must be 1.2 or 1.3, not below the minimum");
+        tern_errf(err, errlen, "maximum TLS version must be 1.2 or 1.3, not below the minimum");
         return TERN_EINVAL;
     }
     if (o->max_send_fragment != 0 && (o->max_send_fragment < TERN_TLS_MIN_FRAGMENT ||
                                       o->max_send_fragment > TERN_TLS_MAX_FRAGMENT)) {
-        set_err(err, errlen, "tls_max_send_fragment %u: must be %d to %d", o->max_send_fragment,
-                TERN_TLS_MIN_FRAGMENT, TERN_TLS_MAX_FRAGMENT);
+        tern_errf(err, errlen, "tls_max_send_fragment %u: must be %d to %d", o->max_send_fragment,
+                  TERN_TLS_MIN_FRAGMENT, TERN_TLS_MAX_FRAGMENT);
         return TERN_EINVAL;
     }
     if (o->max_fragment_length != 0) {
         if (server) {
-            set_err(err, errlen, "max_fragment_length is requested by clients; servers honour it");
+            tern_errf(err, errlen,
+                      "max_fragment_length is requested by clients; servers honour it");
             return TERN_EINVAL;
         }
         unsigned m = o->max_fragment_length;
         if (m != 512 && m != 1024 && m != 2048 && m != 4096) {
-            set_err(err, errlen, "max_fragment_length %u: must be 512, 1024, 2048 or 4096", m);
+            tern_errf(err, errlen, "max_fragment_length %u: must be 512, 1024, 2048 or 4096", m);
             return TERN_EINVAL;
         }
     }
     if ((o->certfile == NULL) != (o->keyfile == NULL)) {
-        set_err(err, errlen, "certfile and keyfile go together");
+        tern_errf(err, errlen, "certfile and keyfile go together");
         return TERN_EINVAL;
     }
     if (o->chainfile && !o->certfile) {
-        set_err(err, errlen, "chainfile needs certfile");
+        tern_errf(err, errlen, "chainfile needs certfile");
         return TERN_EINVAL;
     }
     if (o->crlfile && !o->cafile && !o->capath) {
-        set_err(err, errlen, "crlfile needs cafile or capath");
+        tern_errf(err, errlen, "crlfile needs cafile or capath");
         return TERN_EINVAL;
     }
     if (server) {
         if (!o->certfile && !o->psk_file) {
-            set_err(err, errlen, "a TLS server needs certfile/keyfile or psk_file");
+            tern_errf(err, errlen, "a TLS server needs certfile/keyfile or psk_file");
             return TERN_EINVAL;
         }
         if (o->require_certificate && !o->cafile && !o->capath) {
-            set_err(err, errlen, "require_certificate needs cafile or capath");
+            tern_errf(err, errlen, "require_certificate needs cafile or capath");
             return TERN_EINVAL;
         }
         if (o->psk_hint && !o->psk_file) {
-            set_err(err, errlen, "psk_hint needs psk_file");
+            tern_errf(err, errlen, "psk_hint needs psk_file");
             return TERN_EINVAL;
         }
         if (o->psk_identity || o->psk_key_hex) {
-            set_err(err, errlen, "psk_identity/psk_key are client options (servers: psk_file)");
+            tern_errf(err, errlen, "psk_identity/psk_key are client options (servers: psk_file)");
             return TERN_EINVAL;
         }
         if (o->insecure) {
-            set_err(err, errlen, "insecure is a client option");
+            tern_errf(err, errlen, "insecure is a client option");
             return TERN_EINVAL;
         }
     } else {
         if ((o->psk_identity == NULL) != (o->psk_key_hex == NULL)) {
-            set_err(err, errlen, "psk_identity and psk_key go together");
+            tern_errf(err, errlen, "psk_identity and psk_key go together");
             return TERN_EINVAL;
         }
         if (o->psk_identity &&
             (o->psk_identity[0] == '\0' || strlen(o->psk_identity) > TERN_TLS_PSK_MAX_IDENTITY)) {
-            set_err(err, errlen, "psk_identity must be 1 to %d bytes", TERN_TLS_PSK_MAX_IDENTITY);
+            tern_errf(err, errlen, "psk_identity must be 1 to %d bytes", TERN_TLS_PSK_MAX_IDENTITY);
             return TERN_EINVAL;
         }
         if (o->psk_file || o->psk_hint || o->require_certificate) {
-            set_err(err, errlen, "psk_file, psk_hint and require_certificate are server options");
+            tern_errf(err, errlen, "psk_file, psk_hint and require_certificate are server options");
             return TERN_EINVAL;
         }
     }
@@ -663,7 +654,7 @@ static int ctx_build(struct tern_tls_ctx *ctx, char *err, size_t errlen)
     SSL_CTX *c = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     if (!c) {
         ssl_errors(why, sizeof why);
-        set_err(err, errlen, "SSL_CTX_new: %s", why);
+        tern_errf(err, errlen, "SSL_CTX_new: %s", why);
         return TERN_ETLS;
     }
     ctx->ssl_ctx = c;
@@ -673,7 +664,7 @@ static int ctx_build(struct tern_tls_ctx *ctx, char *err, size_t errlen)
     if (!SSL_CTX_set_min_proto_version(c, o->min_version ? o->min_version : TLS1_2_VERSION) ||
         (o->max_version && !SSL_CTX_set_max_proto_version(c, o->max_version))) {
         ssl_errors(why, sizeof why);
-        set_err(err, errlen, "TLS version range: %s", why);
+        tern_errf(err, errlen, "TLS version range: %s", why);
         return TERN_ETLS;
     }
     uint64_t sslopts = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION;
@@ -689,29 +680,30 @@ static int ctx_build(struct tern_tls_ctx *ctx, char *err, size_t errlen)
 
     if (o->ciphers && !SSL_CTX_set_cipher_list(c, o->ciphers)) {
         ssl_errors(why, sizeof why);
-        set_err(err, errlen, "ciphers '%s': %s", o->ciphers, why);
+        tern_errf(err, errlen, "ciphers '%s': %s", o->ciphers, why);
         return TERN_EINVAL;
     }
     if (o->ciphersuites && !SSL_CTX_set_ciphersuites(c, o->ciphersuites)) {
         ssl_errors(why, sizeof why);
-        set_err(err, errlen, "ciphersuites '%s': %s", o->ciphersuites, why);
+        tern_errf(err, errlen, "ciphersuites '%s': %s", o->ciphersuites, why);
         return TERN_EINVAL;
     }
 
     if (o->certfile) {
         if (SSL_CTX_use_certificate_chain_file(c, o->certfile) != 1) {
             ssl_errors(why, sizeof why);
-            set_err(err, errlen, "certfile %s: %s", o->certfile, why);
+            tern_errf(err, errlen, "certfile %s: %s", o->certfile, why);
             return TERN_ECONFIG;
         }
         if (SSL_CTX_use_PrivateKey_file(c, o->keyfile, SSL_FILETYPE_PEM) != 1) {
             ssl_errors(why, sizeof why);
-            set_err(err, errlen, "keyfile %s: %s", o->keyfile, why);
+            tern_errf(err, errlen, "keyfile %s: %s", o->keyfile, why);
             return TERN_ECONFIG;
         }
         if (SSL_CTX_check_private_key(c) != 1) {
             ERR_clear_error(); /* OpenSSL's reason here ("no certificate assigned") misleads */
-            set_err(err, errlen, "keyfile %s does not match certfile %s", o->keyfile, o->certfile);
+            tern_errf(err, errlen, "keyfile %s does not match certfile %s", o->keyfile,
+                      o->certfile);
             return TERN_ECONFIG;
         }
         if (o->chainfile && (rc = load_chain(c, o->chainfile, err, errlen)) != TERN_OK) {
@@ -722,13 +714,13 @@ static int ctx_build(struct tern_tls_ctx *ctx, char *err, size_t errlen)
     if (o->cafile || o->capath) {
         if (SSL_CTX_load_verify_locations(c, o->cafile, o->capath) != 1) {
             ssl_errors(why, sizeof why);
-            set_err(err, errlen, "%s %s: %s", o->cafile ? "cafile" : "capath",
-                    o->cafile ? o->cafile : o->capath, why);
+            tern_errf(err, errlen, "%s %s: %s", o->cafile ? "cafile" : "capath",
+                      o->cafile ? o->cafile : o->capath, why);
             return TERN_ECONFIG;
         }
         if (!server && o->use_os_certs && SSL_CTX_set_default_verify_paths(c) != 1) {
             ssl_errors(why, sizeof why);
-            set_err(err, errlen, "system CA store: %s", why);
+            tern_errf(err, errlen, "system CA store: %s", why);
             return TERN_ECONFIG;
         }
         if (server && o->cafile) {
@@ -741,7 +733,7 @@ static int ctx_build(struct tern_tls_ctx *ctx, char *err, size_t errlen)
         }
     } else if (!server && !o->insecure && SSL_CTX_set_default_verify_paths(c) != 1) {
         ssl_errors(why, sizeof why);
-        set_err(err, errlen, "system CA store: %s", why);
+        tern_errf(err, errlen, "system CA store: %s", why);
         return TERN_ECONFIG;
     }
     if (o->crlfile) {
@@ -749,7 +741,7 @@ static int ctx_build(struct tern_tls_ctx *ctx, char *err, size_t errlen)
         X509_LOOKUP *lk = X509_STORE_add_lookup(st, X509_LOOKUP_file());
         if (!lk || X509_load_crl_file(lk, o->crlfile, X509_FILETYPE_PEM) <= 0) {
             ssl_errors(why, sizeof why);
-            set_err(err, errlen, "crlfile %s: %s", o->crlfile, why);
+            tern_errf(err, errlen, "crlfile %s: %s", o->crlfile, why);
             return TERN_ECONFIG;
         }
         /* The peer's own certificate is checked against the CRL (Mosquitto's behaviour). */
@@ -779,7 +771,7 @@ static int ctx_build(struct tern_tls_ctx *ctx, char *err, size_t errlen)
 
     if (o->max_send_fragment && !SSL_CTX_set_max_send_fragment(c, o->max_send_fragment)) {
         ssl_errors(why, sizeof why);
-        set_err(err, errlen, "tls_max_send_fragment: %s", why);
+        tern_errf(err, errlen, "tls_max_send_fragment: %s", why);
         return TERN_ETLS;
     }
     if (o->max_fragment_length) {
@@ -789,22 +781,22 @@ static int ctx_build(struct tern_tls_ctx *ctx, char *err, size_t errlen)
                                                         : TLSEXT_max_fragment_length_4096;
         if (!SSL_CTX_set_tlsext_max_fragment_length(c, mode)) {
             ssl_errors(why, sizeof why);
-            set_err(err, errlen, "max_fragment_length: %s", why);
+            tern_errf(err, errlen, "max_fragment_length: %s", why);
             return TERN_ETLS;
         }
     }
 
     if (o->alpn) {
         if (alpn_encode(o->alpn, ctx->alpn, sizeof ctx->alpn, &ctx->alpn_len) != TERN_OK) {
-            set_err(err, errlen, "alpn '%s': names must be 1 to 255 bytes, %d in all", o->alpn,
-                    ALPN_WIRE_MAX);
+            tern_errf(err, errlen, "alpn '%s': names must be 1 to 255 bytes, %d in all", o->alpn,
+                      ALPN_WIRE_MAX);
             return TERN_EINVAL;
         }
         if (server) {
             SSL_CTX_set_alpn_select_cb(c, alpn_select_cb, ctx);
         } else if (SSL_CTX_set_alpn_protos(c, ctx->alpn, (unsigned int)ctx->alpn_len) != 0) {
             ssl_errors(why, sizeof why);
-            set_err(err, errlen, "alpn: %s", why);
+            tern_errf(err, errlen, "alpn: %s", why);
             return TERN_ETLS;
         }
     }
@@ -816,7 +808,7 @@ static int ctx_build(struct tern_tls_ctx *ctx, char *err, size_t errlen)
         SSL_CTX_set_psk_server_callback(c, psk_server_cb);
         if (o->psk_hint && SSL_CTX_use_psk_identity_hint(c, o->psk_hint) != 1) {
             ssl_errors(why, sizeof why);
-            set_err(err, errlen, "psk_hint: %s", why);
+            tern_errf(err, errlen, "psk_hint: %s", why);
             return TERN_EINVAL;
         }
     }
@@ -824,8 +816,8 @@ static int ctx_build(struct tern_tls_ctx *ctx, char *err, size_t errlen)
         ssize_t klen = hex_decode(o->psk_key_hex, strlen(o->psk_key_hex), ctx->client_psk,
                                   sizeof ctx->client_psk);
         if (klen < 0) {
-            set_err(err, errlen, "psk_key: must be an even number of hex digits, 2 to %d",
-                    2 * TERN_TLS_PSK_MAX_KEY);
+            tern_errf(err, errlen, "psk_key: must be an even number of hex digits, 2 to %d",
+                      2 * TERN_TLS_PSK_MAX_KEY);
             return TERN_EINVAL;
         }
         ctx->client_psk_len = (size_t)klen;
@@ -838,15 +830,15 @@ static int ctx_create(const struct tern_tls_options *opts, struct tern_tls_ctx *
                       size_t errlen)
 {
     *out = NULL;
-    set_err(err, errlen, "%s", "");
+    tern_errf(err, errlen, "%s", "");
     struct tern_tls_ctx *ctx = tern_calloc(1, sizeof *ctx);
     if (!ctx) {
-        set_err(err, errlen, "out of memory");
+        tern_errf(err, errlen, "out of memory");
         return TERN_ENOMEM;
     }
     if (pthread_mutex_init(&ctx->sess_lock, NULL) != 0) {
         tern_free(ctx);
-        set_err(err, errlen, "pthread_mutex_init failed");
+        tern_errf(err, errlen, "pthread_mutex_init failed");
         return TERN_ESYS;
     }
     atomic_init(&ctx->refs, 1u);
@@ -854,7 +846,7 @@ static int ctx_create(const struct tern_tls_options *opts, struct tern_tls_ctx *
     if (rc == TERN_OK) {
         rc = ctx_build(ctx, err, errlen);
     } else {
-        set_err(err, errlen, "out of memory");
+        tern_errf(err, errlen, "out of memory");
     }
     if (rc != TERN_OK) {
         ERR_clear_error();
