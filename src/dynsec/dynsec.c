@@ -1513,47 +1513,73 @@ static const char *drop_link(struct ctx *x, struct links *l, const void *to, con
     return NULL;
 }
 
+/* One object a link command names: where to look, the JSON key, and the two refusals. */
+struct named {
+    const struct table *table;
+    const char *key;
+    const char *missing;
+    const char *not_found;
+    void *found;
+};
+
+/*
+ * Look up the two objects of a link command (add/remove a client's role, a group's client):
+ * both names are checked first, then both looked up, and the first problem in that order is
+ * the answer (the order Mosquitto's plugin answers in). NULL when both were found.
+ */
+static const char *find_pair(const cJSON *cmd, struct named *a, struct named *b)
+{
+    const char *na = req_name(cmd, a->key);
+    if (na == NULL) {
+        return a->missing;
+    }
+    const char *nb = req_name(cmd, b->key);
+    if (nb == NULL) {
+        return b->missing;
+    }
+    if ((a->found = table_get(a->table, na)) == NULL) {
+        return a->not_found;
+    }
+    if ((b->found = table_get(b->table, nb)) == NULL) {
+        return b->not_found;
+    }
+    return NULL;
+}
+
+#define NAMED_CLIENT(x)                                                                     \
+    {                                                                                       \
+        &(x)->ds->clients, "username", "Invalid/missing username", "Client not found", NULL \
+    }
+#define NAMED_ROLE(x)                                                                   \
+    {                                                                                   \
+        &(x)->ds->roles, "rolename", "Invalid/missing rolename", "Role not found", NULL \
+    }
+#define NAMED_GROUP(x)                                                                      \
+    {                                                                                       \
+        &(x)->ds->groups, "groupname", "Invalid/missing groupname", "Group not found", NULL \
+    }
+
 static const char *cmd_add_client_role(struct ctx *x, const cJSON *cmd)
 {
-    const char *u = req_name(cmd, "username");
-    if (u == NULL) {
-        return "Invalid/missing username";
+    struct named c = NAMED_CLIENT(x), r = NAMED_ROLE(x);
+    const char *why = find_pair(cmd, &c, &r);
+    if (why != NULL) {
+        return why;
     }
-    const char *rn = req_name(cmd, "rolename");
-    if (rn == NULL) {
-        return "Invalid/missing rolename";
-    }
-    struct client *c = table_get(&x->ds->clients, u);
-    if (c == NULL) {
-        return "Client not found";
-    }
-    struct role *r = table_get(&x->ds->roles, rn);
-    if (r == NULL) {
-        return "Role not found";
-    }
-    return add_link(x, &c->roles, r, opt_int(cmd, "priority", DEFAULT_LINK_PRI),
-                    TERN_DYNSEC_RECHECK, c->name, "Client is already in this role");
+    struct client *cl = c.found;
+    return add_link(x, &cl->roles, r.found, opt_int(cmd, "priority", DEFAULT_LINK_PRI),
+                    TERN_DYNSEC_RECHECK, cl->name, "Client is already in this role");
 }
 
 static const char *cmd_remove_client_role(struct ctx *x, const cJSON *cmd)
 {
-    const char *u = req_name(cmd, "username");
-    if (u == NULL) {
-        return "Invalid/missing username";
+    struct named c = NAMED_CLIENT(x), r = NAMED_ROLE(x);
+    const char *why = find_pair(cmd, &c, &r);
+    if (why != NULL) {
+        return why;
     }
-    const char *rn = req_name(cmd, "rolename");
-    if (rn == NULL) {
-        return "Invalid/missing rolename";
-    }
-    struct client *c = table_get(&x->ds->clients, u);
-    if (c == NULL) {
-        return "Client not found";
-    }
-    struct role *r = table_get(&x->ds->roles, rn);
-    if (r == NULL) {
-        return "Role not found";
-    }
-    return drop_link(x, &c->roles, r, c->name);
+    struct client *cl = c.found;
+    return drop_link(x, &cl->roles, r.found, cl->name);
 }
 
 /* ---- commands: groups ---- */
@@ -1743,45 +1769,25 @@ static const char *cmd_list_groups(struct ctx *x, const cJSON *cmd)
 
 static const char *cmd_add_group_client(struct ctx *x, const cJSON *cmd)
 {
-    const char *gn = req_name(cmd, "groupname");
-    if (gn == NULL) {
-        return "Invalid/missing groupname";
+    struct named g = NAMED_GROUP(x), c = NAMED_CLIENT(x);
+    const char *why = find_pair(cmd, &g, &c);
+    if (why != NULL) {
+        return why;
     }
-    const char *u = req_name(cmd, "username");
-    if (u == NULL) {
-        return "Invalid/missing username";
-    }
-    struct group *g = table_get(&x->ds->groups, gn);
-    if (g == NULL) {
-        return "Group not found";
-    }
-    struct client *c = table_get(&x->ds->clients, u);
-    if (c == NULL) {
-        return "Client not found";
-    }
-    return add_link(x, &c->groups, g, opt_int(cmd, "priority", DEFAULT_LINK_PRI),
-                    TERN_DYNSEC_RECHECK, c->name, "Client is already in this group");
+    struct client *cl = c.found;
+    return add_link(x, &cl->groups, g.found, opt_int(cmd, "priority", DEFAULT_LINK_PRI),
+                    TERN_DYNSEC_RECHECK, cl->name, "Client is already in this group");
 }
 
 static const char *cmd_remove_group_client(struct ctx *x, const cJSON *cmd)
 {
-    const char *gn = req_name(cmd, "groupname");
-    if (gn == NULL) {
-        return "Invalid/missing groupname";
+    struct named g = NAMED_GROUP(x), c = NAMED_CLIENT(x);
+    const char *why = find_pair(cmd, &g, &c);
+    if (why != NULL) {
+        return why;
     }
-    const char *u = req_name(cmd, "username");
-    if (u == NULL) {
-        return "Invalid/missing username";
-    }
-    struct group *g = table_get(&x->ds->groups, gn);
-    if (g == NULL) {
-        return "Group not found";
-    }
-    struct client *c = table_get(&x->ds->clients, u);
-    if (c == NULL) {
-        return "Client not found";
-    }
-    return drop_link(x, &c->groups, g, c->name);
+    struct client *cl = c.found;
+    return drop_link(x, &cl->groups, g.found, cl->name);
 }
 
 static const char *cmd_add_group_role(struct ctx *x, const cJSON *cmd)
