@@ -506,6 +506,7 @@ static int h_mount_point(struct parser *p, const struct opt *o, char *arg)
     if (tern_topic_name_validate((const uint8_t *)arg, len) != TERN_OK) {
         return fail(p, "mount_point: '%s' is not a valid topic prefix (no '+' or '#')", arg);
     }
+    l->mount_point_len = len; /* read on every delivery to its clients (mount.c) */
     return set_str(p, &l->mount_point, arg);
 }
 

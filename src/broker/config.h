@@ -143,6 +143,7 @@ struct tern_listener_config {
     uint16_t max_topic_alias; /* default 10 */
     bool use_username_as_clientid;
     char *mount_point; /* NULL = none */
+    size_t mount_point_len;
     struct tern_tls_config tls;
     struct tern_auth_config auth; /* effective after load (see above) */
     bool is_default;              /* the legacy default listener (port/bind_address) */

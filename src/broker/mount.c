@@ -18,8 +18,9 @@ static _Thread_local uint8_t tl_buf[MQTT_STRING_MAX];
 
 const char *tern__mount_point(const struct tern_conn *c, size_t *len)
 {
-    const char *mp = c->listener ? c->listener->cfg->mount_point : NULL;
-    *len = mp ? strlen(mp) : 0;
+    const struct tern_listener_config *l = c->listener ? c->listener->cfg : NULL;
+    const char *mp = l ? l->mount_point : NULL;
+    *len = mp ? l->mount_point_len : 0;
     return mp;
 }
 
