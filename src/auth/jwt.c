@@ -274,11 +274,13 @@ static EVP_PKEY *jwk_ec(const cJSON *jwk)
     uint8_t *x = jwk_bytes(jwk, "x", &xl);
     uint8_t *y = jwk_bytes(jwk, "y", &yl);
     EVP_PKEY *pkey = NULL;
-    if (x && y && xl == 32 && yl == 32) {
-        uint8_t point[65];
+    /* RFC 7518 wants x and y at full length (32 bytes), but some encoders (PyJWT 2.6 among
+     * them) drop leading zero bytes, as for an integer: take 1..32 bytes, right-aligned. */
+    if (x && y && xl >= 1 && xl <= 32 && yl >= 1 && yl <= 32) {
+        uint8_t point[65] = {0};
         point[0] = 0x04; /* uncompressed */
-        memcpy(point + 1, x, 32);
-        memcpy(point + 33, y, 32);
+        memcpy(point + 1 + (32 - xl), x, xl);
+        memcpy(point + 33 + (32 - yl), y, yl);
         OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
         if (bld &&
             OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) ==

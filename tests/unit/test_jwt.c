@@ -484,6 +484,40 @@ static void t_jwks(void)
     EVP_PKEY_free(e);
 }
 
+/* An EC JWK whose x has a leading zero byte, encoded without it (as PyJWT 2.6 writes them):
+ * the key loads and verifies. */
+static void t_jwks_short_ec_coordinate(void)
+{
+    EVP_PKEY *e = NULL;
+    uint8_t xr[32];
+    for (int i = 0; i < 20000 && e == NULL; i++) {
+        EVP_PKEY *k = ec_key("P-256");
+        BIGNUM *bx = NULL;
+        CHECK(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_EC_PUB_X, &bx) == 1);
+        CHECK(BN_bn2binpad(bx, xr, 32) == 32);
+        BN_free(bx);
+        if (xr[0] == 0) {
+            e = k;
+        } else {
+            EVP_PKEY_free(k);
+        }
+    }
+    CHECK(e != NULL);
+    char xs[64], ys[64], doc[512];
+    b64url(xr + 1, 31, xs); /* the leading zero dropped */
+    bn_b64(e, OSSL_PKEY_PARAM_EC_PUB_Y, 32, ys);
+    snprintf(doc, sizeof doc,
+             "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\"}]}", xs, ys);
+    struct tern_jwt_keys *ks = NULL;
+    char err[200] = "";
+    CHECK_ERR(tern_jwt_keys_jwks_string(&ks, doc, strlen(doc), "short.json", err, sizeof err),
+              TERN_OK);
+    struct tern_jwt_policy pol = {0};
+    allowed(ks, &pol, make_token(HDR_ES, "{\"sub\":\"short\"}", ES, e, NULL, 0), "short");
+    tern_jwt_keys_free(ks);
+    EVP_PKEY_free(e);
+}
+
 static void t_files(void)
 {
     char dir[] = "/tmp/tern-jwt-XXXXXX";
@@ -572,6 +606,7 @@ static const struct tern_test tests[] = {
     {"rs256_es256_pem", t_rs256_es256_pem},
     {"weak_keys_refused", t_weak_keys_refused},
     {"jwks", t_jwks},
+    {"jwks_short_ec_coordinate", t_jwks_short_ec_coordinate},
     {"files", t_files},
     {"alloc_failures", t_alloc_failures},
     {NULL, NULL},
