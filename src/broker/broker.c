@@ -491,6 +491,8 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
     b->receive_maximum = b->max_inflight;
     b->out_highwater = 1u << 20;
     b->out_max = (size_t)b->max_packet_size + (64u << 20);
+    /* While this is the only thread: a growth later would stall accepting (see net.h). */
+    (void)tern_net_reserve_fds(TERN_NET_FD_RESERVE_MAX);
     tern_registry_init();
     b->subs = tern_subtree_new();
     struct tern_retain_ops ops = {retain_ref, retain_unref};

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Socket helpers: listen (TCP, Unix), accept, connect, address strings (see net.h).
+ * Socket helpers: listen (TCP, Unix), accept, connect, address strings, growing the descriptor
+ * table ahead of time (see net.h).
  *
  * Invariants: every fd is created with SOCK_NONBLOCK | SOCK_CLOEXEC in the same system call
  * (no window where another thread's fork/exec could inherit it), and every failure path closes
@@ -12,12 +13,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -309,6 +312,38 @@ int tern_net_accept(int lfd, int *fd_out, char *peer, size_t peer_len)
     }
     *fd_out = fd;
     return TERN_OK;
+}
+
+/* ---- descriptor table --------------------------------------------------------------------- */
+
+size_t tern_net_reserve_fds(size_t n)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < n) {
+        n = (size_t)rl.rlim_cur;
+    }
+    if (n > TERN_NET_FD_RESERVE_MAX) {
+        n = TERN_NET_FD_RESERVE_MAX;
+    }
+    if (n < 2) {
+        return n;
+    }
+    /* F_DUPFD takes the lowest free slot at or above n - 1 (never replaces an open one, unlike
+     * dup2); making that slot grows the table. The copy is closed at once. */
+    int saved = errno;
+    int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, (int)(n - 1));
+    if (fd < 0) {
+        int tmp = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (tmp >= 0) {
+            fd = fcntl(tmp, F_DUPFD_CLOEXEC, (int)(n - 1));
+            close(tmp);
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    errno = saved;
+    return n;
 }
 
 /* ---- connect ------------------------------------------------------------------------------- */

@@ -53,6 +53,20 @@ int tern_net_listen_unix(const char *path, int backlog, int *fd_out);
  */
 int tern_net_accept(int lfd, int *fd_out, char *peer, size_t peer_len);
 
+/* Upper bound of tern_net_reserve_fds(): 65,536 slots are ~0.5 MiB of kernel memory. */
+#define TERN_NET_FD_RESERVE_MAX 65536
+
+/*
+ * Grow the process's file descriptor table, once, to hold `n` descriptors (capped by the soft
+ * RLIMIT_NOFILE and TERN_NET_FD_RESERVE_MAX). Linux doubles the table when a new descriptor
+ * does not fit, and in a multi-threaded process each growth waits for an RCU grace period
+ * (milliseconds) inside the accept4() or socket() that needed it; a server holding tens of
+ * thousands of connections would otherwise stall its accepting thread at 256, 512, ... 16,384
+ * descriptors. Call it before threads start (the growth is then immediate). Best effort: only
+ * the table is grown, no descriptor stays open. Returns the number of slots asked for.
+ */
+size_t tern_net_reserve_fds(size_t n);
+
 /*
  * Start a non-blocking TCP connect to host:port (name resolution blocks: resolve off the loop
  * when it matters). Addresses are tried in order until one connects or is in progress. TCP_NODELAY

@@ -4,7 +4,7 @@
  * accept, bytes both ways through the stream vtable, writev of several iovecs, partial writes
  * against a peer that does not read, peer close as TERN_ECLOSED on read and on write), IPv6
  * loopback when the host has it, Unix-domain sockets, refused connects, SO_REUSEPORT, address
- * formatting, and an echo server driven by tern_loop.
+ * formatting, an echo server driven by tern_loop, and growing the descriptor table ahead.
  *
  * Waits use poll() with a generous bound and count a failure when it expires; no durations are
  * asserted.
@@ -24,6 +24,7 @@
 #include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -880,6 +881,55 @@ static void test_wrapped_stream(void)
     close(lfd);
 }
 
+/* FDSize from /proc/self/status: slots in this process's descriptor table (0 if unknown). */
+static long fd_table_size(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL) {
+        return 0;
+    }
+    char line[256];
+    long size = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "FDSize:", 7) == 0) {
+            size = strtol(line + 7, NULL, 10);
+        }
+    }
+    fclose(f);
+    return size;
+}
+
+static void test_reserve_fds(void)
+{
+    struct rlimit rl;
+    CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+    size_t want = 3000;
+    size_t expect = rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want ? rl.rlim_cur : want;
+    int p[2];
+    CHECK(pipe(p) == 0);
+    /* A descriptor at the slot the reservation would use must survive it. */
+    int at = (int)expect - 1;
+    CHECK(dup2(p[0], at) == at);
+    int before = dup(p[1]);
+    CHECK(before >= 0);
+    close(before);
+    CHECK_EQ(tern_net_reserve_fds(want), expect);
+    CHECK(fd_table_size() >= (long)expect);
+    CHECK(fcntl(at, F_GETFD) >= 0);
+    int after = dup(p[1]);
+    CHECK_EQ(after, before); /* nothing was left open */
+    close(after);
+    close(at);
+    /* Asking for more is capped by the limit and TERN_NET_FD_RESERVE_MAX. */
+    size_t cap = TERN_NET_FD_RESERVE_MAX;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < cap) {
+        cap = rl.rlim_cur;
+    }
+    CHECK_EQ(tern_net_reserve_fds((size_t)1 << 30), cap);
+    close(p[0]);
+    close(p[1]);
+}
+
 static const struct tern_test tests[] = {
     {"tcp_loopback", test_tcp_loopback},
     {"tcp_partial_writes", test_tcp_partial_writes},
@@ -892,6 +942,7 @@ static const struct tern_test tests[] = {
     {"stream_new_errors", test_stream_new_errors},
     {"loop_echo", test_loop_echo},
     {"wrapped_stream", test_wrapped_stream},
+    {"reserve_fds", test_reserve_fds},
     {NULL, NULL},
 };
 
