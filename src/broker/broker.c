@@ -166,7 +166,8 @@ struct adopt {
 static void adopt_here(struct tern_worker *w, int fd, const char *peer, struct tern_listener *l)
 {
     struct tern_stream *st;
-    if (tern_stream_socket_new(fd, peer, &st) != TERN_OK) {
+    /* From tern_net_accept on our listener: already non-blocking, close-on-exec, TCP_NODELAY. */
+    if (tern_stream_socket_accepted(fd, peer, l->cfg->unix_path != NULL, &st) != TERN_OK) {
         tern_log(TERN_LOG_ERROR, "cannot set up connection from %s", peer);
         return;
     }

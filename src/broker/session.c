@@ -229,10 +229,15 @@ bool tern_session_qos2_remove(struct tern_session *s, uint16_t pid)
 
 /* ---- registry ---- */
 
-#define REG_BUCKETS 4096u
+/* The table starts with REG_MIN_BUCKETS chains and doubles when count > 2 x chains (at 19,000
+ * sessions: 16,384 chains, 128 KiB); if the bigger table cannot be had, chains just get longer. */
+#define REG_MIN_BUCKETS 4096u
+#define REG_LOAD        2u
 
 static pthread_mutex_t registry_mtx = PTHREAD_MUTEX_INITIALIZER;
-static struct tern_session *registry[REG_BUCKETS];
+static struct tern_session *reg_initial[REG_MIN_BUCKETS];
+static struct tern_session **registry = reg_initial;
+static size_t reg_nbuckets = REG_MIN_BUCKETS; /* a power of two */
 static size_t registry_count;
 
 static uint32_t hash_id(const char *s, size_t len)
@@ -245,16 +250,26 @@ static uint32_t hash_id(const char *s, size_t len)
     return h;
 }
 
+static struct tern_session **chain_of(uint32_t h)
+{
+    return &registry[h & (reg_nbuckets - 1)];
+}
+
 void tern_registry_init(void)
 {
-    memset(registry, 0, sizeof registry);
+    if (registry != reg_initial) {
+        tern_free(registry);
+    }
+    registry = reg_initial;
+    reg_nbuckets = REG_MIN_BUCKETS;
+    memset(reg_initial, 0, sizeof reg_initial);
     registry_count = 0;
 }
 
 void tern_registry_fini(void)
 {
     pthread_mutex_lock(&registry_mtx);
-    for (size_t i = 0; i < REG_BUCKETS; i++) {
+    for (size_t i = 0; i < reg_nbuckets; i++) {
         struct tern_session *s = registry[i];
         while (s) {
             struct tern_session *next = s->reg_next;
@@ -264,6 +279,11 @@ void tern_registry_fini(void)
             s = next;
         }
         registry[i] = NULL;
+    }
+    if (registry != reg_initial) {
+        tern_free(registry);
+        registry = reg_initial;
+        reg_nbuckets = REG_MIN_BUCKETS;
     }
     registry_count = 0;
     pthread_mutex_unlock(&registry_mtx);
@@ -281,20 +301,52 @@ void tern_registry_unlock(void)
 
 struct tern_session *tern_registry_find_locked(const char *client_id, size_t len)
 {
-    for (struct tern_session *s = registry[hash_id(client_id, len) % REG_BUCKETS]; s;
-         s = s->reg_next) {
-        if (s->client_id_len == len && memcmp(s->client_id, client_id, len) == 0) {
+    uint32_t h = hash_id(client_id, len);
+    for (struct tern_session *s = *chain_of(h); s; s = s->reg_next) {
+        if (s->reg_hash == h && s->client_id_len == len &&
+            memcmp(s->client_id, client_id, len) == 0) {
             return s;
         }
     }
     return NULL;
 }
 
+/* Double the chains (best effort: on failure the table stays as it is). */
+static void registry_grow(void)
+{
+    size_t n = reg_nbuckets * 2;
+    struct tern_session **t = tern_calloc(n, sizeof *t);
+    if (t == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < reg_nbuckets; i++) {
+        struct tern_session *s = registry[i];
+        while (s) {
+            struct tern_session *next = s->reg_next;
+            struct tern_session **pp = &t[s->reg_hash & (n - 1)];
+            s->reg_next = *pp;
+            *pp = s;
+            s = next;
+        }
+    }
+    if (registry != reg_initial) {
+        tern_free(registry);
+    } else {
+        memset(reg_initial, 0, sizeof reg_initial);
+    }
+    registry = t;
+    reg_nbuckets = n;
+}
+
 int tern_registry_add_locked(struct tern_session *s)
 {
-    uint32_t b = hash_id(s->client_id, s->client_id_len) % REG_BUCKETS;
-    s->reg_next = registry[b];
-    registry[b] = tern_session_ref(s);
+    if (registry_count >= reg_nbuckets * REG_LOAD) {
+        registry_grow();
+    }
+    s->reg_hash = hash_id(s->client_id, s->client_id_len);
+    struct tern_session **pp = chain_of(s->reg_hash);
+    s->reg_next = *pp;
+    *pp = tern_session_ref(s);
     s->in_registry = true;
     registry_count++;
     return TERN_OK;
@@ -305,8 +357,7 @@ void tern_registry_remove_locked(struct tern_session *s)
     if (!s->in_registry) {
         return;
     }
-    uint32_t b = hash_id(s->client_id, s->client_id_len) % REG_BUCKETS;
-    for (struct tern_session **pp = &registry[b]; *pp; pp = &(*pp)->reg_next) {
+    for (struct tern_session **pp = chain_of(s->reg_hash); *pp; pp = &(*pp)->reg_next) {
         if (*pp == s) {
             *pp = s->reg_next;
             s->reg_next = NULL;
@@ -328,7 +379,7 @@ size_t tern_registry_count(void)
 
 void tern_registry_foreach_locked(void (*fn)(struct tern_session *s, void *arg), void *arg)
 {
-    for (size_t i = 0; i < REG_BUCKETS; i++) {
+    for (size_t i = 0; i < reg_nbuckets; i++) {
         struct tern_session *s = registry[i];
         while (s) {
             struct tern_session *next = s->reg_next;

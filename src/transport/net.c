@@ -155,6 +155,10 @@ static int listen_one(const struct sockaddr *sa, socklen_t sa_len, int backlog, 
     if ((flags & TERN_NET_REUSEPORT) && set_int_opt(fd, SOL_SOCKET, SO_REUSEPORT, 1) < 0) {
         goto err;
     }
+    /* Accepted sockets inherit it: no setsockopt per connection (tern_stream_socket_accepted). */
+    if (set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1) < 0) {
+        goto err;
+    }
     if (sa->sa_family == AF_INET6) {
         /* Explicit, whatever the system default: "::" takes IPv4 too unless asked not to. */
         int v6only = (flags & TERN_NET_V6ONLY) != 0;

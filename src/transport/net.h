@@ -29,7 +29,8 @@
  * or "0.0.0.0" where IPv6 is unavailable. An explicit "::" also takes IPv4 unless
  * TERN_NET_V6ONLY (set either way, whatever the system default). A name is resolved (blocking) and
  * the first address that binds is used. SO_REUSEADDR is always set. `port` 0 picks a free port; the
- * bound port is stored in *bound_port when it is non-NULL. Returns TERN_OK with *fd_out set,
+ * bound port is stored in *bound_port when it is non-NULL. TCP_NODELAY is set on the listener,
+ * so every accepted socket starts with it. Returns TERN_OK with *fd_out set,
  * TERN_EINVAL (unresolvable host), TERN_ESYS.
  */
 int tern_net_listen_tcp(const char *host, uint16_t port, int backlog, unsigned flags, int *fd_out,

@@ -128,6 +128,23 @@ static const struct tern_stream_ops unix_ops = {
     .peer_name = sock_peer_name,
 };
 
+/* The stream record for `fd` with the peer name copied; closes fd on failure. */
+static int socket_stream_make(int fd, const char *peer, bool is_unix, struct tern_stream **out)
+{
+    size_t nlen = strlen(peer) + 1;
+    struct sock_stream *ss = tern_calloc(1, sizeof *ss + nlen);
+    if (!ss) {
+        close(fd);
+        return TERN_ENOMEM;
+    }
+    ss->base.ops = is_unix ? &unix_ops : &tcp_ops;
+    ss->base.fd = fd;
+    ss->base.inner = NULL;
+    memcpy(ss->peer, peer, nlen);
+    *out = &ss->base;
+    return TERN_OK;
+}
+
 int tern_stream_socket_new(int fd, const char *peer, struct tern_stream **out)
 {
     *out = NULL;
@@ -157,18 +174,7 @@ int tern_stream_socket_new(int fd, const char *peer, struct tern_stream **out)
     } else if (tern_net_peer_name(fd, name, sizeof name) < 0) {
         snprintf(name, sizeof name, "%s", is_unix ? "unix" : "?");
     }
-    size_t nlen = strlen(name) + 1;
-    struct sock_stream *ss = tern_calloc(1, sizeof *ss + nlen);
-    if (!ss) {
-        close(fd);
-        return TERN_ENOMEM;
-    }
-    ss->base.ops = is_unix ? &unix_ops : &tcp_ops;
-    ss->base.fd = fd;
-    ss->base.inner = NULL;
-    memcpy(ss->peer, name, nlen);
-    *out = &ss->base;
-    return TERN_OK;
+    return socket_stream_make(fd, name, is_unix, out);
 
 err_sys : {
     int saved = errno;
@@ -176,4 +182,12 @@ err_sys : {
     errno = saved;
     return TERN_ESYS;
 }
+}
+
+int tern_stream_socket_accepted(int fd, const char *peer, bool is_unix, struct tern_stream **out)
+{
+    *out = NULL;
+    char name[TERN_STREAM_PEERSTRLEN];
+    snprintf(name, sizeof name, "%s", peer ? peer : (is_unix ? "unix" : "?"));
+    return socket_stream_make(fd, name, is_unix, out);
 }

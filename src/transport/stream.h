@@ -26,6 +26,7 @@
 #ifndef TERN_TRANSPORT_STREAM_H
 #define TERN_TRANSPORT_STREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -129,5 +130,14 @@ static inline const char *tern_stream_peer_name(struct tern_stream *s)
  * caller never has to. Returns TERN_OK with *out set, TERN_ENOMEM or TERN_ESYS.
  */
 int tern_stream_socket_new(int fd, const char *peer, struct tern_stream **out);
+
+/*
+ * The same for a socket from tern_net_accept() on a listener from tern_net_listen_tcp() or
+ * tern_net_listen_unix(), with no system call: the socket is already non-blocking and
+ * close-on-exec, and a TCP one inherited TCP_NODELAY from its listener. `is_unix` says which
+ * kind the listener is; `peer` is the name tern_net_accept() gave. Takes `fd` (closed on error).
+ * Returns TERN_OK with *out set, or TERN_ENOMEM.
+ */
+int tern_stream_socket_accepted(int fd, const char *peer, bool is_unix, struct tern_stream **out);
 
 #endif /* TERN_TRANSPORT_STREAM_H */

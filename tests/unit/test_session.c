@@ -343,6 +343,62 @@ static void test_registry(void)
     CHECK_EQ(tern_registry_count(), 0);
 }
 
+/* Past 2 x 4,096 sessions the table doubles (twice for 20,000): every session stays findable
+ * through the growths, removals find their chain, and a failed growth only leaves the table as
+ * it was. */
+static void test_registry_growth(void)
+{
+    enum { N = 20000 };
+    tern_registry_init();
+    tern_registry_lock();
+    char id[32];
+    uint64_t failed = 0;
+    for (int i = 0; i < N; i++) {
+        int len = snprintf(id, sizeof id, "client-%d", i);
+        if (i == 8192) {
+            /* 1: the session, 2: its id, 3: the first growth, which fails: the table keeps
+             * its chains and the next add grows it. */
+            failed = tern_alloc_failed_count();
+            tern_alloc_fail_after(3);
+        }
+        struct tern_session *s = tern_session_new(id, (size_t)len);
+        CHECK(s != NULL);
+        if (s == NULL) {
+            break;
+        }
+        CHECK_ERR(tern_registry_add_locked(s), TERN_OK);
+        tern_session_unref(s); /* the registry's reference remains */
+    }
+    tern_alloc_fail_after(0);
+    CHECK_EQ(tern_alloc_failed_count(), failed + 1);
+    int found = 0;
+    for (int i = 0; i < N; i++) {
+        int len = snprintf(id, sizeof id, "client-%d", i);
+        struct tern_session *s = tern_registry_find_locked(id, (size_t)len);
+        found += s != NULL && s->client_id_len == (size_t)len &&
+                 memcmp(s->client_id, id, (size_t)len) == 0;
+    }
+    CHECK_EQ(found, N);
+    CHECK(tern_registry_find_locked("client-20000", 12) == NULL);
+    for (int i = 0; i < N; i += 2) {
+        int len = snprintf(id, sizeof id, "client-%d", i);
+        struct tern_session *s = tern_registry_find_locked(id, (size_t)len);
+        if (s) {
+            tern_registry_remove_locked(s); /* drops the last reference */
+        }
+    }
+    found = 0;
+    for (int i = 0; i < N; i++) {
+        int len = snprintf(id, sizeof id, "client-%d", i);
+        found += (tern_registry_find_locked(id, (size_t)len) != NULL) == (i % 2 == 1);
+    }
+    CHECK_EQ(found, N);
+    tern_registry_unlock();
+    CHECK_EQ(tern_registry_count(), N / 2);
+    tern_registry_fini();
+    CHECK_EQ(tern_registry_count(), 0);
+}
+
 static void test_alloc_failures(void)
 {
     tern_alloc_fail_after(1);
@@ -371,6 +427,7 @@ static const struct tern_test tests[] = {
     {"packet_ids_exhausted", test_packet_ids_exhausted},
     {"qos2_ids", test_qos2_ids},
     {"registry", test_registry},
+    {"registry_growth", test_registry_growth},
     {"alloc_failures", test_alloc_failures},
     {NULL, NULL},
 };

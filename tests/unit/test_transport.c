@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -182,6 +183,43 @@ static void test_tcp_loopback(void)
 }
 
 /* Fill the socket buffers of a peer that does not read: writev must go partial, then EAGAIN. */
+/* A socket accepted from tern_net_listen_tcp() needs no system call to become a stream: it is
+ * non-blocking, close-on-exec and has TCP_NODELAY (inherited from the listener). */
+static void test_accepted_stream(void)
+{
+    int lfd = -1;
+    uint16_t port = 0;
+    CHECK_ERR(tern_net_listen_tcp("127.0.0.1", 0, 0, 0, &lfd, &port), TERN_OK);
+    int cfd = -1;
+    CHECK_ERR(tern_net_connect_tcp("127.0.0.1", port, &cfd), TERN_OK);
+    char peer[TERN_NET_ADDRSTRLEN];
+    int sfd = accept_one(lfd, peer, sizeof peer);
+    CHECK(sfd >= 0);
+    if (sfd < 0 || cfd < 0) {
+        close(lfd);
+        return;
+    }
+    int one = 0;
+    socklen_t len = sizeof one;
+    CHECK(getsockopt(sfd, IPPROTO_TCP, TCP_NODELAY, &one, &len) == 0);
+    CHECK(one != 0);
+    CHECK((fcntl(sfd, F_GETFL) & O_NONBLOCK) != 0);
+    CHECK((fcntl(sfd, F_GETFD) & FD_CLOEXEC) != 0);
+    struct tern_stream *srv = NULL, *cli = NULL;
+    CHECK_ERR(tern_stream_socket_accepted(sfd, peer, false, &srv), TERN_OK);
+    CHECK(wait_fd(cfd, POLLOUT));
+    CHECK_ERR(tern_net_connect_finish(cfd), TERN_OK);
+    CHECK_ERR(tern_stream_socket_new(cfd, NULL, &cli), TERN_OK);
+    if (srv && cli) {
+        CHECK(strcmp(tern_stream_peer_name(srv), peer) == 0);
+        CHECK(strncmp(tern_stream_peer_name(srv), "127.0.0.1:", 10) == 0);
+        exchange_bytes(cli, srv);
+    }
+    tern_stream_close(cli);
+    tern_stream_close(srv);
+    close(lfd);
+}
+
 static void test_tcp_partial_writes(void)
 {
     int lfd = -1;
@@ -932,6 +970,7 @@ static void test_reserve_fds(void)
 
 static const struct tern_test tests[] = {
     {"tcp_loopback", test_tcp_loopback},
+    {"accepted_stream", test_accepted_stream},
     {"tcp_partial_writes", test_tcp_partial_writes},
     {"tcp_peer_close", test_tcp_peer_close},
     {"tcp_refused", test_tcp_refused},
