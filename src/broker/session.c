@@ -229,15 +229,17 @@ bool tern_session_qos2_remove(struct tern_session *s, uint16_t pid)
 
 /* ---- registry ---- */
 
-/* The table starts with REG_MIN_BUCKETS chains and doubles when count > 2 x chains (at 19,000
- * sessions: 16,384 chains, 128 KiB); if the bigger table cannot be had, chains just get longer. */
+/* The table (heap, made at the first add) starts with REG_MIN_BUCKETS chains and doubles when
+ * count > REG_LOAD x chains: 19,000 sessions use 8,192 chains (64 KiB, 3.4 B a session). A
+ * table that cannot be had leaves chains longer: the first falls back to reg_fallback (static,
+ * untouched otherwise), a bigger one keeps the current table. */
 #define REG_MIN_BUCKETS 4096u
-#define REG_LOAD        2u
+#define REG_LOAD        4u
 
 static pthread_mutex_t registry_mtx = PTHREAD_MUTEX_INITIALIZER;
-static struct tern_session *reg_initial[REG_MIN_BUCKETS];
-static struct tern_session **registry = reg_initial;
-static size_t reg_nbuckets = REG_MIN_BUCKETS; /* a power of two */
+static struct tern_session *reg_fallback[REG_MIN_BUCKETS];
+static struct tern_session **registry; /* NULL until the first add */
+static size_t reg_nbuckets;            /* a power of two, 0 while registry is NULL */
 static size_t registry_count;
 
 static uint32_t hash_id(const char *s, size_t len)
@@ -255,14 +257,19 @@ static struct tern_session **chain_of(uint32_t h)
     return &registry[h & (reg_nbuckets - 1)];
 }
 
-void tern_registry_init(void)
+static void table_free(void)
 {
-    if (registry != reg_initial) {
+    if (registry != reg_fallback) {
         tern_free(registry);
     }
-    registry = reg_initial;
-    reg_nbuckets = REG_MIN_BUCKETS;
-    memset(reg_initial, 0, sizeof reg_initial);
+    registry = NULL;
+    reg_nbuckets = 0;
+}
+
+void tern_registry_init(void)
+{
+    table_free();
+    memset(reg_fallback, 0, sizeof reg_fallback);
     registry_count = 0;
 }
 
@@ -280,11 +287,7 @@ void tern_registry_fini(void)
         }
         registry[i] = NULL;
     }
-    if (registry != reg_initial) {
-        tern_free(registry);
-        registry = reg_initial;
-        reg_nbuckets = REG_MIN_BUCKETS;
-    }
+    table_free();
     registry_count = 0;
     pthread_mutex_unlock(&registry_mtx);
 }
@@ -301,6 +304,9 @@ void tern_registry_unlock(void)
 
 struct tern_session *tern_registry_find_locked(const char *client_id, size_t len)
 {
+    if (registry == NULL) {
+        return NULL;
+    }
     uint32_t h = hash_id(client_id, len);
     for (struct tern_session *s = *chain_of(h); s; s = s->reg_next) {
         if (s->reg_hash == h && s->client_id_len == len &&
@@ -311,12 +317,15 @@ struct tern_session *tern_registry_find_locked(const char *client_id, size_t len
     return NULL;
 }
 
-/* Double the chains (best effort: on failure the table stays as it is). */
-static void registry_grow(void)
+/* Rehash into `n` chains (best effort: on failure the table stays as it is). */
+static void registry_resize(size_t n)
 {
-    size_t n = reg_nbuckets * 2;
     struct tern_session **t = tern_calloc(n, sizeof *t);
     if (t == NULL) {
+        if (registry == NULL) {
+            registry = reg_fallback;
+            reg_nbuckets = REG_MIN_BUCKETS;
+        }
         return;
     }
     for (size_t i = 0; i < reg_nbuckets; i++) {
@@ -328,20 +337,19 @@ static void registry_grow(void)
             *pp = s;
             s = next;
         }
+        registry[i] = NULL;
     }
-    if (registry != reg_initial) {
-        tern_free(registry);
-    } else {
-        memset(reg_initial, 0, sizeof reg_initial);
-    }
+    table_free();
     registry = t;
     reg_nbuckets = n;
 }
 
 int tern_registry_add_locked(struct tern_session *s)
 {
-    if (registry_count >= reg_nbuckets * REG_LOAD) {
-        registry_grow();
+    if (registry == NULL) {
+        registry_resize(REG_MIN_BUCKETS);
+    } else if (registry_count >= reg_nbuckets * REG_LOAD) {
+        registry_resize(reg_nbuckets * 2);
     }
     s->reg_hash = hash_id(s->client_id, s->client_id_len);
     struct tern_session **pp = chain_of(s->reg_hash);

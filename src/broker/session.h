@@ -134,7 +134,7 @@ bool tern_session_qos2_remove(struct tern_session *s, uint16_t pid);
 
 /*
  * Registry of sessions by client id: a hash table under one mutex that doubles when it holds
- * twice as many sessions as chains (from 4,096 chains), so a lookup walks ~1-2 entries and
+ * four times as many sessions as chains (from 4,096 chains), so a lookup walks 2-4 entries and
  * compares a stored hash before the id. The registry holds one reference per session it lists.
  */
 void tern_registry_init(void);

@@ -128,11 +128,12 @@ static const struct tern_stream_ops unix_ops = {
     .peer_name = sock_peer_name,
 };
 
-/* The stream record for `fd` with the peer name copied; closes fd on failure. */
+/* The stream record for `fd` with the peer name copied (at most TERN_STREAM_PEERSTRLEN - 1
+ * bytes of it); closes fd on failure. */
 static int socket_stream_make(int fd, const char *peer, bool is_unix, struct tern_stream **out)
 {
-    size_t nlen = strlen(peer) + 1;
-    struct sock_stream *ss = tern_calloc(1, sizeof *ss + nlen);
+    size_t len = strnlen(peer, TERN_STREAM_PEERSTRLEN - 1);
+    struct sock_stream *ss = tern_calloc(1, sizeof *ss + len + 1);
     if (!ss) {
         close(fd);
         return TERN_ENOMEM;
@@ -140,7 +141,8 @@ static int socket_stream_make(int fd, const char *peer, bool is_unix, struct ter
     ss->base.ops = is_unix ? &unix_ops : &tcp_ops;
     ss->base.fd = fd;
     ss->base.inner = NULL;
-    memcpy(ss->peer, peer, nlen);
+    memcpy(ss->peer, peer, len);
+    ss->peer[len] = '\0';
     *out = &ss->base;
     return TERN_OK;
 }
@@ -187,7 +189,5 @@ err_sys : {
 int tern_stream_socket_accepted(int fd, const char *peer, bool is_unix, struct tern_stream **out)
 {
     *out = NULL;
-    char name[TERN_STREAM_PEERSTRLEN];
-    snprintf(name, sizeof name, "%s", peer ? peer : (is_unix ? "unix" : "?"));
-    return socket_stream_make(fd, name, is_unix, out);
+    return socket_stream_make(fd, peer ? peer : (is_unix ? "unix" : "?"), is_unix, out);
 }
