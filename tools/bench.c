@@ -333,9 +333,10 @@ static void stream_failed(struct bconn *c, const char *what, int err)
 }
 
 /*
- * After any stream call: wait for WRITE when output is left (in our buffer or inside the
- * stream) or the stream asks for it, and schedule a read for bytes decoded inside the stream,
- * which the fd will not signal.
+ * After a stream call: wait for WRITE when the stream asks for it, or when output is left
+ * (`pending`, which callers only pass right after a write attempt, so want() describes that
+ * write) and the stream names no readiness; schedule a read for bytes decoded inside the
+ * stream, which the fd will not signal.
  */
 static void stream_interest(struct bconn *c, bool pending)
 {
@@ -843,7 +844,16 @@ static void conn_read(struct bconn *c)
     if (c->role == R_SUB && c->out_off < c->out_len) {
         conn_flush(c); /* acks at once: the broker's window to us waits on them */
     } else if (c->st != NULL) {
-        stream_interest(c, c->out_off < c->out_len); /* a read may leave a write to do */
+        /*
+         * The stream's want() now describes the read. With output of ours waiting, try the
+         * write now instead, so the interest follows what the write needs: a TLS read can
+         * empty the stream's own buffer, and waiting on READ alone would then stall.
+         */
+        if (c->out_off < c->out_len) {
+            conn_flush(c);
+        } else {
+            stream_interest(c, false);
+        }
     }
 }
 
