@@ -23,6 +23,7 @@
 
 #include "broker/auth.h"
 #include "broker/conn.h"
+#include "broker/migrate.h"
 #include "broker/http_front.h"
 #include "broker/persist.h"
 #include "broker/retain.h"
@@ -116,9 +117,13 @@ static void pump_session(struct tern_worker *w, struct tern_session *s)
     if (other) {
         s->flush_posted = true;
     }
+    bool move = c != NULL && tern__migrate_wanted_locked(s, w);
     pthread_mutex_unlock(&s->mtx);
     if (c) {
         tern__conn_pump(c);
+        if (move) {
+            tern__migrate_consider(w, s);
+        }
     } else if (other) {
         tern__worker_schedule_session(other, s);
     }
@@ -152,6 +157,8 @@ static void flush_hook(struct tern_loop *loop, void *arg)
             tern__conn_flush(c);
         }
     }
+    /* Last: a connection moves only once its output of this turn is written. */
+    tern__migrate_run(w);
 }
 
 /* ---- accepting --------------------------------------------------------------------------- */
@@ -294,6 +301,7 @@ static void lag_timer_fire(struct tern_loop *loop, struct tern_timer *t)
 {
     struct tern_worker *w = tern_container_of(t, struct tern_worker, lag_timer);
     uint64_t now = tern_time_mono_ms();
+    tern__migrate_sample_load(w, now);
     uint64_t lag = now > t->due_ms ? now - t->due_ms : 0;
     if (now - w->lag_win_start >= LAG_WINDOW_MS) {
         w->lag_win_start = now;
@@ -327,6 +335,7 @@ static void worker_shutdown(struct tern_worker *w)
         tern_session_unref(w->pending[i]);
     }
     w->npending = 0;
+    tern__migrate_clear(w);
     tern__persist_worker_stop(w);
     tern__worker_free_stimers(w);
     tern__http_front_shutdown(w);

@@ -45,7 +45,7 @@ struct tern_worker {
     struct tern_session **pending; /* sessions with queued messages to send */
     size_t npending;
     size_t pending_cap;
-    size_t nconns;
+    _Atomic size_t nconns;            /* written by this worker, read by others (migrate.c) */
     struct tern__sess_timer *stimers; /* armed session expiry / will-delay timers */
     struct tern_timer sys_timer;      /* worker 0: $SYS publication */
     struct tern_timer house_timer;    /* worker 0: housekeeping (expired retained) */
@@ -54,6 +54,14 @@ struct tern_worker {
     _Atomic uint64_t lag_ms;     /* lateness of the last probe */
     _Atomic uint64_t lag_max_ms; /* largest lateness in this and the previous window */
     uint64_t lag_win_max, lag_prev_max, lag_win_start; /* worker thread only */
+    /* Connection migration (migrate.c): this thread's CPU use over the last probe period in
+     * per mille (written by the lag probe, read by every worker), the thread CPU clock at
+     * that probe, and sessions whose connection may move away, decided in the flush hook. */
+    _Atomic uint32_t load_pm;
+    uint64_t cpu_ns_last, cpu_wall_last;
+    struct tern_session *migrate_cand[4];
+    size_t nmigrate_cand;
+    uint64_t kicks_run; /* dynamic-security kick lists run here (dynsec_glue.c) */
 };
 
 struct tern_listener {
@@ -90,6 +98,7 @@ struct tern_stats {
     _Atomic uint64_t drop_memory_limit; /* memory_limit reached */
     _Atomic uint64_t drop_too_large;    /* over the receiver's Maximum Packet Size */
     _Atomic uint64_t drop_no_memory;    /* allocation failed */
+    _Atomic uint64_t conn_migrated;     /* connections moved to another worker (migrate.c) */
 };
 
 struct tern_broker {

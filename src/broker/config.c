@@ -1036,6 +1036,7 @@ static const struct opt options[] = {
     FN("include_dir", W_GLOBAL, h_include_dir),
     /* Tern's own. */
     G_INT("threads", threads, 0, 1024),
+    G_BOOL("connection_migration", connection_migration),
     G_INT("connect_timeout", connect_timeout, 1, 3600),
     G_INT("max_topic_levels", max_topic_levels, 1, TERN_CONFIG_MAX_TOPIC_LEVELS),
     FN("persistence_sync", W_GLOBAL, h_persistence_sync),
@@ -1494,6 +1495,7 @@ void tern_config_defaults(struct tern_config *cfg)
     cfg->connect_timeout = 10;
     cfg->retain_available = true;
     cfg->set_tcp_nodelay = true;
+    cfg->connection_migration = true;
     cfg->connection_messages = true;
     cfg->sys_interval = 10;
     cfg->log_types = TERN_LOGT_ERROR | TERN_LOGT_WARNING | TERN_LOGT_NOTICE | TERN_LOGT_INFORMATION;

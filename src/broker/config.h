@@ -203,6 +203,7 @@ struct tern_config {
     int64_t persistent_client_expiration; /* seconds, 0 = never */
     uint32_t sys_interval;                /* seconds, default 10, 0 = no $SYS updates */
     unsigned threads;                     /* Tern: worker threads, 0 = number of cores */
+    bool connection_migration;            /* Tern: move receivers to their publisher's worker */
 
     /* Logging. */
     unsigned log_types; /* enum tern_log_type bits; default error|warning|notice|information */

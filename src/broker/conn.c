@@ -42,6 +42,7 @@ static void on_timer(struct tern_loop *loop, struct tern_timer *t);
 static void process_input(struct tern_conn *c);
 static void in_release_if_empty(struct tern_conn *c);
 static void pause_end(struct tern_conn *c);
+static void conn_link(struct tern_conn *c, struct tern_worker *w);
 
 _Atomic uint64_t tern__backpressure_pauses;
 
@@ -99,12 +100,7 @@ void tern__conn_accept(struct tern_worker *w, struct tern_stream *stream, struct
     }
     uint64_t ct = b->cfg->connect_timeout ? b->cfg->connect_timeout : 10;
     (void)tern_loop_timer_after(w->loop, &c->timer, ct * 1000u, on_timer);
-    c->next = w->conns;
-    if (w->conns) {
-        w->conns->prev = c;
-    }
-    w->conns = c;
-    w->nconns++;
+    conn_link(c, w);
     atomic_fetch_add(&l->nconns, 1);
     atomic_fetch_add_explicit(&b->stats.connections_total, 1, memory_order_relaxed);
     tern_log(TERN_LOG_DEBUG, "new connection from %s on worker %u", tern__conn_peer(c), w->id);
@@ -965,6 +961,63 @@ static void on_timer(struct tern_loop *loop, struct tern_timer *t)
         return;
     }
     (void)tern_loop_timer_start(loop, t, c->last_rx_ms + limit, on_timer);
+}
+
+/* ---- moving to another worker -------------------------------------------------------------- */
+
+bool tern__conn_can_migrate(const struct tern_conn *c)
+{
+    return c->state == TERN_CONN_ACTIVE && c->stream != NULL && c->reading && !c->doomed &&
+           !c->paused && !c->dirty && c->refs == 0 && c->out_count == 0 && c->authx == NULL &&
+           (tern_stream_want(c->stream) & (TERN_STREAM_PENDING | TERN_STREAM_WANT_WRITE)) == 0;
+}
+
+void tern__conn_migrate_out(struct tern_conn *c)
+{
+    struct tern_worker *w = c->w;
+    (void)tern_loop_del_fd(w->loop, c->stream->fd);
+    tern_loop_timer_stop(w->loop, &c->timer);
+    conn_unlink(c);
+    w->nconns--;
+}
+
+static void conn_link(struct tern_conn *c, struct tern_worker *w)
+{
+    c->w = w;
+    c->prev = NULL;
+    c->next = w->conns;
+    if (w->conns) {
+        w->conns->prev = c;
+    }
+    w->conns = c;
+    w->nconns++;
+}
+
+void tern__conn_migrate_in(struct tern_conn *c, struct tern_worker *w)
+{
+    conn_link(c, w);
+    if (c->acl) {
+        /* The cached answers carry the old worker's snapshot generation. */
+        memset(c->acl->cache, 0, sizeof c->acl->cache);
+    }
+    if (tern_loop_add_fd(w->loop, c->stream->fd, TERN_LOOP_READ, on_io, c) != TERN_OK) {
+        tern__conn_close(c, TERN_RC_UNSPECIFIED_ERROR, "cannot watch the connection");
+        return;
+    }
+    if (c->keepalive > 0) {
+        (void)tern_loop_timer_start(w->loop, &c->timer,
+                                    c->last_rx_ms + (uint64_t)c->keepalive * 1500u, on_timer);
+    }
+    tern__conn_pump(c);
+    set_interest(c);
+}
+
+void tern__conn_migrate_abandon(struct tern_conn *c, struct tern_worker *w)
+{
+    conn_link(c, w);
+    c->will_send = false;
+    tern__conn_close(c, TERN_RC_SERVER_SHUTTING_DOWN, "broker stopping");
+    tern__conn_free(c);
 }
 
 void tern__conn_start_keepalive(struct tern_conn *c)

@@ -167,6 +167,19 @@ void tern__conn_pump(struct tern_conn *c);
 /* Resend in-flight messages (DUP set, in order) after a session resumes, then pump. */
 void tern__conn_resume(struct tern_conn *c);
 
+/*
+ * Moving a connection to another worker (migrate.c has the policy). can_migrate: nothing ties
+ * c to its worker beyond its fd and keepalive timer (active, not paused or closing, no output
+ * queued or buffered in the stream, no message or job referring to it, no JWT/SCRAM state).
+ * migrate_out, on the old worker: off its loop and its list (c->w still names it). migrate_in,
+ * on the new worker w: onto w's loop, list and keepalive timer, then send what is queued.
+ * migrate_abandon: w has stopped while c was on its way; close it as the stop would have.
+ */
+bool tern__conn_can_migrate(const struct tern_conn *c);
+void tern__conn_migrate_out(struct tern_conn *c);
+void tern__conn_migrate_in(struct tern_conn *c, struct tern_worker *w);
+void tern__conn_migrate_abandon(struct tern_conn *c, struct tern_worker *w);
+
 /* Arm the keepalive timer (after CONNACK). */
 void tern__conn_start_keepalive(struct tern_conn *c);
 

@@ -20,6 +20,7 @@
  * differ) while the payload is shared by reference.
  */
 #include "broker/conn.h"
+#include "broker/migrate.h"
 
 #include "broker/auth.h"
 #include "broker/mount.h"
@@ -398,6 +399,7 @@ void tern__route_enqueue(struct tern_session *s, struct tern_msg *msg, uint8_t q
     } else {
         tern_qlist_push(&s->queue, q);
         tern__persist_smsg_added_locked(s, q);
+        tern__migrate_note_locked(s);
         if (s->worker && !s->flush_posted) {
             s->flush_posted = true;
             notify = s->worker;

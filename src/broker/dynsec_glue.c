@@ -108,6 +108,9 @@ static void kick_run(struct tern_loop *loop, struct tern_loop_msg *msg)
     struct kickmsg *km = tern_container_of(msg, struct kickmsg, lm);
     struct kicklist *k = km->k;
     struct tern_worker *w = tern__worker_current();
+    if (w != NULL) {
+        w->kicks_run++;
+    }
     if (w != NULL && !atomic_load(&tern__broker->stopping)) {
         /* tern__conn_close only marks: the list stays intact while we walk it. */
         for (struct tern_conn *c = w->conns; c != NULL; c = c->next) {
@@ -130,6 +133,31 @@ static void kick_run(struct tern_loop *loop, struct tern_loop_msg *msg)
     kicklist_unref(k);
 }
 
+/*
+ * Kicks and connection migration (migrate.c): a connection on its way between two workers is
+ * on neither's list, so a kick must not pass it. Kick lists are posted to the workers under
+ * kick_mtx and counted; each worker counts those it ran. A connection moves only from a worker
+ * that has run every kick posted so far, and its move is posted under kick_mtx too, so any
+ * later kick reaches the new worker's mailbox behind the connection.
+ */
+static pthread_mutex_t kick_mtx = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint64_t kicks_posted;
+
+bool tern__dynsec_move_begin(const struct tern_worker *w)
+{
+    pthread_mutex_lock(&kick_mtx);
+    if (atomic_load(&kicks_posted) != w->kicks_run) {
+        pthread_mutex_unlock(&kick_mtx);
+        return false;
+    }
+    return true;
+}
+
+void tern__dynsec_move_end(void)
+{
+    pthread_mutex_unlock(&kick_mtx);
+}
+
 /* On the origin worker: publish the answer, then hand the kick list to every worker. */
 static void answer_run(struct tern_loop *loop, struct tern_loop_msg *msg)
 {
@@ -150,6 +178,8 @@ static void answer_run(struct tern_loop *loop, struct tern_loop_msg *msg)
     if (k == NULL) {
         return;
     }
+    pthread_mutex_lock(&kick_mtx);
+    atomic_fetch_add(&kicks_posted, 1);
     for (unsigned i = 0; i < b->nworkers; i++) {
         struct kickmsg *km = tern_calloc(1, sizeof *km);
         if (km == NULL) {
@@ -160,6 +190,7 @@ static void answer_run(struct tern_loop *loop, struct tern_loop_msg *msg)
         km->k = k;
         tern_loop_send(b->workers[i].loop, &km->lm, kick_run);
     }
+    pthread_mutex_unlock(&kick_mtx);
     kicklist_unref(k);
 }
 

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct tern_worker;
+
 struct tern_broker;
 struct tern_conn;
 
@@ -30,6 +32,11 @@ int tern__dynsec_start(struct tern_broker *b);
 void tern__dynsec_stop(void);
 /* True when dynamic security is configured and loaded. */
 bool tern__dynsec_enabled(void);
+
+/* Connection migration: begin returns with the kick lock held when worker w has run every
+ * kick posted so far (false, unlocked, otherwise); end releases it (dynsec_glue.c). */
+bool tern__dynsec_move_begin(const struct tern_worker *w);
+void tern__dynsec_move_end(void);
 
 /*
  * Login check (any thread; blocks for the hash). TERN_OK, TERN_EDENIED (wrong password,

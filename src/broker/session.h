@@ -97,12 +97,18 @@ struct tern_session {
     uint8_t version;        /* owner thread: protocol level of the last connection */
     bool flush_posted;      /* under mtx: a flush is queued on worker (post or dirty list) */
     _Atomic bool online;    /* conn != NULL, readable without the lock (shared subs) */
+    /* Under mtx (migrate.c): the worker (id + 1, 0 = none) that queued the last messages for
+     * this session from another thread, how many in a row, and the migration epoch they were
+     * counted in. */
+    uint16_t src_worker;
+    uint16_t src_streak;
     /* Monotonic ms of the last sign its connection is alive and taking messages (bytes
      * written to its socket, an acknowledgement read): a receiver without one for
      * TERN_STALL_MS exerts no back-pressure on publishers (deliver.c). */
     _Atomic uint64_t progress_ms;
-    bool in_registry; /* owner thread: registered under client_id */
-    bool persisted;   /* under mtx: stored in the store (expiry != 0) */
+    bool in_registry;   /* owner thread: registered under client_id */
+    bool persisted;     /* under mtx: stored in the store (expiry != 0) */
+    uint16_t src_epoch; /* under mtx: see src_worker */
 };
 
 /* New session with one reference. client_id is copied. NULL when out of memory. */

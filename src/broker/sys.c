@@ -100,6 +100,8 @@ void tern__sys_publish(struct tern_broker *b)
     pub(b, "$SYS/broker/publish/messages/dropped", "%llu", (unsigned long long)cur[L_PUB_DROP]);
     pub(b, "$SYS/broker/publish/publishers/paused", "%llu",
         (unsigned long long)atomic_load(&tern__backpressure_pauses));
+    pub(b, "$SYS/broker/connections/migrated", "%llu",
+        (unsigned long long)atomic_load(&st->conn_migrated));
     pub(b, "$SYS/broker/bytes/received", "%llu", (unsigned long long)cur[L_BYTES_RX]);
     pub(b, "$SYS/broker/bytes/sent", "%llu", (unsigned long long)cur[L_BYTES_TX]);
     pub(b, "$SYS/broker/memory/limit/refused", "%llu", (unsigned long long)ld(&st->mem_refused));
