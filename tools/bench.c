@@ -15,9 +15,9 @@
  *   CLOCK_MONOTONIC, machine-wide), so receivers in this or another process on the same host
  *   measure latency and classify each message (bench_hist.h).
  * - Buffers: a connection holds input only for a partial packet and output only while the
- *   socket is full (a TLS / WebSocket stream adds its own bounded buffers); both are allocated on
- * demand and freed when empty (idle connections cost a socket and one struct). Publishers stop
- * queueing above BENCH_OUT_HIGH bytes pending.
+ *   socket is full; both are allocated on demand and freed when empty (idle connections cost a
+ *   socket and one struct; a TLS / WebSocket stream adds its own bounded buffers). Publishers
+ *   stop queueing above BENCH_OUT_HIGH bytes pending.
  * - QoS 1/2 publishers never have more than the in-flight window (min of --window and the
  *   server's Receive Maximum) unacknowledged; packet ids are reused only after 65535 sends.
  */
