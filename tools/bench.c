@@ -3,7 +3,10 @@
  * `tern bench`: MQTT load generator. Scenarios: conn (idle connections held with keepalive),
  * pub, sub, p2p (N publisher/subscriber pairs), fanout (P -> N), fanin (N -> S, optionally
  * through a $share group). One thread runs one tern_loop; each connection is a state machine
- * (TCP connect -> CONNACK -> SUBACK -> ready) that encodes and decodes packets with the codec.
+ * (TCP connect -> [TLS handshake / WebSocket upgrade] -> CONNACK -> SUBACK -> ready) that
+ * encodes and decodes packets with the codec. mqtt:// connections read and write their socket
+ * directly; mqtts://, ws:// and wss:// ones go through the shared tern_stream stack, set up by
+ * libtern's link (bench_transport.h), so the bracketed step is the client library's own code.
  *
  * Invariants:
  * - Every run is bounded: connect phase <= --connect-timeout, publishing <= --duration (hard cap
@@ -13,13 +16,15 @@
  *   measure latency and classify each message (bench_hist.h).
  * - Buffers: a connection holds input only for a partial packet and output only while the
  *   socket is full; both are allocated on demand and freed when empty (idle connections cost a
- *   socket and one struct). Publishers stop queueing above BENCH_OUT_HIGH bytes pending.
+ *   socket and one struct; a TLS / WebSocket stream adds its own bounded buffers). Publishers
+ *   stop queueing above BENCH_OUT_HIGH bytes pending.
  * - QoS 1/2 publishers never have more than the in-flight window (min of --window and the
  *   server's Receive Maximum) unacknowledged; packet ids are reused only after 65535 sends.
  */
 #include "bench.h"
 
 #include "bench_hist.h"
+#include "bench_transport.h"
 #include "common/alloc.h"
 #include "common/time.h"
 #include "loop/loop.h"
@@ -51,6 +56,7 @@
 #define BENCH_HDR_SIZE      20 /* pub id, seq, send time */
 #define BENCH_SCRATCH       (BENCH_MAX_PAYLOAD + 65536 + 262144)
 #define BENCH_READS_PER_IO  4
+#define BENCH_STREAM_READS  64            /* a TLS read returns one record (<= 16 KiB) at a time */
 #define BENCH_OUT_HIGH      (256u * 1024) /* publishers stop queueing above this */
 #define BENCH_OUT_MAX       (64u * 1024 * 1024)
 #define BENCH_MAX_PUB_IDS   65536
@@ -61,13 +67,13 @@ enum scenario { SC_CONN, SC_PUB, SC_SUB, SC_P2P, SC_FANOUT, SC_FANIN };
 static const char *const scenario_names[] = {"conn", "pub", "sub", "p2p", "fanout", "fanin"};
 
 enum role { R_IDLE, R_PUB, R_SUB };
-enum cstate { CS_NEW, CS_TCP, CS_CONNACK, CS_SUBACK, CS_READY, CS_CLOSED };
+enum cstate { CS_NEW, CS_TCP, CS_LINK, CS_CONNACK, CS_SUBACK, CS_READY, CS_CLOSED };
 enum phase { PH_CONNECT, PH_RUN, PH_DRAIN, PH_DONE };
 
 struct bopt {
     int scenario;
-    char host[256];
-    uint16_t port;
+    struct bench_transport_opts topt; /* as given */
+    struct bench_transport tr;        /* resolved before the first run */
     uint8_t version;
     int qos;
     size_t size;
@@ -102,6 +108,8 @@ struct bench;
 struct bconn {
     struct bench *b;
     int fd;
+    struct tern_stream *st;         /* TLS / WebSocket stack once set up; NULL for mqtt:// */
+    struct tern__client_link *link; /* while CS_LINK: the stack being set up */
     int idx;
     uint8_t role;
     uint8_t state;
@@ -138,7 +146,8 @@ struct bresult {
     double pub_s, recv_s;
     double send_rate, recv_rate, recv_mbps;
     struct bench_hist lat;      /* ns */
-    struct bench_hist conn_lat; /* ns, socket() to CONNACK */
+    struct bench_hist conn_lat; /* ns, socket() to CONNACK (or SUBACK), handshakes included */
+    uint64_t tls_resumed;       /* TLS handshakes that resumed a session */
     double cpu_user, cpu_sys, wall;
     int errors;
     char first_error[256];
@@ -293,9 +302,88 @@ static bool queue_ack(struct bconn *c, uint8_t type, uint16_t pid)
     return queue_packet(c, &pkt);
 }
 
+/* Output fully written: give back a buffer grown by a burst. */
+static void out_done(struct bconn *c)
+{
+    c->out_off = c->out_len = 0;
+    if (c->out_cap > BENCH_OUT_HIGH) {
+        tern_free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+    }
+}
+
+/* Register WRITE interest (besides READ) when `on`; the loop skips unchanged registrations. */
+static void want_write(struct bconn *c, bool on)
+{
+    if (c->want_write != on) {
+        c->want_write = on;
+        tern_loop_mod_fd(c->b->loop, c->fd, on ? TERN_LOOP_READ | TERN_LOOP_WRITE : TERN_LOOP_READ);
+    }
+}
+
+/* A stream call failed with `err`: record it in TLS's words when TLS knows more, and close. */
+static void stream_failed(struct bconn *c, const char *what, int err)
+{
+    const char *why = bench_stream_tls_error(c->st);
+    if (c->b->phase != PH_DONE || err != TERN_ECLOSED) {
+        bench_error(c->b, c->idx, "%s: %s", what, why[0] != '\0' ? why : tern_strerror(err));
+    }
+    conn_close(c);
+}
+
+/*
+ * After a stream call: wait for WRITE when the stream asks for it, or when output is left
+ * (`pending`, which callers only pass right after a write attempt, so want() describes that
+ * write) and the stream names no readiness; schedule a read for bytes decoded inside the
+ * stream, which the fd will not signal.
+ */
+static void stream_interest(struct bconn *c, bool pending)
+{
+    unsigned w = tern_stream_want(c->st);
+    bool wr = (w & TERN_STREAM_WANT_WRITE) != 0;
+    if (pending && (w & (TERN_STREAM_WANT_READ | TERN_STREAM_WANT_WRITE)) == 0) {
+        wr = true; /* partial write with no word from the stream: the socket is full */
+    }
+    want_write(c, wr);
+    if (w & TERN_STREAM_PENDING) {
+        tern_loop_fd_kick(c->b->loop, c->fd, TERN_LOOP_READ);
+    }
+}
+
+/* conn_flush() through a TLS / WebSocket stream. */
+static bool conn_flush_stream(struct bconn *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t n = tern_stream_write(c->st, c->out + c->out_off, c->out_len - c->out_off);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            continue;
+        }
+        if (n == TERN_EAGAIN || n == 0) {
+            break;
+        }
+        stream_failed(c, "write", (int)n);
+        return false;
+    }
+    int r = tern_stream_flush(c->st);
+    if (r != TERN_OK && r != TERN_EAGAIN) {
+        stream_failed(c, "write", r);
+        return false;
+    }
+    if (c->out_off == c->out_len) {
+        out_done(c);
+    }
+    stream_interest(c, c->out_off < c->out_len || r == TERN_EAGAIN);
+    return true;
+}
+
 /* Write pending output; returns false if the connection was closed. */
 static bool conn_flush(struct bconn *c)
 {
+    if (c->st != NULL) {
+        return conn_flush_stream(c);
+    }
     while (c->out_off < c->out_len) {
         ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
         if (n > 0) {
@@ -306,26 +394,15 @@ static bool conn_flush(struct bconn *c)
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!c->want_write) {
-                c->want_write = true;
-                tern_loop_mod_fd(c->b->loop, c->fd, TERN_LOOP_READ | TERN_LOOP_WRITE);
-            }
+            want_write(c, true);
             return true;
         }
         bench_error(c->b, c->idx, "write: %s", strerror(errno));
         conn_close(c);
         return false;
     }
-    c->out_off = c->out_len = 0;
-    if (c->out_cap > BENCH_OUT_HIGH) { /* give back a buffer grown by a burst */
-        tern_free(c->out);
-        c->out = NULL;
-        c->out_cap = 0;
-    }
-    if (c->want_write) {
-        c->want_write = false;
-        tern_loop_mod_fd(c->b->loop, c->fd, TERN_LOOP_READ);
-    }
+    out_done(c);
+    want_write(c, false);
     return true;
 }
 
@@ -339,14 +416,25 @@ static void conn_close(struct bconn *c)
     if (c->state == CS_CLOSED || c->state == CS_NEW) {
         return;
     }
-    if (c->state == CS_TCP || c->state == CS_CONNACK || c->state == CS_SUBACK) {
+    if (c->state == CS_TCP || c->state == CS_LINK || c->state == CS_CONNACK ||
+        c->state == CS_SUBACK) {
         b->connecting--;
         b->r->conns_failed++;
     } else if (c->state == CS_READY) {
         b->ready--;
     }
-    tern_loop_del_fd(b->loop, c->fd);
-    close(c->fd);
+    if (c->fd >= 0) { /* -1: a failed link set-up already closed it (and left the loop) */
+        tern_loop_del_fd(b->loop, c->fd);
+        if (c->link != NULL) {
+            bench_link_free(c->link); /* owns the stream, which owns the fd */
+            c->link = NULL;
+        } else if (c->st != NULL) {
+            tern_stream_close(c->st);
+            c->st = NULL;
+        } else {
+            close(c->fd);
+        }
+    }
     c->fd = -1;
     c->state = CS_CLOSED;
     tern_free(c->in);
@@ -402,6 +490,54 @@ static void conn_start(struct bconn *c)
     c->fd = fd;
     c->state = CS_TCP;
     b->connecting++;
+}
+
+static void send_connect(struct bconn *c);
+
+/* One step of the TLS handshake / WebSocket upgrade; CONNECT goes out when it is done. */
+static void conn_link_step(struct bconn *c)
+{
+    struct bench *b = c->b;
+    int r = tern__client_link_step(c->link);
+    if (r == TERN_EAGAIN) {
+        unsigned w = tern__client_link_want(c->link);
+        want_write(c, (w & TERN_STREAM_WANT_WRITE) != 0);
+        if (w & TERN_STREAM_PENDING) {
+            tern_loop_fd_kick(b->loop, c->fd, TERN_LOOP_READ);
+        }
+        return;
+    }
+    if (r != TERN_OK) {
+        bench_error(b, c->idx, "%s", c->link->err);
+        conn_close(c);
+        return;
+    }
+    c->st = tern__client_link_take(c->link);
+    bench_link_free(c->link);
+    c->link = NULL;
+    if (bench_stream_tls_resumed(c->st)) {
+        b->r->tls_resumed++;
+    }
+    c->state = CS_CONNACK;
+    send_connect(c);
+    stream_interest(c, false);
+}
+
+/* TCP is connected: begin TLS / WebSocket over it. */
+static void conn_link_begin(struct bconn *c)
+{
+    struct bench *b = c->b;
+    char err[TERN__LINK_ERRLEN];
+    int r = bench_link_new(&b->o->tr, c->fd, &c->link, err, sizeof(err));
+    if (r != TERN_OK) { /* the fd is closed already */
+        bench_error(b, c->idx, "%s", err);
+        tern_loop_del_fd(b->loop, c->fd);
+        c->fd = -1;
+        conn_close(c);
+        return;
+    }
+    c->state = CS_LINK;
+    conn_link_step(c);
 }
 
 static void start_more(struct bench *b)
@@ -625,7 +761,30 @@ static void conn_read(struct bconn *c)
         c->in_len = 0;
     }
     bool closed = false;
-    for (int i = 0; i < BENCH_READS_PER_IO; i++) {
+    int reads = c->st != NULL ? BENCH_STREAM_READS : BENCH_READS_PER_IO;
+    for (int i = 0; i < reads; i++) {
+        if (c->st != NULL) {
+            ssize_t n = tern_stream_read(c->st, buf + len, BENCH_SCRATCH - len);
+            if (n > 0) {
+                len += (size_t)n;
+                if (len == BENCH_SCRATCH) {
+                    break;
+                }
+                continue;
+            }
+            if (n == TERN_EAGAIN) {
+                break;
+            }
+            closed = true;
+            if (b->phase != PH_DONE) {
+                const char *why = bench_stream_tls_error(c->st);
+                bench_error(b, c->idx, "%s",
+                            n == TERN_ECLOSED ? "closed by the server"
+                            : why[0] != '\0'  ? why
+                                              : tern_strerror((int)n));
+            }
+            break;
+        }
         ssize_t n = read(c->fd, buf + len, BENCH_SCRATCH - len);
         if (n > 0) {
             len += (size_t)n;
@@ -684,6 +843,17 @@ static void conn_read(struct bconn *c)
     }
     if (c->role == R_SUB && c->out_off < c->out_len) {
         conn_flush(c); /* acks at once: the broker's window to us waits on them */
+    } else if (c->st != NULL) {
+        /*
+         * The stream's want() now describes the read. With output of ours waiting, try the
+         * write now instead, so the interest follows what the write needs: a TLS read can
+         * empty the stream's own buffer, and waiting on READ alone would then stall.
+         */
+        if (c->out_off < c->out_len) {
+            conn_flush(c);
+        } else {
+            stream_interest(c, false);
+        }
     }
 }
 
@@ -705,8 +875,22 @@ static void on_io(struct tern_loop *loop, int fd, unsigned events, void *arg)
             return;
         }
         tern_loop_mod_fd(b->loop, c->fd, TERN_LOOP_READ);
+        if (!bench_transport_plain(&b->o->tr)) {
+            conn_link_begin(c);
+            if (c->state == CS_CLOSED) {
+                start_more(b);
+            }
+            return;
+        }
         c->state = CS_CONNACK;
         send_connect(c);
+        return;
+    }
+    if (c->state == CS_LINK) {
+        conn_link_step(c);
+        if (c->state == CS_CLOSED) {
+            start_more(b);
+        }
         return;
     }
     if (events & (TERN_LOOP_READ | TERN_LOOP_HUP)) {
@@ -1136,13 +1320,24 @@ static void teardown(struct bench *b)
         if (c->state == CS_READY) {
             uint8_t buf[8];
             ssize_t n = tern_packet_encode(buf, sizeof(buf), b->o->version, &d);
-            if (n > 0 && write(c->fd, buf, (size_t)n) < 0) {
+            if (n > 0 && c->st != NULL && c->out_off == c->out_len) {
+                /* best effort, like the write below: the stream is closed next anyway */
+                if (tern_stream_write(c->st, buf, (size_t)n) == n) {
+                    tern_stream_flush(c->st);
+                }
+            } else if (n > 0 && c->st == NULL && write(c->fd, buf, (size_t)n) < 0) {
                 /* best effort: the socket is closed next anyway */
             }
         }
         if (c->state != CS_CLOSED && c->state != CS_NEW) {
             tern_loop_del_fd(b->loop, c->fd);
-            close(c->fd);
+            if (c->link != NULL) {
+                bench_link_free(c->link);
+            } else if (c->st != NULL) {
+                tern_stream_close(c->st);
+            } else {
+                close(c->fd);
+            }
         }
         tern_free(c->in);
         tern_free(c->out);
@@ -1176,9 +1371,9 @@ static int run_once(const struct bopt *o, double per_pub_rate, struct bresult *r
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
     char port[8];
-    snprintf(port, sizeof(port), "%u", o->port);
-    if (getaddrinfo(o->host, port, &hints, &ai) != 0 || ai == NULL) {
-        fprintf(stderr, "tern bench: cannot resolve %s\n", o->host);
+    snprintf(port, sizeof(port), "%u", o->tr.url.port);
+    if (getaddrinfo(o->tr.url.host, port, &hints, &ai) != 0 || ai == NULL) {
+        fprintf(stderr, "tern bench: cannot resolve %s\n", o->tr.url.host);
         return TERN_EINVAL;
     }
     memcpy(&b.dst, ai->ai_addr, ai->ai_addrlen);
@@ -1288,22 +1483,25 @@ static void json_result(FILE *f, const struct bopt *o, const struct bresult *r)
     const struct bench_hist *l = &r->lat;
     const struct bench_hist *c = &r->conn_lat;
     fprintf(f,
-            "{\"scenario\":\"%s\",\"mqtt\":\"%s\",\"qos\":%d,\"size\":%zu,"
-            "\"rate_offered\":%.1f,\"connections\":%llu,\"connect_failed\":%llu,"
+            "{\"scenario\":\"%s\",\"transport\":\"%s\",\"mqtt\":\"%s\",\"qos\":%d,"
+            "\"size\":%zu,\"rate_offered\":%.1f,\"connections\":%llu,\"connect_failed\":%llu,"
             "\"connect_s\":%.6f,\"connect_rate\":%.1f,\"connect_p50_ms\":%.3f,"
-            "\"connect_p99_ms\":%.3f,\"sent\":%llu,\"acked\":%llu,\"expected\":%llu,"
+            "\"connect_p99_ms\":%.3f,\"tls_resumed\":%llu,\"sent\":%llu,\"acked\":%llu,"
+            "\"expected\":%llu,"
             "\"received\":%llu,\"unique\":%llu,\"lost\":%llu,\"duplicated\":%llu,"
             "\"out_of_order\":%llu,\"foreign\":%llu,\"publish_s\":%.6f,\"receive_s\":%.6f,"
             "\"send_rate\":%.1f,\"recv_rate\":%.1f,\"recv_mbps\":%.3f,",
-            scenario_names[o->scenario], o->version == TERN_MQTT_5 ? "5" : "3.1.1", o->qos, o->size,
-            r->rate_offered, (unsigned long long)r->conns_ok, (unsigned long long)r->conns_failed,
-            r->connect_s, r->connect_s > 0 ? (double)r->conns_ok / r->connect_s : 0.0,
+            scenario_names[o->scenario], bench_transport_scheme(&o->tr),
+            o->version == TERN_MQTT_5 ? "5" : "3.1.1", o->qos, o->size, r->rate_offered,
+            (unsigned long long)r->conns_ok, (unsigned long long)r->conns_failed, r->connect_s,
+            r->connect_s > 0 ? (double)r->conns_ok / r->connect_s : 0.0,
             (double)bench_hist_quantile(c, 0.5) / 1e6, (double)bench_hist_quantile(c, 0.99) / 1e6,
-            (unsigned long long)r->sent, (unsigned long long)r->acked,
-            (unsigned long long)r->expected, (unsigned long long)r->received,
-            (unsigned long long)r->unique, (unsigned long long)r->lost, (unsigned long long)r->dup,
-            (unsigned long long)r->ooo, (unsigned long long)r->foreign, r->pub_s, r->recv_s,
-            r->send_rate, r->recv_rate, r->recv_mbps);
+            (unsigned long long)r->tls_resumed, (unsigned long long)r->sent,
+            (unsigned long long)r->acked, (unsigned long long)r->expected,
+            (unsigned long long)r->received, (unsigned long long)r->unique,
+            (unsigned long long)r->lost, (unsigned long long)r->dup, (unsigned long long)r->ooo,
+            (unsigned long long)r->foreign, r->pub_s, r->recv_s, r->send_rate, r->recv_rate,
+            r->recv_mbps);
     fprintf(f,
             "\"latency_us\":{\"count\":%llu,\"mean\":%.1f,\"p50\":%.1f,\"p99\":%.1f,"
             "\"p999\":%.1f,\"max\":%.1f},\"cpu\":{\"user_s\":%.3f,\"sys_s\":%.3f,"
@@ -1325,13 +1523,19 @@ static void human_result(FILE *f, const struct bopt *o, const struct bresult *r)
 {
     const struct bench_hist *l = &r->lat;
     const struct bench_hist *c = &r->conn_lat;
-    fprintf(f, "scenario      %s, MQTT %s, QoS %d, %zu B payload\n", scenario_names[o->scenario],
-            o->version == TERN_MQTT_5 ? "5" : "3.1.1", o->qos, o->size);
+    fprintf(f, "scenario      %s, MQTT %s over %s, QoS %d, %zu B payload\n",
+            scenario_names[o->scenario], o->version == TERN_MQTT_5 ? "5" : "3.1.1",
+            bench_transport_scheme(&o->tr), o->qos, o->size);
     fprintf(
         f, "connections   %llu ok, %llu failed, %.3f s (%.0f/s), connect p50 %.2f ms p99 %.2f ms\n",
         (unsigned long long)r->conns_ok, (unsigned long long)r->conns_failed, r->connect_s,
         r->connect_s > 0 ? (double)r->conns_ok / r->connect_s : 0.0,
         (double)bench_hist_quantile(c, 0.5) / 1e6, (double)bench_hist_quantile(c, 0.99) / 1e6);
+    if (o->tr.tls != NULL) {
+        fprintf(f, "tls           %llu of %llu handshakes resumed a session\n",
+                (unsigned long long)r->tls_resumed,
+                (unsigned long long)(r->conns_ok + r->conns_failed));
+    }
     if (o->scenario != SC_CONN) {
         if (r->rate_offered > 0) {
             fprintf(f, "offered       %.0f msg/s\n", r->rate_offered);
@@ -1376,8 +1580,17 @@ static void usage(FILE *f)
           "  fanin   N publishers (-c N) to S subscribers (-S, 1) of bench/fanin/+ (--shared G)\n"
           "Options:\n"
           "  -h, --host HOST          broker host (127.0.0.1)\n"
-          "  -p, --port PORT          broker port (1883)\n"
-          "  -L, --url URL            mqtt://host:port (TLS and WebSocket: not supported yet)\n"
+          "  -p, --port PORT          broker port (1883; mqtts 8883, ws 80, wss 443)\n"
+          "  -L, --url URL            mqtt://host[:port], mqtts:// (TLS), ws://host[:port][/path]\n"
+          "                           (WebSocket) or wss:// (WebSocket over TLS)\n"
+          "      --ws-path PATH       WebSocket request path (/mqtt)\n"
+          "      --cafile FILE        trust the CA certificates in this PEM file (without -L:\n"
+          "                           mqtts://); the server's certificate and name are verified\n"
+          "      --capath DIR         trust the CA certificates in this hashed directory\n"
+          "      --cert FILE          client certificate (PEM), with --key\n"
+          "      --key FILE           client private key (PEM)\n"
+          "      --insecure           do not verify the server's certificate or host name\n"
+          "      --tls-server-name N  name sent as SNI and checked in the certificate (the host)\n"
           "  -V, --protocol V         311 or 5 (311)\n"
           "  -q, --qos Q              0, 1 or 2 (0)\n"
           "  -s, --size BYTES         payload size, >= 20 (64)\n"
@@ -1420,49 +1633,6 @@ static bool parse_num(const char *s, double lo, double hi, double *out)
     return true;
 }
 
-static int parse_url(struct bopt *o, const char *url)
-{
-    const char *p;
-    if (strncmp(url, "mqtt://", 7) == 0 || strncmp(url, "tcp://", 6) == 0) {
-        p = strstr(url, "://") + 3;
-    } else {
-        fprintf(stderr,
-                "tern bench: \"%s\": only mqtt:// is supported; TLS (mqtts://) and "
-                "WebSocket (ws://, wss://) transports are not implemented in bench yet\n",
-                url);
-        return -1;
-    }
-    const char *slash = strchr(p, '/');
-    size_t hl = slash ? (size_t)(slash - p) : strlen(p);
-    char hp[256];
-    if (hl == 0 || hl >= sizeof(hp)) {
-        fprintf(stderr, "tern bench: bad URL \"%s\"\n", url);
-        return -1;
-    }
-    memcpy(hp, p, hl);
-    hp[hl] = '\0';
-    char *colon = strrchr(hp, ':');
-    if (colon != NULL && strchr(hp, ']') < colon) {
-        double v;
-        if (!parse_num(colon + 1, 1, 65535, &v)) {
-            fprintf(stderr, "tern bench: bad port in \"%s\"\n", url);
-            return -1;
-        }
-        o->port = (uint16_t)v;
-        *colon = '\0';
-    }
-    char *h = hp;
-    if (h[0] == '[') {
-        h++;
-        char *e = strchr(h, ']');
-        if (e) {
-            *e = '\0';
-        }
-    }
-    snprintf(o->host, sizeof(o->host), "%s", h);
-    return 0;
-}
-
 enum {
     OPT_SHARED = 1000,
     OPT_JSON,
@@ -1476,6 +1646,13 @@ enum {
     OPT_CONNECT_TIMEOUT,
     OPT_DRAIN,
     OPT_QUIET,
+    OPT_CAFILE,
+    OPT_CAPATH,
+    OPT_CERT,
+    OPT_KEY,
+    OPT_INSECURE,
+    OPT_TLS_SERVER_NAME,
+    OPT_WS_PATH,
     OPT_HELP,
 };
 
@@ -1509,6 +1686,13 @@ static const struct option long_opts[] = {
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"drain", required_argument, NULL, OPT_DRAIN},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"cafile", required_argument, NULL, OPT_CAFILE},
+    {"capath", required_argument, NULL, OPT_CAPATH},
+    {"cert", required_argument, NULL, OPT_CERT},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"tls-server-name", required_argument, NULL, OPT_TLS_SERVER_NAME},
+    {"ws-path", required_argument, NULL, OPT_WS_PATH},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -1524,16 +1708,14 @@ static int parse_opts(struct bopt *o, int argc, char **argv)
         bool ok = true;
         switch (opt) {
         case 'h':
-            snprintf(o->host, sizeof(o->host), "%s", optarg);
+            o->topt.host = optarg;
             break;
         case 'p':
             ok = parse_num(optarg, 1, 65535, &v);
-            o->port = (uint16_t)v;
+            o->topt.port = (int)v;
             break;
         case 'L':
-            if (parse_url(o, optarg) != 0) {
-                return 1;
-            }
+            o->topt.url = optarg;
             break;
         case 'V':
             if (strcmp(optarg, "311") == 0 || strcmp(optarg, "mqttv311") == 0) {
@@ -1634,6 +1816,27 @@ static int parse_opts(struct bopt *o, int argc, char **argv)
         case OPT_QUIET:
             o->quiet = true;
             break;
+        case OPT_CAFILE:
+            o->topt.cafile = optarg;
+            break;
+        case OPT_CAPATH:
+            o->topt.capath = optarg;
+            break;
+        case OPT_CERT:
+            o->topt.certfile = optarg;
+            break;
+        case OPT_KEY:
+            o->topt.keyfile = optarg;
+            break;
+        case OPT_INSECURE:
+            o->topt.insecure = true;
+            break;
+        case OPT_TLS_SERVER_NAME:
+            o->topt.server_name = optarg;
+            break;
+        case OPT_WS_PATH:
+            o->topt.ws_path = optarg;
+            break;
         case OPT_HELP:
             return 2;
         default:
@@ -1708,6 +1911,48 @@ static int run_find_max(const struct bopt *o, int npub)
     return rc;
 }
 
+/* Run (or search with --find-max) with the resolved options; returns the exit code. */
+static int run_main(const struct bopt *o, int npub, double per_pub)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    g_interrupted = 0;
+    if (o->find_max) {
+        return run_find_max(o, npub);
+    }
+    struct bresult *r = tern_malloc(sizeof(*r));
+    if (r == NULL) {
+        fprintf(stderr, "tern bench: out of memory\n");
+        return 1;
+    }
+    struct rlimit rl; /* thousands of sockets: take the hard limit on open files */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    int rc = run_once(o, per_pub, r);
+    if (rc == TERN_OK) {
+        if (o->json) {
+            json_result(stdout, o, r);
+            fputc('\n', stdout);
+            if (r->errors > 0) {
+                fprintf(stderr, "tern bench: %d error(s), first: %s\n", r->errors, r->first_error);
+            }
+        } else {
+            human_result(stdout, o, r);
+        }
+        rc = r->errors > 0 ? 1 : 0;
+    } else {
+        rc = 1;
+    }
+    tern_free(r);
+    return rc;
+}
+
 int cli_bench(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -1727,8 +1972,6 @@ int cli_bench(int argc, char **argv)
         usage(stderr);
         return 1;
     }
-    snprintf(o.host, sizeof(o.host), "127.0.0.1");
-    o.port = 1883;
     o.version = TERN_MQTT_311;
     o.size = 64;
     o.window = 64;
@@ -1768,41 +2011,16 @@ int cli_bench(int argc, char **argv)
         return 1;
     }
     double per_pub = o.total_rate > 0 && npub > 0 ? o.total_rate / npub : o.rate;
-    if (o.source_addrs > 0 && strchr(o.host, ':') != NULL) {
-        fprintf(stderr, "tern bench: --source-addrs applies to IPv4 loopback only; ignored\n");
-    }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    g_interrupted = 0;
-    if (o.find_max) {
-        return run_find_max(&o, npub);
-    }
-    struct bresult *r = tern_malloc(sizeof(*r));
-    if (r == NULL) {
-        fprintf(stderr, "tern bench: out of memory\n");
+    char err[512];
+    if (bench_transport_init(&o.tr, &o.topt, err, sizeof(err)) != TERN_OK) {
+        fprintf(stderr, "tern bench: %s\n", err);
+        bench_transport_fini(&o.tr);
         return 1;
     }
-    struct rlimit rl; /* thousands of sockets: take the hard limit on open files */
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+    if (o.source_addrs > 0 && strchr(o.tr.url.host, ':') != NULL) {
+        fprintf(stderr, "tern bench: --source-addrs applies to IPv4 loopback only; ignored\n");
     }
-    int rc = run_once(&o, per_pub, r);
-    if (rc == TERN_OK) {
-        if (o.json) {
-            json_result(stdout, &o, r);
-            fputc('\n', stdout);
-        } else {
-            human_result(stdout, &o, r);
-        }
-        rc = r->errors > 0 ? 1 : 0;
-    } else {
-        rc = 1;
-    }
-    tern_free(r);
+    int rc = run_main(&o, npub, per_pub);
+    bench_transport_fini(&o.tr);
     return rc;
 }

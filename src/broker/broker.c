@@ -337,6 +337,7 @@ static void worker_shutdown(struct tern_worker *w)
     }
     w->npending = 0;
     tern__migrate_clear(w);
+    tern__conn_chunk_cache_free();
     tern__persist_worker_stop(w);
     tern__worker_free_stimers(w);
     tern__http_front_shutdown(w);

@@ -54,11 +54,12 @@ struct tern_worker {
     _Atomic uint64_t lag_ms;     /* lateness of the last probe */
     _Atomic uint64_t lag_max_ms; /* largest lateness in this and the previous window */
     uint64_t lag_win_max, lag_prev_max, lag_win_start; /* worker thread only */
-    /* Connection migration (migrate.c): this thread's CPU use over the last probe period in
-     * per mille (written by the lag probe, read by every worker), the thread CPU clock at
-     * that probe, and sessions whose connection may move away, decided in the flush hook. */
+    /* Connection migration (migrate.c): the share of the last probe period this worker was
+     * busy (not waiting in epoll_wait), per mille, written by the lag probe and read by every
+     * worker; the clock and the loop's idle total at that probe; sessions whose connection may
+     * move away, decided in the flush hook. */
     _Atomic uint32_t load_pm;
-    uint64_t cpu_ns_last, cpu_wall_last;
+    uint64_t busy_wall_last, busy_idle_last;
     struct tern_session *migrate_cand[4];
     size_t nmigrate_cand;
     uint64_t kicks_run; /* dynamic-security kick lists run here (dynsec_glue.c) */

@@ -29,6 +29,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define CHUNK_POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define CHUNK_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define CHUNK_POISON(p, n)   ((void)(p), (void)(n))
+#define CHUNK_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 /* Reads per readiness callback: fairness between connections (each read up to READ_CHUNK). */
 #define READS_PER_EVENT 4
 #define READ_CHUNK      32768u
@@ -169,9 +178,51 @@ static struct tern_outseg *out_push(struct tern_conn *c)
     return s;
 }
 
+/*
+ * Output chunks of CHUNK_SIZE are kept for reuse by the worker thread that freed them, up to
+ * CHUNK_CACHE_MAX: a connection with output takes a chunk and returns it once the turn's
+ * write drained it, so without the cache every busy connection costs a 4 KiB malloc/free per
+ * loop turn, a size glibc serves from its shared bins, not its per-thread cache (callgrind,
+ * docs/benchmarks.md). Only worker threads cache (tern__conn_chunk_cache_free at their exit);
+ * cached chunks are poisoned for AddressSanitizer.
+ */
+#define CHUNK_CACHE_MAX 64u
+static _Thread_local uint8_t *chunk_cache[CHUNK_CACHE_MAX];
+static _Thread_local unsigned chunk_cached;
+
+static uint8_t *chunk_get(size_t cap)
+{
+    if (cap == CHUNK_SIZE && chunk_cached > 0) {
+        uint8_t *p = chunk_cache[--chunk_cached];
+        CHUNK_UNPOISON(p, CHUNK_SIZE);
+        return p;
+    }
+    return tern_malloc(cap);
+}
+
+static void chunk_put(uint8_t *p, size_t cap)
+{
+    if (p != NULL && cap == CHUNK_SIZE && chunk_cached < CHUNK_CACHE_MAX &&
+        tern__worker_current() != NULL) {
+        CHUNK_POISON(p, CHUNK_SIZE);
+        chunk_cache[chunk_cached++] = p;
+        return;
+    }
+    tern_free(p);
+}
+
+void tern__conn_chunk_cache_free(void)
+{
+    while (chunk_cached > 0) {
+        uint8_t *p = chunk_cache[--chunk_cached];
+        CHUNK_UNPOISON(p, CHUNK_SIZE);
+        tern_free(p);
+    }
+}
+
 static void seg_release(struct tern_outseg *s)
 {
-    tern_free(s->own);
+    chunk_put(s->own, s->own_cap);
     tern_msg_unref(s->msg);
     s->own = NULL;
     s->msg = NULL;
@@ -251,10 +302,10 @@ int tern__conn_write(struct tern_conn *c, const void *data, size_t len)
         last->len += len;
     } else {
         size_t cap = len > CHUNK_SIZE ? len : CHUNK_SIZE;
-        uint8_t *chunk = tern_malloc(cap);
+        uint8_t *chunk = chunk_get(cap);
         struct tern_outseg *s = chunk ? out_push(c) : NULL;
         if (s == NULL) {
-            tern_free(chunk);
+            chunk_put(chunk, cap);
             conn_doom(c, 0xFF, DOOM_NOMEM);
             return TERN_ENOMEM;
         }

@@ -154,6 +154,9 @@ int tern__conn_write_msg(struct tern_conn *c, struct tern_msg *msg);
 /* Put the connection on its worker's flush list. */
 void tern__conn_mark_dirty(struct tern_conn *c);
 
+/* Free the calling worker thread's cache of output chunks (at its exit). */
+void tern__conn_chunk_cache_free(void);
+
 /* Run the flush hook work for one connection (write; reap when closing). */
 void tern__conn_flush(struct tern_conn *c);
 /* Free a connection that is closed (called by the worker). */

@@ -452,11 +452,11 @@ static void metrics_more(struct mbuf *m, struct tern_broker *b)
         mput(m, "tern_worker_loop_lag_max_seconds{worker=\"%u\"} %llu.%03llu\n", i, ms / 1000u,
              ms % 1000u);
     }
-    family(m, "tern_worker_cpu_ratio", "gauge",
-           "CPU time of the worker thread over its last 250 ms probe period, 0 to 1.");
+    family(m, "tern_worker_busy_ratio", "gauge",
+           "Share of the worker's last 250 ms probe period not spent waiting for events.");
     for (unsigned i = 0; i < b->nworkers; i++) {
         unsigned pm = atomic_load_explicit(&b->workers[i].load_pm, memory_order_relaxed);
-        mput(m, "tern_worker_cpu_ratio{worker=\"%u\"} %u.%03u\n", i, pm / 1000u, pm % 1000u);
+        mput(m, "tern_worker_busy_ratio{worker=\"%u\"} %u.%03u\n", i, pm / 1000u, pm % 1000u);
     }
     metric(m, "tern_connections_migrated_total", "counter",
            "Connections moved to their publishers' worker (connection_migration).",

@@ -9,8 +9,11 @@
  * that worker if:
  *   - the connection is quiet in every way that ties it to its worker (conn.c,
  *     tern__conn_can_migrate: active, nothing buffered or held, no timer but the keepalive);
- *   - the destination thread used under MIGRATE_LOAD_MAX_PM of a core over its last 250 ms
- *     probe: locality pays when a thread has room, parallelism when it has none;
+ *   - the destination thread was busy (anywhere but waiting in epoll_wait: running, or ready
+ *     and waiting for a core) less than MIGRATE_LOAD_MAX_PM of its last 250 ms probe period,
+ *     and not much more than the source: locality pays when a thread has room, parallelism
+ *     when it has none. Wall-clock busy time, not CPU time: on a machine short of cores a
+ *     saturated thread gets little CPU and would look idle;
  *   - the destination would not hold more than twice the connections left here (plus
  *     BALANCE_SLACK), so a low-rate fan-out cannot gather every subscriber on one thread;
  *   - no other connection moved in the last MIGRATE_GAP_MS, broker-wide.
@@ -35,12 +38,12 @@
 #include "common/time.h"
 
 #include <stdint.h>
-#include <time.h>
 
-#define MIGRATE_STREAK      32u  /* messages in a row from one other worker */
-#define MIGRATE_LOAD_MAX_PM 500u /* destination's CPU use, per mille of a core */
-#define MIGRATE_GAP_MS      100u /* at most one move per this period, broker-wide */
-#define BALANCE_SLACK       16u
+#define MIGRATE_STREAK         32u  /* messages in a row from one other worker */
+#define MIGRATE_LOAD_MAX_PM    500u /* destination's busy time, per mille of the wall clock */
+#define MIGRATE_LOAD_MARGIN_PM 100u /* ... and at most this much busier than the source */
+#define MIGRATE_GAP_MS         100u /* at most one move per this period, broker-wide */
+#define BALANCE_SLACK          16u
 
 static _Atomic uint32_t epoch;
 static _Atomic uint64_t last_move_ms;
@@ -107,7 +110,9 @@ static void move_arrive(struct tern_loop *loop, struct tern_loop_msg *msg)
 
 static bool load_allows(const struct tern_worker *here, const struct tern_worker *to)
 {
-    if (atomic_load_explicit(&to->load_pm, memory_order_relaxed) >= MIGRATE_LOAD_MAX_PM) {
+    uint32_t busy_to = atomic_load_explicit(&to->load_pm, memory_order_relaxed);
+    uint32_t busy_here = atomic_load_explicit(&here->load_pm, memory_order_relaxed);
+    if (busy_to >= MIGRATE_LOAD_MAX_PM || busy_to > busy_here + MIGRATE_LOAD_MARGIN_PM) {
         return false;
     }
     size_t left = atomic_load_explicit(&here->nconns, memory_order_relaxed);
@@ -184,17 +189,15 @@ void tern__migrate_clear(struct tern_worker *w)
 
 void tern__migrate_sample_load(struct tern_worker *w, uint64_t now_ms)
 {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) {
-        return;
+    (void)now_ms;
+    uint64_t wall = tern_time_mono_ns();
+    uint64_t idle = tern_loop_idle_ns(w->loop);
+    if (w->busy_wall_last != 0 && wall > w->busy_wall_last) {
+        uint64_t span = wall - w->busy_wall_last;
+        uint64_t slept = idle - w->busy_idle_last;
+        uint64_t pm = slept >= span ? 0 : (span - slept) * 1000u / span;
+        atomic_store_explicit(&w->load_pm, (uint32_t)pm, memory_order_relaxed);
     }
-    uint64_t cpu_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    if (w->cpu_wall_last != 0 && now_ms > w->cpu_wall_last) {
-        uint64_t wall_ns = (now_ms - w->cpu_wall_last) * 1000000u;
-        uint64_t pm = (cpu_ns - w->cpu_ns_last) * 1000u / wall_ns;
-        atomic_store_explicit(&w->load_pm, (uint32_t)(pm > 1000u ? 1000u : pm),
-                              memory_order_relaxed);
-    }
-    w->cpu_ns_last = cpu_ns;
-    w->cpu_wall_last = now_ms;
+    w->busy_wall_last = wall;
+    w->busy_idle_last = idle;
 }

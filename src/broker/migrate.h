@@ -30,7 +30,7 @@ void tern__migrate_consider(struct tern_worker *w, struct tern_session *s);
  * turn whose move is still wanted and allowed. */
 void tern__migrate_run(struct tern_worker *w);
 
-/* The lag probe of w (every 250 ms): sample the thread's CPU use for the policy. */
+/* The lag probe of w (every 250 ms): sample how busy the worker was, for the policy. */
 void tern__migrate_sample_load(struct tern_worker *w, uint64_t now_ms);
 
 /* Drop the considered sessions (worker shutdown). */

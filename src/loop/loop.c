@@ -85,6 +85,8 @@ struct tern_loop {
     struct tern_timer **heap;
     size_t heap_len, heap_cap;
 
+    uint64_t idle_ns; /* loop thread: total time spent in epoll_wait */
+
     /* mailbox: shared part under mb_lock */
     pthread_mutex_t mb_lock;
     struct tern_loop_msg *mb_head, *mb_tail;
@@ -851,13 +853,17 @@ int tern_loop_run_once(struct tern_loop *loop, int timeout_ms)
     current_loop = loop;
 
     run_hooks(loop);
+    uint64_t sleep_start = tern_time_mono_ns();
     int n = epoll_wait(loop->epfd, loop->events, loop->max_events, poll_timeout(loop, timeout_ms));
+    uint64_t woke = tern_time_mono_ns();
+    /* Time in epoll_wait is idle; the rest (running or waiting for a core) is busy. */
+    loop->idle_ns += woke - sleep_start;
     int ret;
     if (n < 0 && errno != EINTR) {
         ret = TERN_ESYS;
         goto out;
     }
-    tern_loop_update_now(loop);
+    loop->now = woke / 1000000u;
     ret = dispatch_io(loop, n > 0 ? n : 0);
     ret += drain_mailbox(loop, TERN_LOOP_MSGS_PER_TURN);
     ret += run_timers(loop);
@@ -889,6 +895,11 @@ void tern_loop_get_stats(const struct tern_loop *loop, struct tern_loop_stats *o
     *out = loop->stats;
     out->fds = loop->nfds;
     out->timers = loop->heap_len;
+}
+
+uint64_t tern_loop_idle_ns(const struct tern_loop *loop)
+{
+    return loop->idle_ns;
 }
 
 void tern_loop_stats_reset_lag(struct tern_loop *loop)

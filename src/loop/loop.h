@@ -294,6 +294,8 @@ void tern_loop_hook_remove(struct tern_loop *loop, struct tern_loop_hook *hook);
 /* ---- statistics --------------------------------------------------------------------------- */
 
 void tern_loop_get_stats(const struct tern_loop *loop, struct tern_loop_stats *out);
+/* Total time the loop spent waiting in epoll_wait (idle), in ns; from the loop's thread. */
+uint64_t tern_loop_idle_ns(const struct tern_loop *loop);
 /* Reset lag_max_ms (e.g. after each metrics scrape). */
 void tern_loop_stats_reset_lag(struct tern_loop *loop);
 

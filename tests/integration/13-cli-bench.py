@@ -2,7 +2,7 @@
 """`tern bench` against ternd: tiny bounded runs (counts, not durations) whose reported counts
 must add up: for QoS 1 and 2 every message sent arrives exactly once (received == unique ==
 expected, lost = 0, duplicated = 0), for every scenario and both protocol versions; the JSON
-output parses; idle connections are all reported; unsupported transports and unreachable
+output parses; idle connections are all reported; bad transport options and unreachable
 brokers fail with exit 1 and a message. No timing is asserted.
 
 The tern binary is $TERN, else the one built beside $TERND, else build/dev's.
@@ -152,13 +152,24 @@ def test_human_output():
         check("generator cpu" in p.stdout, p.stdout)
 
 
-def test_unsupported_transports_and_errors():
-    """TLS and WebSocket URLs are refused clearly; no broker -> exit 1 with the reason."""
-    for url in ("mqtts://127.0.0.1:8883", "ws://127.0.0.1:8080", "wss://127.0.0.1:443"):
-        p = subprocess.run([tern_path(), "bench", "p2p", "-L", url], capture_output=True,
+def test_bad_transport_options_and_errors():
+    """Unknown schemes and contradictory transport options are refused before connecting
+    (the TLS and WebSocket runs are in 14-bench-transports.py); no broker -> exit 1 with the
+    reason."""
+    for args, msg in ((["-L", "ftp://127.0.0.1"], "bad URL"),
+                      (["-L", "mqtt://127.0.0.1:1883/x"], "bad URL"),
+                      (["-L", "mqtt://127.0.0.1", "--cafile", "/nonexistent"],
+                       "TLS options given with a mqtt:// URL"),
+                      (["-L", "ws://127.0.0.1", "--insecure"],
+                       "TLS options given with a ws:// URL"),
+                      (["--ws-path", "/mqtt"], "--ws-path needs a ws:// or wss:// URL"),
+                      (["-L", "ws://127.0.0.1", "--ws-path", "mqtt"], "must start with '/'"),
+                      (["-L", "mqtts://127.0.0.1", "--cafile", "/nonexistent/ca.pem"],
+                       "/nonexistent/ca.pem")):
+        p = subprocess.run([tern_path(), "bench", "p2p"] + args, capture_output=True,
                            text=True, timeout=RUN_TIMEOUT)
-        eq(p.returncode, 1, "exit code for " + url)
-        check("not implemented in bench" in p.stderr, p.stderr)
+        eq(p.returncode, 1, "exit code for %s" % args)
+        check(msg in p.stderr, "%s: %r" % (args, p.stderr))
     port = ternlib.free_port()
     p = subprocess.run([tern_path(), "bench", "p2p", "-p", str(port), "-n", "5", "--json",
                         "--connect-timeout", "5"], capture_output=True, text=True,

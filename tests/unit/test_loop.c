@@ -1175,7 +1175,33 @@ static void test_alloc_failures(void)
     tern_loop_free(loop);
 }
 
+/* Time blocked in epoll_wait counts as idle: a turn that sleeps until a 20 ms timer adds at
+ * least that much (the wait cannot end before the timer's deadline), a turn with work ready
+ * adds no sleep; the total never decreases. */
+static void idle_fired(struct tern_loop *loop, struct tern_timer *t)
+{
+    (void)loop;
+    (void)t;
+}
+
+static void test_idle_time(void)
+{
+    struct tern_loop *loop = tern_loop_new(8);
+    CHECK_EQ(tern_loop_idle_ns(loop), 0);
+    struct tern_timer t;
+    tern_timer_init(&t);
+    CHECK_ERR(tern_loop_timer_after(loop, &t, 20, idle_fired), TERN_OK);
+    uint64_t before = tern_loop_idle_ns(loop);
+    while (tern_timer_active(&t)) {
+        CHECK(tern_loop_run_once(loop, -1) >= 0);
+    }
+    uint64_t after = tern_loop_idle_ns(loop);
+    CHECK(after >= before + 15u * 1000000u); /* ms granularity of the deadline: 15, not 20 */
+    tern_loop_free(loop);
+}
+
 static const struct tern_test tests[] = {
+    {"idle_time", test_idle_time},
     {"fd_readiness", test_fd_readiness},
     {"delete_in_callbacks", test_delete_in_callbacks},
     {"free_with_fds", test_free_with_fds},
