@@ -29,6 +29,7 @@
 #include "broker/retain.h"
 #include "broker/subtree.h"
 #include "common/alloc.h"
+#include "common/pool.h"
 #include "common/log.h"
 #include "common/time.h"
 #include "tern/error.h"
@@ -159,6 +160,8 @@ static void flush_hook(struct tern_loop *loop, void *arg)
     }
     /* Last: a connection moves only once its output of this turn is written. */
     tern__migrate_run(w);
+    /* Blocks freed this turn that belong to other workers go back to them before we sleep. */
+    tern_pool_flush();
 }
 
 /* ---- accepting --------------------------------------------------------------------------- */
@@ -353,12 +356,14 @@ static void *worker_main(void *arg)
 {
     struct tern_worker *w = arg;
     current_worker = w;
+    (void)tern_pool_thread_init(); /* without a cache the thread allocates plainly */
     int rc = tern_loop_run(w->loop);
     if (rc != TERN_OK) {
         tern_log(TERN_LOG_ERROR, "worker %u: event loop failed: %s", w->id, tern_strerror(rc));
         tern_broker_request_stop(w->broker);
     }
     worker_shutdown(w);
+    tern_pool_thread_release();
     current_worker = NULL;
     return NULL;
 }
@@ -692,4 +697,5 @@ void tern_broker_wait(struct tern_broker *b)
     tern_registry_fini();
     tern_retain_free(b->retain);
     b->retain = NULL;
+    tern_pool_shutdown();
 }
