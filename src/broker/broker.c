@@ -113,7 +113,7 @@ static void pump_session(struct tern_worker *w, struct tern_session *s)
 {
     pthread_mutex_lock(&s->mtx);
     s->flush_posted = false;
-    struct tern_conn *c = s->worker == w ? s->conn : NULL;
+    struct tern_conn *c = tern_session_conn_on(s, w);
     struct tern_worker *other = s->worker != w ? s->worker : NULL;
     if (other) {
         s->flush_posted = true;

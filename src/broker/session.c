@@ -7,6 +7,8 @@
  */
 #include "broker/session.h"
 
+#include "broker/conn.h"
+
 #include "common/alloc.h"
 #include "common/pool.h"
 #include "tern/error.h"
@@ -52,6 +54,12 @@ void tern_session_unref(struct tern_session *s)
     tern_free(s->client_id);
     pthread_mutex_destroy(&s->mtx);
     tern_free(s);
+}
+
+struct tern_conn *tern_session_conn_on(const struct tern_session *s, const struct tern_worker *w)
+{
+    struct tern_conn *c = s->worker == w ? s->conn : NULL;
+    return c != NULL && c->w == w ? c : NULL;
 }
 
 struct tern_qmsg *tern_qmsg_new(const uint32_t *ids, size_t nids)
