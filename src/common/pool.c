@@ -31,7 +31,7 @@
 #endif
 
 #define NCLS      6
-#define LOCAL_MAX 4096u /* blocks kept per class per thread; more are freed */
+#define LOCAL_MAX 1024u /* blocks kept per class per thread (at most ~4 MiB); more are freed */
 #define BATCH     64u   /* blocks handed back to an owner at once */
 #define OUT_SLOTS 8u    /* owners a thread batches for at once */
 #define TAG_MASK  ((uintptr_t)0xF)
@@ -92,6 +92,16 @@ int tern_pool_thread_init(void)
     return 0;
 }
 
+static void free_list(struct hdr *h, size_t size)
+{
+    while (h != NULL) {
+        struct hdr *next = h->next;
+        BODY_UNPOISON(h, size);
+        tern_free(h);
+        h = next;
+    }
+}
+
 void *tern_pool_alloc(size_t size)
 {
     if (size > SIZE_MAX - sizeof(struct hdr)) {
@@ -112,10 +122,15 @@ void *tern_pool_alloc(size_t size)
     struct hdr *h = me->local[k];
     if (h == NULL && atomic_load_explicit(&me->remote[k], memory_order_relaxed) != NULL) {
         h = atomic_exchange_explicit(&me->remote[k], NULL, memory_order_acquire);
-        unsigned n = 0;
-        for (struct hdr *x = h; x != NULL; x = x->next) {
+        /* Keep at most LOCAL_MAX of them; after a burst the rest goes back to the system. */
+        unsigned n = 1;
+        struct hdr *x = h;
+        while (x->next != NULL && n < LOCAL_MAX) {
+            x = x->next;
             n++;
         }
+        free_list(x->next, cls_size[k]);
+        x->next = NULL;
         me->nlocal[k] = n;
     }
     if (h != NULL) {
@@ -242,16 +257,6 @@ void tern_pool_flush(void)
             slot_flush(&me->out[i]);
             me->out[i].owner = NULL;
         }
-    }
-}
-
-static void free_list(struct hdr *h, size_t size)
-{
-    while (h != NULL) {
-        struct hdr *next = h->next;
-        BODY_UNPOISON(h, size);
-        tern_free(h);
-        h = next;
     }
 }
 
