@@ -10,17 +10,13 @@ asserted: loads are light (a few hundred messages a second) and every wait is bo
 
 import os
 import re
-import shutil
 import socket
 import ssl
-import subprocess
-import tempfile
 import threading
 import time
-import atexit
 
-from ternlib import (DISCONNECT, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, ROOT, Broker, Conn,
-                     Skip, ack, check, eq, free_port, publish, versions)
+from ternlib import (PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, Broker, Conn,
+                     Skip, ack, check, eq, free_port, make_test_certs, publish, versions)
 
 try:
     import paho.mqtt.client as mqtt
@@ -257,14 +253,7 @@ _CERTS = []
 
 def certs():
     if not _CERTS:
-        if not shutil.which("openssl"):
-            raise Skip("openssl not installed")
-        d = tempfile.mkdtemp(prefix="tern-tls-")
-        atexit.register(shutil.rmtree, d, True)
-        subprocess.run(["bash", os.path.join(ROOT, "tests", "data", "tls", "make-certs.sh"), d],
-                       check=True, timeout=30, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-        _CERTS.append(d)
+        _CERTS.append(make_test_certs())
     return _CERTS[0]
 
 
