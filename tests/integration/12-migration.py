@@ -190,18 +190,26 @@ def test_fanout_is_not_gathered_on_one_worker():
         check(other > 0, "the other worker kept connections")
 
 
+def moved_pair(b, version, tag, keepalive=60):
+    """A QoS 1 subscriber that moved to its publisher's worker after 200 messages. Returns
+    (sub, pub, the subscriber's client id)."""
+    sub, _, pub, _ = split_pair(b, version, 1, tag, keepalive=keepalive)
+    col = Collector(sub, 200)
+    col.start()
+    paced_publish(pub, sub.topic, 200, 1)
+    col.join(20)
+    eq(len(col.got), 200, "deliveries")
+    prefix = "sub-%s-" % tag
+    check(wait_for(lambda: any(m[0].startswith(prefix) for m in moves(b))), "moved")
+    return sub, pub, [m[0] for m in moves(b) if m[0].startswith(prefix)][0]
+
+
 @versions(4, 5)
 def test_keepalive_after_move(version):
     """The keepalive timer moves with the connection: a moved subscriber that goes silent is
     closed after 1.5 x its keepalive by its new worker."""
     with Broker(extra=LOG, threads=2) as b:
-        sub, ws, pub, wp = split_pair(b, version, 1, "ka", keepalive=2)
-        col = Collector(sub, 200)
-        col.start()
-        paced_publish(pub, sub.topic, 200, 1)
-        col.join(20)
-        eq(len(col.got), 200, "deliveries")
-        check(wait_for(lambda: any(m[0].startswith("sub-ka") for m in moves(b))), "moved")
+        sub, pub, _ = moved_pair(b, version, "ka", keepalive=2)
         # Silent from here (acknowledgements were its last packets): closed in about 3 s.
         d = sub.expect_closed(timeout=8)
         if version == 5:
@@ -214,14 +222,7 @@ def test_takeover_after_move(version):
     """A new connection with the client id of a moved one takes the session over: the old one
     is closed (5.0: 0x8E) by the worker it moved to, the new one receives."""
     with Broker(extra=LOG, threads=2) as b:
-        sub, ws, pub, wp = split_pair(b, version, 1, "to")
-        col = Collector(sub, 200)
-        col.start()
-        paced_publish(pub, sub.topic, 200, 1)
-        col.join(20)
-        eq(len(col.got), 200, "deliveries before the takeover")
-        check(wait_for(lambda: any(m[0].startswith("sub-to") for m in moves(b))), "moved")
-        cid = [m[0] for m in moves(b) if m[0].startswith("sub-to")][0]
+        sub, pub, cid = moved_pair(b, version, "to")
         new = Conn(b.port, version=version)
         new.connect(cid)
         d = sub.expect_closed(timeout=5)
