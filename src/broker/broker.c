@@ -29,6 +29,7 @@
 #include "broker/retain.h"
 #include "broker/subtree.h"
 #include "common/alloc.h"
+#include "common/pool.h"
 #include "common/log.h"
 #include "common/time.h"
 #include "tern/error.h"
@@ -112,7 +113,7 @@ static void pump_session(struct tern_worker *w, struct tern_session *s)
 {
     pthread_mutex_lock(&s->mtx);
     s->flush_posted = false;
-    struct tern_conn *c = s->worker == w ? s->conn : NULL;
+    struct tern_conn *c = tern_session_conn_on(s, w);
     struct tern_worker *other = s->worker != w ? s->worker : NULL;
     if (other) {
         s->flush_posted = true;
@@ -159,6 +160,8 @@ static void flush_hook(struct tern_loop *loop, void *arg)
     }
     /* Last: a connection moves only once its output of this turn is written. */
     tern__migrate_run(w);
+    /* Blocks freed this turn that belong to other workers go back to them before we sleep. */
+    tern_pool_flush();
 }
 
 /* ---- accepting --------------------------------------------------------------------------- */
@@ -354,12 +357,14 @@ static void *worker_main(void *arg)
 {
     struct tern_worker *w = arg;
     current_worker = w;
+    (void)tern_pool_thread_init(); /* without a cache the thread allocates plainly */
     int rc = tern_loop_run(w->loop);
     if (rc != TERN_OK) {
         tern_log(TERN_LOG_ERROR, "worker %u: event loop failed: %s", w->id, tern_strerror(rc));
         tern_broker_request_stop(w->broker);
     }
     worker_shutdown(w);
+    tern_pool_thread_release();
     current_worker = NULL;
     return NULL;
 }
@@ -695,4 +700,5 @@ void tern_broker_wait(struct tern_broker *b)
     tern_registry_fini();
     tern_retain_free(b->retain);
     b->retain = NULL;
+    tern_pool_shutdown();
 }

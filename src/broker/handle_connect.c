@@ -309,7 +309,7 @@ static void takeover_on_old(struct tern_loop *loop, struct tern_loop_msg *msg)
     }
     struct tern_worker *me = tern__worker_current();
     pthread_mutex_lock(&s->mtx);
-    struct tern_conn *old = s->worker == me ? s->conn : NULL;
+    struct tern_conn *old = tern_session_conn_on(s, me);
     pthread_mutex_unlock(&s->mtx);
     if (old && old->state == TERN_CONN_ACTIVE) {
         tern_log(TERN_LOG_NOTICE, "client %s: session taken over by a new connection",
@@ -394,10 +394,12 @@ static int attach_session(struct tern_conn *c, bool clean, bool *present)
             pthread_mutex_lock(&s->mtx);
             struct tern_conn *old = s->conn;
             struct tern_worker *oldw = s->worker;
+            /* Attached here and arrived (not still on its way here from another worker). */
+            bool old_here = old != NULL && tern_session_conn_on(s, c->w) == old;
             bool expired = s->expire_at_ms != 0 && now >= s->expire_at_ms;
             pthread_mutex_unlock(&s->mtx);
             if (old != NULL) {
-                if (oldw == c->w) {
+                if (old_here) {
                     tern_registry_unlock();
                     tern_log(TERN_LOG_NOTICE, "client %s: session taken over by a new connection",
                              c->client_id);

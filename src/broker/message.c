@@ -9,6 +9,7 @@
 #include "broker/message.h"
 
 #include "common/alloc.h"
+#include "common/pool.h"
 #include "common/time.h"
 #include "loop/loop.h"
 #include "protocol/mqtt.h"
@@ -67,7 +68,7 @@ struct tern_msg *tern_msg_new(const uint8_t *topic, size_t topic_len, const uint
         return NULL;
     }
     size_t total = msg_alloc_size(topic_len, props_len, payload_len);
-    struct tern_msg *m = tern_malloc(total);
+    struct tern_msg *m = tern_pool_alloc(total);
     if (m == NULL) {
         return NULL;
     }
@@ -141,7 +142,7 @@ void tern_msg_unref(struct tern_msg *m)
         }
         size_t total = sizeof(struct tern_msg) + m->topic_len + m->props_len + m->payload_len;
         atomic_fetch_sub_explicit(&msg_bytes, total, memory_order_relaxed);
-        tern_free(m);
+        tern_pool_free(m);
     }
 }
 

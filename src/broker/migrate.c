@@ -125,7 +125,7 @@ static void try_move(struct tern_worker *w, struct tern_session *s)
 {
     struct tern_broker *b = w->broker;
     pthread_mutex_lock(&s->mtx);
-    struct tern_conn *c = s->worker == w ? s->conn : NULL;
+    struct tern_conn *c = tern_session_conn_on(s, w);
     bool want = c != NULL && tern__migrate_wanted_locked(s, w);
     unsigned to_id = s->src_worker - 1u;
     pthread_mutex_unlock(&s->mtx);

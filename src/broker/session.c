@@ -7,7 +7,10 @@
  */
 #include "broker/session.h"
 
+#include "broker/conn.h"
+
 #include "common/alloc.h"
+#include "common/pool.h"
 #include "tern/error.h"
 
 #include <string.h>
@@ -53,9 +56,15 @@ void tern_session_unref(struct tern_session *s)
     tern_free(s);
 }
 
+struct tern_conn *tern_session_conn_on(const struct tern_session *s, const struct tern_worker *w)
+{
+    struct tern_conn *c = s->worker == w ? s->conn : NULL;
+    return c != NULL && c->w == w ? c : NULL;
+}
+
 struct tern_qmsg *tern_qmsg_new(const uint32_t *ids, size_t nids)
 {
-    struct tern_qmsg *q = tern_calloc(1, sizeof *q + nids * sizeof q->sub_ids[0]);
+    struct tern_qmsg *q = tern_pool_calloc(sizeof *q + nids * sizeof q->sub_ids[0]);
     if (q != NULL && nids > 0) {
         memcpy(q->sub_ids, ids, nids * sizeof q->sub_ids[0]);
         q->n_sub_ids = nids;
@@ -68,7 +77,7 @@ void tern_qmsg_free(struct tern_qmsg *q)
     if (q) {
         tern_msg_unref(q->msg);
         tern_free(q->share);
-        tern_free(q);
+        tern_pool_free(q);
     }
 }
 

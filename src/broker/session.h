@@ -112,6 +112,13 @@ struct tern_session {
     uint32_t reg_hash;  /* under the registry lock: hash of client_id while registered */
 };
 
+/*
+ * The session's connection when it is attached on worker w and has arrived there (a connection
+ * moving between workers, migrate.c, is already named by s->worker but still on its way in w's
+ * mailbox: nothing may touch it until it arrives). Caller holds s->mtx and runs on w.
+ */
+struct tern_conn *tern_session_conn_on(const struct tern_session *s, const struct tern_worker *w);
+
 /* New session with one reference. client_id is copied. NULL when out of memory. */
 struct tern_session *tern_session_new(const char *client_id, size_t len);
 struct tern_session *tern_session_ref(struct tern_session *s);

@@ -39,6 +39,11 @@ static int should_fail(void)
     return 0;
 }
 
+bool tern_alloc_injected_failure(void)
+{
+    return should_fail() != 0;
+}
+
 void *tern_malloc(size_t size)
 {
     if (should_fail()) {

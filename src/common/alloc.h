@@ -7,6 +7,7 @@
 #ifndef TERN_COMMON_ALLOC_H
 #define TERN_COMMON_ALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,9 @@ char *tern_strdup(const char *s);
  * every later one succeeds. n = 0 disables the hook. Failed allocations are counted.
  */
 void tern_alloc_fail_after(uint64_t n);
+/* For allocators built on these (common/pool.c): true when the hook fails this allocation,
+ * counted like any other. */
+bool tern_alloc_injected_failure(void);
 /* Number of allocations failed by the hook since the process started. */
 uint64_t tern_alloc_failed_count(void);
 

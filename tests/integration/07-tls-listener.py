@@ -7,7 +7,6 @@ reloading the certificate while a connected client keeps working.
 
 Certificates come from tests/data/tls/make-certs.sh, run into a temporary directory."""
 
-import atexit
 import os
 import re
 import shutil
@@ -20,7 +19,8 @@ import tempfile
 import threading
 import time
 
-from ternlib import (ROOT, Broker, Packet, Skip, TestFailure, check, connect, eq, free_port,
+import ternlib
+from ternlib import (Broker, Packet, Skip, TestFailure, check, connect, eq, free_port,
                      publish, read_varint, subscribe, ternd_path, wait_listening)
 
 try:
@@ -34,14 +34,7 @@ _CERTS = {}
 def certs(name="a"):
     """A directory of test certificates (made once per name per run)."""
     if name not in _CERTS:
-        if not shutil.which("openssl"):
-            raise Skip("openssl not installed")
-        d = tempfile.mkdtemp(prefix="tern-tls-")
-        atexit.register(shutil.rmtree, d, True)
-        subprocess.run(["bash", os.path.join(ROOT, "tests", "data", "tls", "make-certs.sh"), d],
-                       check=True, timeout=30, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-        _CERTS[name] = d
+        _CERTS[name] = ternlib.make_test_certs()
     return _CERTS[name]
 
 

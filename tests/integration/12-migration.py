@@ -10,17 +10,13 @@ asserted: loads are light (a few hundred messages a second) and every wait is bo
 
 import os
 import re
-import shutil
 import socket
 import ssl
-import subprocess
-import tempfile
 import threading
 import time
-import atexit
 
-from ternlib import (DISCONNECT, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, ROOT, Broker, Conn,
-                     Skip, ack, check, eq, free_port, publish, versions)
+from ternlib import (PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, Broker, Conn,
+                     Skip, ack, check, eq, free_port, make_test_certs, publish, versions)
 
 try:
     import paho.mqtt.client as mqtt
@@ -194,18 +190,26 @@ def test_fanout_is_not_gathered_on_one_worker():
         check(other > 0, "the other worker kept connections")
 
 
+def moved_pair(b, version, tag, keepalive=60):
+    """A QoS 1 subscriber that moved to its publisher's worker after 200 messages. Returns
+    (sub, pub, the subscriber's client id)."""
+    sub, _, pub, _ = split_pair(b, version, 1, tag, keepalive=keepalive)
+    col = Collector(sub, 200)
+    col.start()
+    paced_publish(pub, sub.topic, 200, 1)
+    col.join(20)
+    eq(len(col.got), 200, "deliveries")
+    prefix = "sub-%s-" % tag
+    check(wait_for(lambda: any(m[0].startswith(prefix) for m in moves(b))), "moved")
+    return sub, pub, [m[0] for m in moves(b) if m[0].startswith(prefix)][0]
+
+
 @versions(4, 5)
 def test_keepalive_after_move(version):
     """The keepalive timer moves with the connection: a moved subscriber that goes silent is
     closed after 1.5 x its keepalive by its new worker."""
     with Broker(extra=LOG, threads=2) as b:
-        sub, ws, pub, wp = split_pair(b, version, 1, "ka", keepalive=2)
-        col = Collector(sub, 200)
-        col.start()
-        paced_publish(pub, sub.topic, 200, 1)
-        col.join(20)
-        eq(len(col.got), 200, "deliveries")
-        check(wait_for(lambda: any(m[0].startswith("sub-ka") for m in moves(b))), "moved")
+        sub, pub, _ = moved_pair(b, version, "ka", keepalive=2)
         # Silent from here (acknowledgements were its last packets): closed in about 3 s.
         d = sub.expect_closed(timeout=8)
         if version == 5:
@@ -218,14 +222,7 @@ def test_takeover_after_move(version):
     """A new connection with the client id of a moved one takes the session over: the old one
     is closed (5.0: 0x8E) by the worker it moved to, the new one receives."""
     with Broker(extra=LOG, threads=2) as b:
-        sub, ws, pub, wp = split_pair(b, version, 1, "to")
-        col = Collector(sub, 200)
-        col.start()
-        paced_publish(pub, sub.topic, 200, 1)
-        col.join(20)
-        eq(len(col.got), 200, "deliveries before the takeover")
-        check(wait_for(lambda: any(m[0].startswith("sub-to") for m in moves(b))), "moved")
-        cid = [m[0] for m in moves(b) if m[0].startswith("sub-to")][0]
+        sub, pub, cid = moved_pair(b, version, "to")
         new = Conn(b.port, version=version)
         new.connect(cid)
         d = sub.expect_closed(timeout=5)
@@ -257,14 +254,7 @@ _CERTS = []
 
 def certs():
     if not _CERTS:
-        if not shutil.which("openssl"):
-            raise Skip("openssl not installed")
-        d = tempfile.mkdtemp(prefix="tern-tls-")
-        atexit.register(shutil.rmtree, d, True)
-        subprocess.run(["bash", os.path.join(ROOT, "tests", "data", "tls", "make-certs.sh"), d],
-                       check=True, timeout=30, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-        _CERTS.append(d)
+        _CERTS.append(make_test_certs())
     return _CERTS[0]
 
 

@@ -463,6 +463,20 @@ def _ephemeral_range():
         return 32768, 60999
 
 
+def make_test_certs(prefix="tern-tls-"):
+    """A new directory of test certificates (tests/data/tls/make-certs.sh), removed at exit.
+    Raises Skip without openssl."""
+    import atexit
+    import shutil
+    if not shutil.which("openssl"):
+        raise Skip("openssl not installed")
+    d = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, d, True)
+    subprocess.run(["bash", os.path.join(ROOT, "tests", "data", "tls", "make-certs.sh"), d],
+                   check=True, timeout=60, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return d
+
+
 def free_port():
     """A loopback port nobody listens on, chosen below the kernel's ephemeral range: a port
     the kernel hands out for bind(0) can be taken by any outgoing connection (the tests open

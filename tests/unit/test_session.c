@@ -179,7 +179,7 @@ static void test_msg_wire_largest_first(void)
 
 static struct tern_qmsg *q(struct tern_msg *m, uint16_t pid)
 {
-    struct tern_qmsg *e = tern_calloc(1, sizeof *e);
+    struct tern_qmsg *e = tern_qmsg_new(NULL, 0);
     e->msg = tern_msg_ref(m);
     e->packet_id = pid;
     return e;
