@@ -39,6 +39,8 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -544,6 +546,12 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
         int rc = open_listener(&b->listeners[i], &cfg->listeners[i]);
         if (rc != TERN_OK) {
             return rc;
+        }
+        /* TCP listeners come with TCP_NODELAY, which accepted sockets inherit (net.c). */
+        int zero = 0;
+        if (!cfg->set_tcp_nodelay && cfg->listeners[i].unix_path == NULL &&
+            setsockopt(b->listeners[i].fd, IPPROTO_TCP, TCP_NODELAY, &zero, sizeof zero) != 0) {
+            tern_log(TERN_LOG_WARNING, "set_tcp_nodelay false: %s", strerror(errno));
         }
     }
     fflush(stdout);
