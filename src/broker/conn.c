@@ -44,6 +44,7 @@
 /* Payloads at least this big are sent by reference (writev) instead of copied. */
 #define PAYLOAD_REF_MIN 512u
 #define CHUNK_SIZE      4096u
+#define FIRST_CHUNK     1000u /* under glibc's per-thread cache limit (1032 bytes) */
 #define IOV_BATCH       64
 
 static void on_io(struct tern_loop *loop, int fd, unsigned events, void *ud);
@@ -180,13 +181,15 @@ static struct tern_outseg *out_push(struct tern_conn *c)
 
 /*
  * Output chunks of CHUNK_SIZE are kept for reuse by the worker thread that freed them, up to
- * CHUNK_CACHE_MAX: a connection with output takes a chunk and returns it once the turn's
- * write drained it, so without the cache every busy connection costs a 4 KiB malloc/free per
- * loop turn, a size glibc serves from its shared bins, not its per-thread cache (callgrind,
- * docs/benchmarks.md). Only worker threads cache (tern__conn_chunk_cache_free at their exit);
- * cached chunks are poisoned for AddressSanitizer.
+ * CHUNK_CACHE_MAX: a connection with more output than FIRST_CHUNK takes such a chunk and
+ * returns it once the turn's write drained it, so without the cache every busy connection
+ * costs a 4 KiB malloc/free per loop turn, a size glibc serves from its shared bins, not its
+ * per-thread cache (callgrind, docs/benchmarks.md). The cache is small: chunks it holds are
+ * not reused for anything else (64 per worker were 27 B per idle connection of 19,000). Only worker
+ * threads cache (tern__conn_chunk_cache_free at their exit); cached chunks are poisoned for
+ * AddressSanitizer.
  */
-#define CHUNK_CACHE_MAX 64u
+#define CHUNK_CACHE_MAX 16u
 static _Thread_local uint8_t *chunk_cache[CHUNK_CACHE_MAX];
 static _Thread_local unsigned chunk_cached;
 
@@ -301,7 +304,11 @@ int tern__conn_write(struct tern_conn *c, const void *data, size_t len)
         last->own_used += len;
         last->len += len;
     } else {
-        size_t cap = len > CHUNK_SIZE ? len : CHUNK_SIZE;
+        /* A connection's first chunk is small (an acknowledgement, a CONNACK, a few small
+         * messages: glibc's per-thread cache serves that size), later ones CHUNK_SIZE. */
+        size_t cap = len > CHUNK_SIZE                          ? len
+                     : c->out_count == 0 && len <= FIRST_CHUNK ? FIRST_CHUNK
+                                                               : CHUNK_SIZE;
         uint8_t *chunk = chunk_get(cap);
         struct tern_outseg *s = chunk ? out_push(c) : NULL;
         if (s == NULL) {

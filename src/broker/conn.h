@@ -154,7 +154,7 @@ int tern__conn_write_msg(struct tern_conn *c, struct tern_msg *msg);
 /* Put the connection on its worker's flush list. */
 void tern__conn_mark_dirty(struct tern_conn *c);
 
-/* Free the calling worker thread's cache of output chunks (at its exit). */
+/* Free the calling worker thread's cache of output chunks (at its exit, or when idle). */
 void tern__conn_chunk_cache_free(void);
 
 /* Run the flush hook work for one connection (write; reap when closing). */

@@ -260,7 +260,7 @@ void tern_pool_flush(void)
     }
 }
 
-void tern_pool_thread_release(void)
+void tern_pool_trim(void)
 {
     struct cache *me = tl_cache;
     if (me == NULL) {
@@ -273,6 +273,11 @@ void tern_pool_thread_release(void)
         me->nlocal[k] = 0;
         free_list(atomic_exchange(&me->remote[k], NULL), cls_size[k]);
     }
+}
+
+void tern_pool_thread_release(void)
+{
+    tern_pool_trim();
     tl_cache = NULL;
 }
 

@@ -32,6 +32,9 @@ void tern_pool_free(void *p);
 int tern_pool_thread_init(void);
 /* Hand the calling thread's pending batches back to their owners. */
 void tern_pool_flush(void);
+/* Free the calling thread's cached blocks (it keeps its cache and goes on caching): for a
+ * thread that has been idle, so a burst does not hold memory afterwards. */
+void tern_pool_trim(void);
 /* Flush, free the calling thread's cached blocks, and stop caching on it. */
 void tern_pool_thread_release(void);
 /* Free every block the caches still hold (blocks freed later are kept until the next call). */
