@@ -555,6 +555,16 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
         if (rc != TERN_OK) {
             return rc;
         }
+        /* MQTT, TLS and WebSocket clients all speak first: the kernel hands a connection to
+         * accept only once its first bytes arrived, so accepting and reading the CONNECT take
+         * one wake-up instead of two (a client that never sends is dropped by the kernel
+         * after about connect_timeout, as ternd would). */
+        int defer = (int)(cfg->connect_timeout ? cfg->connect_timeout : 10);
+        if (cfg->listeners[i].unix_path == NULL &&
+            setsockopt(b->listeners[i].fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer) !=
+                0) {
+            tern_log(TERN_LOG_WARNING, "TCP_DEFER_ACCEPT: %s", strerror(errno));
+        }
         /* TCP listeners come with TCP_NODELAY, which accepted sockets inherit (net.c). */
         int zero = 0;
         if (!cfg->set_tcp_nodelay && cfg->listeners[i].unix_path == NULL &&

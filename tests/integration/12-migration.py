@@ -45,15 +45,14 @@ def moves(b):
 def placed_client(b, cid, version=4, keepalive=60, **kw):
     """Connect a raw client; returns (Conn, worker)."""
     c = Conn(b.port, version=version)
-    w = worker_of_port(b, c.sock.getsockname()[1])
-    c.connect(cid, keepalive=keepalive, **kw)
-    return c, w
+    c.connect(cid, keepalive=keepalive, **kw)  # accepted once its CONNECT is in (TCP_DEFER_ACCEPT)
+    return c, worker_of_port(b, c.sock.getsockname()[1])
 
 
 def split_pair(b, version, sub_qos, tag, keepalive=60):
     """A subscriber and a publisher on different workers (connections are spread round-robin;
     up to 8 tries). Returns (sub, sub_worker, pub, pub_worker)."""
-    for i in range(8):
+    for i in range(20):
         sub, ws = placed_client(b, "sub-%s-%d" % (tag, i), version, keepalive=keepalive)
         sub.subscribe([("mig/%s/%d" % (tag, i), sub_qos)])
         pub, wp = placed_client(b, "pub-%s-%d" % (tag, i), version)
@@ -62,7 +61,7 @@ def split_pair(b, version, sub_qos, tag, keepalive=60):
             return sub, ws, pub, wp
         sub.close()
         pub.close()
-    raise AssertionError("8 pairs in a row landed on one worker")
+    raise AssertionError("20 pairs in a row landed on one worker")
 
 
 class Collector(threading.Thread):

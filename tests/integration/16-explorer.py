@@ -202,7 +202,11 @@ def test_max_connections_counts_http():
         # or the probe still counts when the two idle connections arrive.
         time.sleep(0.3)
         idle = [socket.create_connection(("127.0.0.1", b.wsport), timeout=5) for _ in range(2)]
-        time.sleep(0.2)  # both accepted and waiting for a request head
+        for s in idle:
+            # A request line without the end of the head: ternd accepts a connection once its
+            # first bytes are in (TCP_DEFER_ACCEPT), and this one then waits for the rest.
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
+        time.sleep(0.2)  # both accepted and waiting for the rest of their request head
         third = socket.create_connection(("127.0.0.1", b.wsport), timeout=5)
         third.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
         try:
