@@ -26,16 +26,8 @@ def vflag(version):
 
 
 def bench(port, *args):
-    """Run `tern bench ... --json`; returns (exit code, parsed JSON, stderr)."""
-    argv = [tern_path(), "bench"] + [str(a) for a in args] + ["-p", str(port), "--json",
-                                                               "--quiet"]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    try:
-        r = json.loads(p.stdout)
-    except ValueError:
-        raise ternlib.TestFailure("no JSON from %s (exit %d):\n%s\n%s"
-                                  % (argv, p.returncode, p.stdout, p.stderr))
-    return p.returncode, r, p.stderr
+    """Run `tern bench ... -p PORT --json`; returns (exit code, parsed JSON, stderr)."""
+    return ternlib.tern_bench_json(list(args) + ["-p", port], RUN_TIMEOUT)
 
 
 def exact(r, sent, expected):

@@ -61,14 +61,7 @@ TRANSPORTS = ("mqtt", "mqtts", "ws", "wss")
 
 def bench(*args):
     """Run `tern bench ... --json --quiet`; returns (exit code, parsed JSON, stderr)."""
-    argv = [tern_path(), "bench"] + [str(a) for a in args] + ["--json", "--quiet"]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    try:
-        r = json.loads(p.stdout)
-    except ValueError:
-        raise ternlib.TestFailure("no JSON from %s (exit %d):\n%s\n%s"
-                                  % (argv, p.returncode, p.stdout, p.stderr))
-    return p.returncode, r, p.stderr
+    return ternlib.tern_bench_json(args, RUN_TIMEOUT)
 
 
 def exact(r, what, transport, connections, sent, expected, acked):

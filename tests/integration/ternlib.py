@@ -463,6 +463,20 @@ def _ephemeral_range():
         return 32768, 60999
 
 
+def tern_bench_json(args, timeout):
+    """Run `tern bench ARGS --json --quiet`; returns (exit code, parsed JSON, stderr). A run
+    that prints no JSON fails the test with its output."""
+    import json
+    argv = [tern_path(), "bench"] + [str(a) for a in args] + ["--json", "--quiet"]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    try:
+        r = json.loads(p.stdout)
+    except ValueError:
+        raise TestFailure("no JSON from %s (exit %d):\n%s\n%s"
+                          % (argv, p.returncode, p.stdout, p.stderr))
+    return p.returncode, r, p.stderr
+
+
 def make_test_certs(prefix="tern-tls-"):
     """A new directory of test certificates (tests/data/tls/make-certs.sh), removed at exit.
     Raises Skip without openssl."""
