@@ -557,9 +557,10 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
         }
         /* MQTT, TLS and WebSocket clients all speak first: the kernel hands a connection to
          * accept only once its first bytes arrived, so accepting and reading the CONNECT take
-         * one wake-up instead of two (a client that never sends is dropped by the kernel
-         * after about connect_timeout, as ternd would). */
-        int defer = (int)(cfg->connect_timeout ? cfg->connect_timeout : 10);
+         * one wake-up instead of two. One second, the least: a client that stays silent is
+         * handed over after it (the SYN-ACK retransmission) and ternd's connect timer runs
+         * from there, so it is closed after connect_timeout + 1 s. */
+        int defer = 1;
         if (cfg->listeners[i].unix_path == NULL &&
             setsockopt(b->listeners[i].fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer) !=
                 0) {
