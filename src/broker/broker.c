@@ -232,6 +232,18 @@ void tern__worker_adopt(struct tern_worker *w, int fd, const char *peer, struct 
     tern_loop_send(w->loop, &a->msg, adopt_msg);
 }
 
+bool tern__listener_admit(struct tern_listener *l, struct tern_stream *stream)
+{
+    long limit = l->cfg->max_connections;
+    if (limit >= 0 && atomic_load(&l->nconns) >= limit) {
+        tern_log(TERN_LOG_NOTICE, "connection from %s refused: max_connections (%ld) reached",
+                 tern_stream_peer_name(stream), limit);
+        tern_stream_close(stream);
+        return false;
+    }
+    return true;
+}
+
 static void resume_accept(struct tern_loop *loop, struct tern_timer *t)
 {
     struct tern_listener *l = tern_container_of(t, struct tern_listener, pause_timer);
@@ -309,7 +321,7 @@ static void lag_timer_fire(struct tern_loop *loop, struct tern_timer *t)
     struct tern_worker *w = tern_container_of(t, struct tern_worker, lag_timer);
     uint64_t now = tern_time_mono_ms();
     tern__migrate_sample_load(w, now);
-    if (atomic_load_explicit(&w->load_pm, memory_order_relaxed) < IDLE_TRIM_PM) {
+    if (atomic_load_explicit(&w->busy_pm, memory_order_relaxed) < IDLE_TRIM_PM) {
         /* Mostly idle: give back what the block and chunk caches kept from the last burst
          * (after a connection storm, 64 output chunks per worker were 27 B per idle
          * connection of 19,000). */

@@ -32,6 +32,7 @@ struct tern_retain;
 struct tern_broker;
 struct tern__sess_timer;
 struct tern_tls_ctx;
+struct tern_stream;
 
 struct tern_worker {
     struct tern_broker *broker;
@@ -58,7 +59,7 @@ struct tern_worker {
      * busy (not waiting in epoll_wait), per mille, written by the lag probe and read by every
      * worker; the clock and the loop's idle total at that probe; sessions whose connection may
      * move away, decided in the flush hook. */
-    _Atomic uint32_t load_pm;
+    _Atomic uint32_t busy_pm;
     uint64_t busy_wall_last, busy_idle_last;
     struct tern_session *migrate_cand[4];
     size_t nmigrate_cand;
@@ -159,6 +160,9 @@ void tern__worker_schedule_session(struct tern_worker *w, struct tern_session *s
 
 /* Hand an accepted socket to a worker (any thread). Takes fd. */
 void tern__worker_adopt(struct tern_worker *w, int fd, const char *peer, struct tern_listener *l);
+/* max_connections of listener l: true when the accepted stream may stay; otherwise logs,
+ * closes the stream and returns false. */
+bool tern__listener_admit(struct tern_listener *l, struct tern_stream *stream);
 
 /* $SYS publication (sys.c), run on worker 0 every sys_interval. */
 void tern__sys_publish(struct tern_broker *b);

@@ -81,11 +81,7 @@ static void set_interest(struct tern_conn *c)
 void tern__conn_accept(struct tern_worker *w, struct tern_stream *stream, struct tern_listener *l)
 {
     struct tern_broker *b = w->broker;
-    long limit = l->cfg->max_connections;
-    if (limit >= 0 && atomic_load(&l->nconns) >= limit) {
-        tern_log(TERN_LOG_NOTICE, "connection from %s refused: max_connections (%ld) reached",
-                 tern_stream_peer_name(stream), limit);
-        tern_stream_close(stream);
+    if (!tern__listener_admit(l, stream)) {
         return;
     }
     struct tern_conn *c = tern_calloc(1, sizeof *c);

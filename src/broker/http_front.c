@@ -145,11 +145,7 @@ void tern__ws_accept(struct tern_worker *w, struct tern_stream *stream, struct t
     const struct tern_config *cfg = w->broker->cfg;
     /* An HTTP request holds a socket and a buffer like an MQTT connection does, so it counts
      * against max_connections from accept on (and is handed over to the MQTT count at 101). */
-    long limit = l->cfg->max_connections;
-    if (limit >= 0 && atomic_load(&l->nconns) >= limit) {
-        tern_log(TERN_LOG_NOTICE, "connection from %s refused: max_connections (%ld) reached",
-                 tern_stream_peer_name(stream), limit);
-        tern_stream_close(stream);
+    if (!tern__listener_admit(l, stream)) {
         return;
     }
     struct hf *h = tern_calloc(1, sizeof *h);
@@ -455,7 +451,7 @@ static void metrics_more(struct mbuf *m, struct tern_broker *b)
     family(m, "tern_worker_busy_ratio", "gauge",
            "Share of the worker's last 250 ms probe period not spent waiting for events.");
     for (unsigned i = 0; i < b->nworkers; i++) {
-        unsigned pm = atomic_load_explicit(&b->workers[i].load_pm, memory_order_relaxed);
+        unsigned pm = atomic_load_explicit(&b->workers[i].busy_pm, memory_order_relaxed);
         mput(m, "tern_worker_busy_ratio{worker=\"%u\"} %u.%03u\n", i, pm / 1000u, pm % 1000u);
     }
     metric(m, "tern_connections_migrated_total", "counter",
@@ -808,34 +804,36 @@ static void hf_handoff(struct hf *h)
     tern__conn_accept(w, ws, l);
 }
 
+/* Write buf[*off..len). True once all of it is written; false when the socket is full
+ * (interest set) or after a write error (h freed): the caller stops either way. `progress`:
+ * each write that moves on restarts the timer (a slow reader gets connect_timeout per bit of
+ * progress, not for the whole file). */
+static bool hf_write_part(struct hf *h, const void *buf, size_t len, size_t *off, bool progress)
+{
+    while (*off < len) {
+        ssize_t n = tern_stream_write(h->st, (const uint8_t *)buf + *off, len - *off);
+        if (n == TERN_EAGAIN) {
+            hf_interest(h);
+            return false;
+        }
+        if (n < 0) {
+            hf_free(h);
+            return false;
+        }
+        *off += (size_t)n;
+        if (progress) {
+            tern_loop_timer_stop(h->w->loop, &h->timer);
+            (void)tern_loop_timer_after(h->w->loop, &h->timer, connect_timeout_ms(h), hf_on_timer);
+        }
+    }
+    return true;
+}
+
 static void hf_write(struct hf *h)
 {
-    while (h->out_off < h->out_len) {
-        ssize_t n = tern_stream_write(h->st, h->out + h->out_off, h->out_len - h->out_off);
-        if (n == TERN_EAGAIN) {
-            hf_interest(h);
-            return;
-        }
-        if (n < 0) {
-            hf_free(h);
-            return;
-        }
-        h->out_off += (size_t)n;
-    }
-    while (h->body_off < h->body_len) {
-        ssize_t n = tern_stream_write(h->st, h->body + h->body_off, h->body_len - h->body_off);
-        if (n == TERN_EAGAIN) {
-            hf_interest(h);
-            return;
-        }
-        if (n < 0) {
-            hf_free(h);
-            return;
-        }
-        h->body_off += (size_t)n;
-        /* A slow reader gets connect_timeout per bit of progress, not for the whole file. */
-        tern_loop_timer_stop(h->w->loop, &h->timer);
-        (void)tern_loop_timer_after(h->w->loop, &h->timer, connect_timeout_ms(h), hf_on_timer);
+    if (!hf_write_part(h, h->out, h->out_len, &h->out_off, false) ||
+        !hf_write_part(h, h->body, h->body_len, &h->body_off, true)) {
+        return;
     }
     int rc = tern_stream_flush(h->st);
     if (rc == TERN_EAGAIN) {

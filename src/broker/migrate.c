@@ -110,8 +110,8 @@ static void move_arrive(struct tern_loop *loop, struct tern_loop_msg *msg)
 
 static bool load_allows(const struct tern_worker *here, const struct tern_worker *to)
 {
-    uint32_t busy_to = atomic_load_explicit(&to->load_pm, memory_order_relaxed);
-    uint32_t busy_here = atomic_load_explicit(&here->load_pm, memory_order_relaxed);
+    uint32_t busy_to = atomic_load_explicit(&to->busy_pm, memory_order_relaxed);
+    uint32_t busy_here = atomic_load_explicit(&here->busy_pm, memory_order_relaxed);
     if (busy_to >= MIGRATE_LOAD_MAX_PM || busy_to > busy_here + MIGRATE_LOAD_MARGIN_PM) {
         return false;
     }
@@ -196,7 +196,7 @@ void tern__migrate_sample_load(struct tern_worker *w, uint64_t now_ms)
         uint64_t span = wall - w->busy_wall_last;
         uint64_t slept = idle - w->busy_idle_last;
         uint64_t pm = slept >= span ? 0 : (span - slept) * 1000u / span;
-        atomic_store_explicit(&w->load_pm, (uint32_t)pm, memory_order_relaxed);
+        atomic_store_explicit(&w->busy_pm, (uint32_t)pm, memory_order_relaxed);
     }
     w->busy_wall_last = wall;
     w->busy_idle_last = idle;

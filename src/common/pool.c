@@ -260,6 +260,19 @@ void tern_pool_flush(void)
     }
 }
 
+/* Free the blocks on c's lists: its local ones only when `local` (the owner's, or nobody's). */
+static void cache_empty(struct cache *c, bool local)
+{
+    for (int k = 0; k < NCLS; k++) {
+        if (local) {
+            free_list(c->local[k], cls_size[k]);
+            c->local[k] = NULL;
+            c->nlocal[k] = 0;
+        }
+        free_list(atomic_exchange(&c->remote[k], NULL), cls_size[k]);
+    }
+}
+
 void tern_pool_trim(void)
 {
     struct cache *me = tl_cache;
@@ -267,12 +280,7 @@ void tern_pool_trim(void)
         return;
     }
     tern_pool_flush();
-    for (int k = 0; k < NCLS; k++) {
-        free_list(me->local[k], cls_size[k]);
-        me->local[k] = NULL;
-        me->nlocal[k] = 0;
-        free_list(atomic_exchange(&me->remote[k], NULL), cls_size[k]);
-    }
+    cache_empty(me, true);
 }
 
 void tern_pool_thread_release(void)
@@ -285,14 +293,7 @@ void tern_pool_shutdown(void)
 {
     pthread_mutex_lock(&all_mtx);
     for (struct cache *c = all; c != NULL; c = c->all_next) {
-        for (int k = 0; k < NCLS; k++) {
-            if (c != tl_cache) {
-                free_list(c->local[k], cls_size[k]);
-                c->local[k] = NULL;
-                c->nlocal[k] = 0;
-            }
-            free_list(atomic_exchange(&c->remote[k], NULL), cls_size[k]);
-        }
+        cache_empty(c, c != tl_cache);
     }
     pthread_mutex_unlock(&all_mtx);
 }

@@ -42,22 +42,25 @@ def moves(b):
     return [(m.group(1), int(m.group(2)), int(m.group(3))) for m in MOVE_RE.finditer(b.output())]
 
 
-def placed_client(b, cid, version=4, keepalive=60, **kw):
-    """Connect a raw client; returns (Conn, worker)."""
-    c = Conn(b.port, version=version)
+def placed_client(b, cid, version=4, keepalive=60, conn=None, **kw):
+    """Connect a raw client (a new Conn, or `conn` when given); returns (Conn, worker)."""
+    c = conn or Conn(b.port, version=version)
     c.connect(cid, keepalive=keepalive, **kw)  # accepted once its CONNECT is in (TCP_DEFER_ACCEPT)
     return c, worker_of_port(b, c.sock.getsockname()[1])
 
 
-def split_pair(b, version, sub_qos, tag, keepalive=60):
-    """A subscriber and a publisher on different workers (connections are spread round-robin;
-    up to 8 tries). Returns (sub, sub_worker, pub, pub_worker)."""
+def split_pair(b, version, sub_qos, tag, keepalive=60, new_sub=None):
+    """A subscriber (from `new_sub()`, default a plain Conn) and a publisher on different
+    workers (connections are spread round-robin; up to 20 tries). The subscriber's client id
+    and topic are in sub.cid and sub.topic. Returns (sub, sub_worker, pub, pub_worker)."""
     for i in range(20):
-        sub, ws = placed_client(b, "sub-%s-%d" % (tag, i), version, keepalive=keepalive)
-        sub.subscribe([("mig/%s/%d" % (tag, i), sub_qos)])
+        cid, topic = "sub-%s-%d" % (tag, i), "mig/%s/%d" % (tag, i)
+        sub, ws = placed_client(b, cid, version, keepalive=keepalive,
+                                conn=new_sub() if new_sub else None)
+        sub.subscribe([(topic, sub_qos)])
         pub, wp = placed_client(b, "pub-%s-%d" % (tag, i), version)
         if ws != wp:
-            sub.topic = "mig/%s/%d" % (tag, i)
+            sub.cid, sub.topic = cid, topic
             return sub, ws, pub, wp
         sub.close()
         pub.close()
@@ -123,9 +126,8 @@ def test_subscriber_moves_to_its_publisher_and_loses_nothing(version):
             col.join(30)
             check(col.error is None, "collector: %r" % col.error)
             eq(col.got, [b"%d" % i for i in range(n)], "QoS %d deliveries, in order" % qos)
-            cid = "sub-" + sub.topic.split("/", 1)[1].replace("/", "-")
-            mv = [m for m in moves(b) if m[0] == cid]
-            eq(mv, [(cid, ws, wp)], "the subscriber moved once, to the publisher's worker")
+            mv = [m for m in moves(b) if m[0] == sub.cid]
+            eq(mv, [(sub.cid, ws, wp)], "the subscriber moved once, to the publisher's worker")
             sub.close()
             pub.close()
 
@@ -198,9 +200,8 @@ def moved_pair(b, version, tag, keepalive=60):
     paced_publish(pub, sub.topic, 200, 1)
     col.join(20)
     eq(len(col.got), 200, "deliveries")
-    prefix = "sub-%s-" % tag
-    check(wait_for(lambda: any(m[0].startswith(prefix) for m in moves(b))), "moved")
-    return sub, pub, [m[0] for m in moves(b) if m[0].startswith(prefix)][0]
+    check(wait_for(lambda: any(m[0] == sub.cid for m in moves(b))), "moved")
+    return sub, pub, sub.cid
 
 
 @versions(4, 5)
@@ -276,26 +277,16 @@ def test_tls_subscriber_moves(version):
     extra = LOG + ("listener %d 127.0.0.1\ncertfile %s/server-rsa.crt\nkeyfile %s/server-rsa.key\n"
                    % (tport, d, d))
     with Broker(extra=extra, threads=2) as b:
-        for i in range(8):
-            sub = TlsConn(tport, os.path.join(d, "ca.crt"), version)
-            sub_port = sub.sock.getsockname()[1]
-            sub.connect("tls-sub-%d" % i)
-            ws = worker_of_port(b, sub_port)
-            sub.subscribe([("tls/t%d" % i, 2)])
-            pub, wp = placed_client(b, "tls-pub-%d" % i, version)
-            if ws != wp:
-                break
-            sub.close()
-            pub.close()
-        else:
-            raise AssertionError("8 pairs in a row landed on one worker")
+        ca = os.path.join(d, "ca.crt")
+        sub, ws, pub, wp = split_pair(b, version, 2, "tls",
+                                      new_sub=lambda: TlsConn(tport, ca, version))
         col = Collector(sub, 500)
         col.start()
-        paced_publish(pub, "tls/t%d" % i, 500, 2)
+        paced_publish(pub, sub.topic, 500, 2)
         col.join(30)
         check(col.error is None, "collector: %r" % col.error)
         eq(col.got, [b"%d" % k for k in range(500)], "QoS 2 over TLS, once each, in order")
-        eq([m for m in moves(b) if m[0] == "tls-sub-%d" % i], [("tls-sub-%d" % i, ws, wp)],
+        eq([m for m in moves(b) if m[0] == sub.cid], [(sub.cid, ws, wp)],
            "the TLS subscriber moved to the publisher's worker")
         # Still a working TLS connection on its new worker: a PINGREQ is answered.
         sub.send(b"\xc0\x00")
