@@ -6,11 +6,10 @@ broker the password file is still required."""
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 
-from ternlib import (PUBLISH, ROOT, Skip, broker, check, client, eq, free_port)
+from ternlib import (ROOT, Skip, broker, check, client, eq, free_port, received_topics)
 
 
 def certs():
@@ -23,14 +22,7 @@ def certs():
 
 
 def topics(c, wait=0.5):
-    got = []
-    while True:
-        try:
-            p = c.recv(timeout=wait)
-        except socket.timeout:
-            return sorted(got)
-        if p.type == PUBLISH:
-            got.append(p.topic.decode())
+    return received_topics(c, wait)
 
 
 def test_certificate_identity_with_password_file_and_acl(version):

@@ -14,13 +14,12 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 
-from ternlib import (CONNACK, DISCONNECT, PINGRESP, PUBLISH, Conn, Skip, broker, check, client,
-                     connect, eq, pingreq, ternd_path)
+from ternlib import (CONNACK, DISCONNECT, PINGRESP, Conn, Skip, broker, check, client, connect, eq,
+                     pingreq, received_topics, ternd_path)
 
 BAD_CRED = {4: 4, 5: 0x86}
 SUB_DENIED = {4: 0x80, 5: 0x87}
@@ -98,15 +97,7 @@ def acl_file(d):
     return write(os.path.join(d, "acl"), "pattern readwrite users/%u/#\n")
 
 
-def topics(c, wait=0.4):
-    got = []
-    while True:
-        try:
-            p = c.recv(timeout=wait)
-        except socket.timeout:
-            return sorted(got)
-        if p.type == PUBLISH:
-            got.append(p.topic.decode())
+topics = received_topics
 
 
 def wait_log(b, text, timeout=10):

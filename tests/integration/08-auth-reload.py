@@ -7,12 +7,11 @@ its file:line and the files loaded before stay in force."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 
-from ternlib import (CONNACK, PUBLISH, Conn, Skip, broker, check, client, connect, eq)
+from ternlib import (CONNACK, Conn, Skip, broker, check, client, connect, eq, received_topics)
 
 RELOADED = "password and ACL files reloaded"
 
@@ -41,15 +40,7 @@ def connack(port, version, user, pw):
         c.close()
 
 
-def topics(c, wait=0.4):
-    got = []
-    while True:
-        try:
-            p = c.recv(timeout=wait)
-        except socket.timeout:
-            return sorted(got)
-        if p.type == PUBLISH:
-            got.append(p.topic.decode())
+topics = received_topics
 
 
 def test_password_file_reload(version):

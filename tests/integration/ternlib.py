@@ -413,6 +413,19 @@ class Conn:
         return None
 
 
+def received_topics(c, wait=0.4):
+    """Sorted topics of the PUBLISH packets that reach Conn c until it has been quiet for
+    `wait` seconds."""
+    got = []
+    while True:
+        try:
+            p = c.recv(timeout=wait)
+        except socket.timeout:
+            return sorted(got)
+        if p.type == PUBLISH:
+            got.append(p.topic.decode())
+
+
 def client(port, client_id="", version=4, **kw):
     """Open a connection and complete CONNECT; returns the Conn."""
     c = Conn(port, version=version)
