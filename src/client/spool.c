@@ -442,21 +442,34 @@ static int load_out(struct tern__spool *s, const char *name, uint16_t pid,
     return TERN_OK;
 }
 
+/* A listing of the store directory from its start (on a copy of dfd: closedir closes that).
+ * NULL with errno set on failure. */
+static DIR *open_dir(struct tern__spool *s)
+{
+    int dup = fcntl(s->dfd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = dup >= 0 ? fdopendir(dup) : NULL;
+    if (d == NULL) {
+        int e = errno;
+        if (dup >= 0) {
+            close(dup);
+        }
+        errno = e;
+        return NULL;
+    }
+    rewinddir(d);
+    return d;
+}
+
 int tern__spool_load(struct tern__spool *s, struct tern__spool_rec **recs, size_t *nrecs,
                      bool *in_ids, size_t *skipped)
 {
     *recs = NULL;
     *nrecs = 0;
     *skipped = 0;
-    int dup = fcntl(s->dfd, F_DUPFD_CLOEXEC, 0);
-    DIR *d = dup >= 0 ? fdopendir(dup) : NULL;
+    DIR *d = open_dir(s);
     if (d == NULL) {
-        if (dup >= 0) {
-            close(dup);
-        }
         return fail(s, "store directory: %s", strerror(errno));
     }
-    rewinddir(d);
     bool *released = tern_calloc(65536, sizeof(bool));
     size_t cap = 0, n = 0;
     struct tern__spool_rec *out = NULL;
@@ -521,15 +534,10 @@ int tern__spool_load(struct tern__spool *s, struct tern__spool_rec **recs, size_
 
 int tern__spool_in_clear(struct tern__spool *s)
 {
-    int dup = fcntl(s->dfd, F_DUPFD_CLOEXEC, 0);
-    DIR *d = dup >= 0 ? fdopendir(dup) : NULL;
+    DIR *d = open_dir(s);
     if (d == NULL) {
-        if (dup >= 0) {
-            close(dup);
-        }
         return fail(s, "store directory: %s", strerror(errno));
     }
-    rewinddir(d);
     bool changed = false;
     int rc = TERN_OK;
     struct dirent *e;
