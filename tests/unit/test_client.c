@@ -521,6 +521,19 @@ static void drive(struct srv *s)
     tern_client_process(s->c, TERN_CLIENT_READ | TERN_CLIENT_WRITE);
 }
 
+/* Drive the client, then take what it sent into s->buf, or wait up to 5 ms for some. */
+static void srv_fill(struct srv *s)
+{
+    drive(s);
+    ssize_t r = recv(s->fd, s->buf + s->len, sizeof(s->buf) - s->len, MSG_DONTWAIT);
+    if (r > 0) {
+        s->len += (size_t)r;
+        return;
+    }
+    struct pollfd p = {s->fd, POLLIN, 0};
+    poll(&p, 1, 5);
+}
+
 /* Accept the client's next connection (driving the client meanwhile). */
 static bool srv_accept(struct srv *s)
 {
@@ -553,14 +566,7 @@ static size_t srv_read_n(struct srv *s, struct tern_packet *pkt, size_t *consume
             *consumed = (size_t)n;
             return (size_t)n;
         }
-        drive(s);
-        ssize_t r = recv(s->fd, s->buf + s->len, sizeof(s->buf) - s->len, MSG_DONTWAIT);
-        if (r > 0) {
-            s->len += (size_t)r;
-            continue;
-        }
-        struct pollfd p = {s->fd, POLLIN, 0};
-        poll(&p, 1, 5);
+        srv_fill(s);
     }
     return 0;
 }
@@ -1123,14 +1129,7 @@ static size_t ws_read_request(struct srv *s, struct tern_ws_upgrade *up, char *t
             return (size_t)n;
         }
         CHECK_EQ(n, TERN_ENEEDMORE);
-        drive(s);
-        ssize_t r = recv(s->fd, s->buf + s->len, sizeof(s->buf) - s->len, MSG_DONTWAIT);
-        if (r > 0) {
-            s->len += (size_t)r;
-            continue;
-        }
-        struct pollfd p = {s->fd, POLLIN, 0};
-        poll(&p, 1, 5);
+        srv_fill(s);
     }
     return 0;
 }
