@@ -759,35 +759,29 @@ static void test_jwt_and_fail_limit_options(void)
     CHECK_EQ(c.auth_fail_window, -1);
     tern_config_free(&c);
     /* per_listener_settings: the global block fills what a listener does not set */
-    int rc = load(&c, "per_listener_settings true\n"
-                      "jwt_key_file /k.pem\n"
-                      "jwt_audience mqtt\n"
-                      "jwt_leeway 5\n"
-                      "auth_fail_limit 3\n"
-                      "auth_fail_window 20\n"
-                      "listener 1883\n"
-                      "listener 1884\n"
-                      "jwt_jwks_file /j.json\n"
-                      "jwt_key_file /other.pem\n");
+#define JWT_GLOBAL_TWO_LISTENERS   \
+    "per_listener_settings true\n" \
+    "jwt_key_file /k.pem\n"        \
+    "jwt_audience mqtt\n"          \
+    "jwt_leeway 5\n"               \
+    "auth_fail_limit 3\n"          \
+    "auth_fail_window 20\n"        \
+    "listener 1883\n"              \
+    "listener 1884\n"
+    int rc = load(&c, JWT_GLOBAL_TWO_LISTENERS "jwt_jwks_file /j.json\n"
+                                               "jwt_key_file /other.pem\n");
     CHECK_ERR(rc, TERN_ECONFIG); /* listener 1884: two key sources */
     CHECK(strstr(err, "one key source") != NULL);
     tern_config_free(&c);
-    rc = load(&c, "per_listener_settings true\n"
-                  "jwt_key_file /k.pem\n"
-                  "jwt_audience mqtt\n"
-                  "jwt_leeway 5\n"
-                  "auth_fail_limit 3\n"
-                  "auth_fail_window 20\n"
-                  "listener 1883\n"
-                  "listener 1884\n"
-                  "jwt_secret_file /s\n"
-                  "jwt_issuer https://idp\n"
-                  "jwt_username_claim client_id\n"
-                  "jwt_topics_claim topics\n"
-                  "jwt_require_exp false\n"
-                  "jwt_leeway 0\n");
+    rc = load(&c, JWT_GLOBAL_TWO_LISTENERS "jwt_secret_file /s\n"
+                                           "jwt_issuer https://idp\n"
+                                           "jwt_username_claim client_id\n"
+                                           "jwt_topics_claim topics\n"
+                                           "jwt_require_exp false\n"
+                                           "jwt_leeway 0\n");
     CHECK_ERR(rc, TERN_ECONFIG); /* the inherited jwt_key_file plus jwt_secret_file */
     tern_config_free(&c);
+#undef JWT_GLOBAL_TWO_LISTENERS
     rc = load(&c, "per_listener_settings true\n"
                   "jwt_audience mqtt\n"
                   "jwt_leeway 5\n"
