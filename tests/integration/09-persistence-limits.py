@@ -56,6 +56,14 @@ def sys_wait(port, topic, want, version=5, timeout=4):
     return v
 
 
+def publish_q(port, version, n, prefix):
+    """QoS 1 messages PREFIX00.. on q/0..q/n-1, each acknowledged."""
+    p = client(port, "pub", version=version)
+    for i in range(n):
+        p.publish("q/%d" % i, prefix + b"%02d" % i, qos=1, mid=i + 1)
+    p.close()
+
+
 def drain(c, version, max_n=100):
     """Receive and acknowledge PUBLISHes until nothing comes for 0.5 s; the payloads."""
     got = []
@@ -81,10 +89,7 @@ def test_restored_queue_obeys_limits(version):
         s = persistent(b.port, "lim", version)
         s.subscribe([("q/#", 1)])
         offline(s)
-        p = client(b.port, "pub", version=version)
-        for i in range(30):
-            p.publish("q/%d" % i, b"m%02d" % i, qos=1, mid=i + 1)
-        p.close()
+        publish_q(b.port, version, 30, b"m")
         set_conf(b, "max_queued_messages 100", "max_queued_messages 10")
         b.restart(signal.SIGKILL)
         eq(sys_wait(b.port, "$SYS/broker/publish/messages/dropped", 20, version), 20,
@@ -100,10 +105,7 @@ def test_restored_queue_obeys_limits(version):
         s.subscribe([("q/#", 1)], mid=7)
         offline(s)
         # Bytes: each message is 3 + 3..4 topic bytes; 40 bytes hold 5 of them.
-        p = client(b.port, "pub", version=version)
-        for i in range(12):
-            p.publish("q/%d" % i, b"b%02d" % i, qos=1, mid=i + 1)
-        p.close()
+        publish_q(b.port, version, 12, b"b")
         set_conf(b, "max_queued_messages 100", "max_queued_messages 100\nmax_queued_bytes 40")
         b.restart(signal.SIGKILL)
         s = persistent(b.port, "lim", version)
