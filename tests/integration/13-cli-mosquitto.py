@@ -54,28 +54,8 @@ def tern(*args, stdin=None, timeout=RUN_TIMEOUT):
 
 # Background processes of the running test; reap() kills what is left (a failed test must not
 # leave a reconnecting `tern sub` behind).
-_spawned = []
-
-
-def spawn(argv):
-    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    _spawned.append(proc)
-    return proc
-
-
-def reap():
-    while _spawned:
-        proc = _spawned.pop()
-        if proc.poll() is None:
-            proc.kill()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        for f in (proc.stdout, proc.stderr):
-            if f is not None and not f.closed:
-                f.close()
+spawn = ternlib.spawn
+reap = ternlib.reap_spawned
 
 
 def finish(proc, timeout=RUN_TIMEOUT):

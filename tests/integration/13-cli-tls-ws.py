@@ -190,30 +190,16 @@ SERVERS = {"ternd": Ternd, "mosquitto": Mosquitto}
 
 # ------------------------------------------------------------------------------ processes
 
-_spawned = []
-
-
 def tern(*args, stdin=None, timeout=RUN_TIMEOUT):
     return subprocess.run([tern_path()] + [str(a) for a in args], input=stdin,
                           capture_output=True, timeout=timeout)
 
 
 def spawn(*args, stdin=None):
-    proc = subprocess.Popen([tern_path()] + [str(a) for a in args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=stdin)
-    _spawned.append(proc)
-    return proc
+    return ternlib.spawn([tern_path()] + list(args), stdin=stdin)
 
 
-def reap():
-    while _spawned:
-        proc = _spawned.pop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=5)
-        for f in (proc.stdin, proc.stdout, proc.stderr):
-            if f is not None and not f.closed:
-                f.close()
+reap = ternlib.reap_spawned
 
 
 def ok(res, what="tern"):

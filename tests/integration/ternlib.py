@@ -413,6 +413,32 @@ class Conn:
         return None
 
 
+_spawned = []
+
+
+def spawn(argv, stdin=None):
+    """Start a helper process with its output piped; reap_spawned() ends it."""
+    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=stdin)
+    _spawned.append(proc)
+    return proc
+
+
+def reap_spawned():
+    """Kill the processes spawn() started that still run, and close their pipes."""
+    while _spawned:
+        proc = _spawned.pop()
+        if proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        for f in (proc.stdin, proc.stdout, proc.stderr):
+            if f is not None and not f.closed:
+                f.close()
+
+
 def received_topics(c, wait=0.4):
     """Sorted topics of the PUBLISH packets that reach Conn c until it has been quiet for
     `wait` seconds."""
