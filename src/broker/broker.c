@@ -39,8 +39,6 @@
 
 #include <errno.h>
 #include <grp.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -440,7 +438,8 @@ static int listener_tls_new(const struct tern_listener_config *lc, struct tern_t
     return TERN_OK;
 }
 
-static int open_listener(struct tern_listener *l, const struct tern_listener_config *lc)
+static int open_listener(struct tern_listener *l, const struct tern_listener_config *lc,
+                         bool nodelay)
 {
     l->fd = -1;
     l->cfg = lc;
@@ -459,7 +458,11 @@ static int open_listener(struct tern_listener *l, const struct tern_listener_con
         printf("ternd listening on unix:%s (%s)\n", lc->unix_path, kind);
         return TERN_OK;
     }
-    unsigned flags = lc->socket_domain == TERN_DOMAIN_IPV6 ? TERN_NET_V6ONLY : 0;
+    /* MQTT, TLS and WebSocket clients all speak first: TERN_NET_DEFER_ACCEPT (net.h). */
+    unsigned flags = TERN_NET_DEFER_ACCEPT | (nodelay ? 0u : TERN_NET_NAGLE);
+    if (lc->socket_domain == TERN_DOMAIN_IPV6) {
+        flags |= TERN_NET_V6ONLY;
+    }
     const char *host = lc->bind_address;
     if (host == NULL && lc->socket_domain == TERN_DOMAIN_IPV4) {
         host = "0.0.0.0";
@@ -563,26 +566,9 @@ int tern_broker_start(struct tern_broker *b, struct tern_config *cfg)
         }
     }
     for (size_t i = 0; i < b->nlisteners; i++) {
-        int rc = open_listener(&b->listeners[i], &cfg->listeners[i]);
+        int rc = open_listener(&b->listeners[i], &cfg->listeners[i], cfg->set_tcp_nodelay);
         if (rc != TERN_OK) {
             return rc;
-        }
-        /* MQTT, TLS and WebSocket clients all speak first: the kernel hands a connection to
-         * accept only once its first bytes arrived, so accepting and reading the CONNECT take
-         * one wake-up instead of two. One second, the least: a client that stays silent is
-         * handed over after it (the SYN-ACK retransmission) and ternd's connect timer runs
-         * from there, so it is closed after connect_timeout + 1 s. */
-        int defer = 1;
-        if (cfg->listeners[i].unix_path == NULL &&
-            setsockopt(b->listeners[i].fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer) !=
-                0) {
-            tern_log(TERN_LOG_WARNING, "TCP_DEFER_ACCEPT: %s", strerror(errno));
-        }
-        /* TCP listeners come with TCP_NODELAY, which accepted sockets inherit (net.c). */
-        int zero = 0;
-        if (!cfg->set_tcp_nodelay && cfg->listeners[i].unix_path == NULL &&
-            setsockopt(b->listeners[i].fd, IPPROTO_TCP, TCP_NODELAY, &zero, sizeof zero) != 0) {
-            tern_log(TERN_LOG_WARNING, "set_tcp_nodelay false: %s", strerror(errno));
         }
     }
     fflush(stdout);

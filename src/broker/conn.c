@@ -110,8 +110,8 @@ void tern__conn_accept(struct tern_worker *w, struct tern_stream *stream, struct
     atomic_fetch_add(&l->nconns, 1);
     atomic_fetch_add_explicit(&b->stats.connections_total, 1, memory_order_relaxed);
     tern_log(TERN_LOG_DEBUG, "new connection from %s on worker %u", tern__conn_peer(c), w->id);
-    /* Read in this turn: the first bytes are usually there already (TCP_DEFER_ACCEPT on the
-     * listener, broker.c), or came with the WebSocket upgrade and the fd may never become
+    /* Read in this turn: the first bytes are usually there already (TERN_NET_DEFER_ACCEPT on
+     * the listener, net.h), or came with the WebSocket upgrade and the fd may never become
      * readable for them. */
     (void)tern_loop_fd_kick(w->loop, c->stream->fd, TERN_LOOP_READ);
 }

@@ -156,7 +156,10 @@ static int listen_one(const struct sockaddr *sa, socklen_t sa_len, int backlog, 
         goto err;
     }
     /* Accepted sockets inherit it: no setsockopt per connection (tern_stream_socket_accepted). */
-    if (set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1) < 0) {
+    if (!(flags & TERN_NET_NAGLE) && set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1) < 0) {
+        goto err;
+    }
+    if ((flags & TERN_NET_DEFER_ACCEPT) && set_int_opt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, 1) < 0) {
         goto err;
     }
     if (sa->sa_family == AF_INET6) {

@@ -19,6 +19,12 @@
 /* Flags for tern_net_listen_tcp(). */
 #define TERN_NET_REUSEPORT 0x1u /* SO_REUSEPORT: several sockets (threads) share the port */
 #define TERN_NET_V6ONLY    0x2u /* an IPv6 wildcard listener does not also take IPv4 */
+/* Keep Nagle's algorithm on accepted sockets (by default they inherit TCP_NODELAY). */
+#define TERN_NET_NAGLE 0x4u
+/* TCP_DEFER_ACCEPT, 1 s: accept only once a connection's first bytes arrived, so accepting and
+ * reading them take one wake-up (for protocols where the client speaks first). A silent client
+ * is handed over after 1 s anyway (at the SYN-ACK retransmission). */
+#define TERN_NET_DEFER_ACCEPT 0x8u
 
 /* Backlog used when 0 or less is given. */
 #define TERN_NET_DEFAULT_BACKLOG 511
