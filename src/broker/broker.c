@@ -318,7 +318,7 @@ static void lag_timer_fire(struct tern_loop *loop, struct tern_timer *t)
 {
     struct tern_worker *w = tern_container_of(t, struct tern_worker, lag_timer);
     uint64_t now = tern_time_mono_ms();
-    tern__migrate_sample_load(w, now);
+    tern__migrate_sample_load(w);
     if (atomic_load_explicit(&w->busy_pm, memory_order_relaxed) < IDLE_TRIM_PM) {
         /* Mostly idle: give back what the block and chunk caches kept from the last burst
          * (after a connection storm, 64 output chunks per worker were 27 B per idle

@@ -187,9 +187,8 @@ void tern__migrate_clear(struct tern_worker *w)
     w->nmigrate_cand = 0;
 }
 
-void tern__migrate_sample_load(struct tern_worker *w, uint64_t now_ms)
+void tern__migrate_sample_load(struct tern_worker *w)
 {
-    (void)now_ms;
     uint64_t wall = tern_time_mono_ns();
     uint64_t idle = tern_loop_idle_ns(w->loop);
     if (w->busy_wall_last != 0 && wall > w->busy_wall_last) {

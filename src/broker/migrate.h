@@ -31,7 +31,7 @@ void tern__migrate_consider(struct tern_worker *w, struct tern_session *s);
 void tern__migrate_run(struct tern_worker *w);
 
 /* The lag probe of w (every 250 ms): sample how busy the worker was, for the policy. */
-void tern__migrate_sample_load(struct tern_worker *w, uint64_t now_ms);
+void tern__migrate_sample_load(struct tern_worker *w);
 
 /* Drop the considered sessions (worker shutdown). */
 void tern__migrate_clear(struct tern_worker *w);
